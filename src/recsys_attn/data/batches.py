@@ -1,0 +1,89 @@
+"""Typed batches and the vectorised functions that build them from flat item tensors."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from recsys_attn.constants import PAD
+
+
+class TrainBatch(NamedTuple):
+    """Training batch for both sample kinds: a loss is taken wherever ``target != PAD``."""
+
+    input: Tensor  # [B, L] left-padded item ids (MASK at masked positions for cloze)
+    target: Tensor  # [B, L] item to predict at each position, PAD = no loss
+
+
+class EvalBatch(NamedTuple):
+    """Validation/test batch: one held-out item per user and the history to filter."""
+
+    users: Tensor  # [B] user_idx
+    input: Tensor  # [B, L] left-padded history (cloze: ends with MASK)
+    target: Tensor  # [B] held-out item
+    seen_rows: Tensor  # [S] row in the batch of each seen (history) item
+    seen_items: Tensor  # [S] the seen item
+
+
+class TrainRequest(NamedTuple):
+    """Rows of the training store to turn into a batch (built after transfer to the device)."""
+
+    rows: Tensor  # [B]
+
+
+class EvalRequest(NamedTuple):
+    """Rows of an evaluation set (0 = validation, 1 = test) to turn into a batch."""
+
+    rows: Tensor  # [B]
+    split: int
+
+
+def left_pad(values: Tensor, starts: Tensor, ends: Tensor, length: int) -> Tensor:
+    """The last ``length`` items of each ``values[start:end]``, left-padded with PAD: ``[R, length]``."""
+    cols = torch.arange(-length, 0, device=values.device)  # [L] = -L..-1
+    idx = ends[:, None] + cols[None, :]  # [R, L] positions in values
+    valid = idx >= starts[:, None]  # [R, L]
+    return torch.where(valid, values[idx.clamp_min(0)], PAD)  # [R, L]
+
+
+def ragged_coo(values: Tensor, starts: Tensor, ends: Tensor) -> tuple[Tensor, Tensor]:
+    """Each row's items ``values[start:end]`` as (row, item) pairs, vectorised."""
+    lengths = ends - starts  # [R]
+    total = int(lengths.sum())
+    rows = torch.repeat_interleave(torch.arange(lengths.numel(), device=values.device), lengths, output_size=total)
+    offsets = torch.cumsum(lengths, 0) - lengths  # [R]
+    pos = torch.arange(total, device=values.device) + (starts - offsets)[rows]  # [S]
+    return rows, values[pos]
+
+
+def trim_left(*tensors: Tensor) -> tuple[Tensor, ...]:
+    """Drop leading columns that are padding in every row of the first tensor (positions count from the right)."""
+    filled = (tensors[0] != PAD).any(0)  # [L]
+    first = int(torch.argmax(filled.int())) if bool(filled.any()) else tensors[0].shape[1] - 1
+    return tuple(t[:, first:] for t in tensors)
+
+
+def next_item_batch(rows: Tensor) -> TrainBatch:
+    """Shifted next-item targets from windows of ``L + 1`` items ``[B, L + 1]``."""
+    inp = rows[:, :-1]  # [B, L]
+    target = torch.where(inp != PAD, rows[:, 1:], PAD)  # [B, L] no target without an input
+    inp, target = trim_left(inp, target)
+    return TrainBatch(inp, target)
+
+
+def cloze_batch(rows: Tensor, last_only: Tensor, mask_prob: float, mask_token: int) -> TrainBatch:
+    """Cloze (masked-item) batch from windows ``[B, L]``: each real item masked with ``mask_prob``.
+
+    Rows flagged ``last_only`` mask only their last item, as BERT4Rec's extra training samples do.
+    """
+    real = rows != PAD  # [B, L]
+    random_mask = torch.rand(rows.shape, device=rows.device) < mask_prob  # [B, L]
+    last = torch.zeros_like(real)
+    last[:, -1] = True  # left padding: the last column holds each row's last item
+    masked = torch.where(last_only[:, None], last, random_mask) & real  # [B, L]
+    inp = torch.where(masked, mask_token, rows)  # [B, L]
+    target = torch.where(masked, rows, PAD)  # [B, L]
+    inp, target = trim_left(inp, target)
+    return TrainBatch(inp, target)

@@ -1,0 +1,152 @@
+"""On-disk cache of prepared data sets, keyed by source, preparation and input file; atomic writes.
+
+Layout: ``<cache_dir>/prepared/<name>-<hash12>/{interactions,users,items}.parquet`` and
+``meta.json``. A folder is built under a temporary name next to it and renamed into place, so a
+folder with the final name is always complete; concurrent writers (DDP ranks) keep the first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from recsys_attn.data.download import locate
+from recsys_attn.data.errors import DataError
+from recsys_attn.data.prepared import Prepared
+from recsys_attn.data.preprocess import Preparation, preprocess
+from recsys_attn.data.readers import read_interactions
+from recsys_attn.data.sources import Source
+
+log = logging.getLogger(__name__)
+
+PREP_VERSION = 1
+"""Bump when readers or preprocessing change their output, to invalidate every cache."""
+
+STALE_TEMP_S = 24 * 3600.0
+"""Temporary build folders older than this are left-overs of killed runs and are removed."""
+
+_FILES = ("interactions", "users", "items")
+_TMP_MARK = ".tmp-"
+
+
+def cache_key(source: Source, prep: Preparation, input_path: Path) -> str:
+    """Hex sha256 of the source and preparation settings, PREP_VERSION and the input's size+mtime."""
+    stat = input_path.stat()
+    payload = {
+        "source": asdict(source),
+        "preparation": asdict(prep),
+        "prep_version": PREP_VERSION,
+        "input": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def load_prepared(
+    source: Source, prep: Preparation, data_dir: str | Path, cache_dir: str | Path
+) -> Prepared:
+    """Return the prepared data set, from the cache when its key matches, else built and cached.
+
+    Args:
+        source: Where the raw log is and how to read it.
+        prep: Filters applied to it.
+        data_dir: Folder relative source paths are resolved against (downloads land there).
+        cache_dir: Root of the cache; prepared sets go to ``<cache_dir>/prepared/``.
+    """
+    input_path = locate(source, data_dir)
+    key = cache_key(source, prep, input_path)
+    root = Path(cache_dir).expanduser().absolute() / "prepared"
+    folder = root / f"{source.name}-{key[:12]}"
+    if (folder / "meta.json").is_file():
+        log.info("%s: reusing prepared cache %s", source.name, folder)
+        return read_prepared(folder)
+    others = sorted(
+        p.name for p in root.glob(f"{source.name}-*") if re.fullmatch(rf"{re.escape(source.name)}-[0-9a-f]{{12}}", p.name)
+    )
+    if others:
+        log.info(
+            "%s: config or input changed (no cache %s; found %s); preparing again",
+            source.name,
+            folder.name,
+            ", ".join(others),
+        )
+    else:
+        log.info("%s: no prepared cache yet; preparing %s", source.name, input_path)
+    raw = read_interactions(input_path, source)
+    prepared = preprocess(raw, prep, source.name)
+    meta = {
+        **prepared.meta,
+        "source": asdict(source),
+        "input": {"path": str(input_path), **_stat(input_path)},
+        "prep_version": PREP_VERSION,
+        "config_hash": key,
+    }
+    prepared = Prepared(prepared.interactions, prepared.users, prepared.items, meta)
+    _write_atomically(prepared, folder)
+    return Prepared(
+        prepared.interactions, prepared.users, prepared.items, {**meta, "cache_path": str(folder)}
+    )
+
+
+def read_prepared(folder: Path) -> Prepared:
+    """Read a prepared data set written by ``load_prepared``."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        frames = {name: pl.read_parquet(folder / f"{name}.parquet") for name in _FILES}
+    except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
+        raise DataError(
+            f"prepared cache {folder} is unreadable ({exc}); delete the folder to rebuild it"
+        ) from exc
+    meta["cache_path"] = str(folder)
+    return Prepared(frames["interactions"], frames["users"], frames["items"], meta)
+
+
+def _stat(path: Path) -> dict[str, Any]:
+    stat = path.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _write_atomically(prepared: Prepared, folder: Path) -> None:
+    """Write into a temporary sibling folder, then rename it to ``folder`` unless that exists."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(folder.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{folder.name}{_TMP_MARK}", dir=folder.parent))
+    try:
+        prepared.interactions.write_parquet(tmp / "interactions.parquet")
+        prepared.users.write_parquet(tmp / "users.parquet")
+        prepared.items.write_parquet(tmp / "items.parquet")
+        # meta.json last: its presence marks a complete folder even if a rename were not atomic.
+        (tmp / "meta.json").write_text(json.dumps(prepared.meta, indent=2, default=str) + "\n")
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
+        try:
+            os.rename(tmp, folder)  # fails if folder exists (non-empty): first writer wins
+        except OSError:
+            if not (folder / "meta.json").is_file():
+                raise
+            log.info("%s was written meanwhile by another process; keeping it", folder)
+        else:
+            log.info("prepared data cached in %s", folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_stale_temps(root: Path) -> None:
+    """Remove temporary build folders left by killed runs (older than STALE_TEMP_S)."""
+    now = time.time()
+    for path in root.glob(f"*{_TMP_MARK}*"):
+        with contextlib.suppress(OSError):
+            if now - path.stat().st_mtime > STALE_TEMP_S:
+                shutil.rmtree(path)
+                log.info("removed stale temporary folder %s", path)

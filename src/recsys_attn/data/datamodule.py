@@ -1,0 +1,267 @@
+"""One LightningDataModule for next-item (SASRec) and cloze (BERT4Rec) training."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from recsys_attn.config import build_settings
+from recsys_attn.constants import PAD, mask_id
+from recsys_attn.data.batches import (
+    EvalBatch,
+    EvalRequest,
+    TrainBatch,
+    TrainRequest,
+    cloze_batch,
+    left_pad,
+    next_item_batch,
+    ragged_coo,
+    trim_left,
+)
+from recsys_attn.data.cache import load_prepared
+from recsys_attn.data.prepared import Prepared
+from recsys_attn.data.preprocess import Preparation
+from recsys_attn.data.sampling import IndexBatches
+from recsys_attn.data.settings import DataSettings
+from recsys_attn.data.sources import Source
+from recsys_attn.data.split import EvalSet, SplitConfig, Splits, split_interactions
+
+log = logging.getLogger(__name__)
+
+
+class SequenceStore:
+    """Training windows and evaluation views as tensors, movable to any device at once."""
+
+    def __init__(self, splits: Splits, settings: DataSettings, n_items: int) -> None:
+        self.settings, self.n_items = settings, n_items
+        width = settings.max_len + (1 if settings.sample_kind == "next" else 0)
+        starts, ends = splits.train_starts, splits.train_ends  # [T]
+        if settings.max_train_users is not None:
+            starts, ends = starts[: settings.max_train_users], ends[: settings.max_train_users]
+        if settings.window_stride is not None and settings.sample_kind == "next":
+            starts, ends = _windows(starts, ends, width, settings.window_stride)
+        self.windows = left_pad(splits.values, starts, ends, width).int()  # [N, W]
+        self.values = splits.values.int()  # [I]
+        self.evals = (splits.val.subset(settings.max_eval_users), splits.test.subset(settings.max_eval_users))
+
+    @property
+    def n_train_samples(self) -> int:
+        """Samples per epoch (cloze doubles them with the last-item-only copies)."""
+        n = int(self.windows.shape[0])
+        extra = self.settings.sample_kind == "cloze" and self.settings.cloze_last_item_samples
+        return 2 * n if extra else n
+
+    def to(self, device: torch.device) -> SequenceStore:
+        """A copy whose tensors live on ``device`` (self when already there)."""
+        if self.windows.device == device:
+            return self
+        moved = object.__new__(SequenceStore)
+        moved.settings, moved.n_items = self.settings, self.n_items
+        moved.windows, moved.values = self.windows.to(device), self.values.to(device)
+        moved.evals = tuple(
+            EvalSet(e.users.to(device), e.starts.to(device), e.ends.to(device), e.targets.to(device))
+            for e in self.evals
+        )  # type: ignore[assignment]
+        return moved
+
+    def train_batch(self, idx: Tensor) -> TrainBatch:
+        """Training batch for sample indices ``[B]`` (vectorised, on idx's device)."""
+        n = self.windows.shape[0]
+        rows = self.windows[idx % n].long()  # [B, W]
+        if self.settings.sample_kind == "next":
+            return next_item_batch(rows)
+        last_only = idx >= n  # [B]
+        return cloze_batch(rows, last_only, self.settings.mask_prob, mask_id(self.n_items))
+
+    def eval_batch(self, idx: Tensor, split: int) -> EvalBatch:
+        """Evaluation batch for rows ``[B]`` of the validation (0) or test (1) set."""
+        es = self.evals[split]
+        starts, ends = es.starts[idx], es.ends[idx]  # [B]
+        values = self.values.long()
+        cloze = self.settings.sample_kind == "cloze"
+        hist_len = self.settings.max_len - (1 if cloze else 0)
+        inp = left_pad(values, starts, ends, hist_len)  # [B, L']
+        if cloze:  # predict the item after the history at an appended MASK position
+            mask_col = torch.full_like(inp[:, :1], mask_id(self.n_items))  # [B, 1]
+            inp = torch.cat([inp, mask_col], dim=1)  # [B, L]
+        (inp,) = trim_left(inp)
+        seen_rows, seen_items = ragged_coo(values, starts, ends)  # [S], [S]
+        return EvalBatch(es.users[idx], inp, es.targets[idx].long(), seen_rows, seen_items)
+
+
+def _windows(starts: Tensor, ends: Tensor, width: int, stride: int) -> tuple[Tensor, Tensor]:
+    """Sliding windows of ``width`` ending every ``stride`` items back from each sequence's end."""
+    lengths = ends - starts  # [T]
+    n_windows = 1 + torch.div((lengths - width).clamp_min(0) + stride - 1, stride, rounding_mode="floor")
+    seq = torch.repeat_interleave(torch.arange(lengths.numel()), n_windows)  # [N]
+    first = torch.cumsum(n_windows, 0) - n_windows  # [T]
+    k = torch.arange(seq.numel()) - first[seq]  # [N] window number within its sequence
+    return starts[seq], ends[seq] - k * stride
+
+
+class _Requests:
+    """An iterable of request tuples built from an index stream (the device loader path)."""
+
+    def __init__(self, batches: IndexBatches, make: Callable[[Tensor], Any]) -> None:
+        self.batches, self.make = batches, make
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self.make(idx) for idx in self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class _BatchDataset(Dataset[Any]):
+    """Map-style dataset whose item is a whole batch (the worker loader path)."""
+
+    def __init__(self, build: Callable[[Tensor], Any]) -> None:
+        self.build = build
+
+    def __getitem__(self, idx: Tensor) -> Any:
+        return self.build(idx)
+
+
+class SeqDataModule(L.LightningDataModule):
+    """Prepares a log with polars, splits it, and serves next-item or cloze batches.
+
+    After ``setup``: ``n_items``, ``n_users``, ``item_popularity`` and ``prepared`` (id maps).
+    """
+
+    def __init__(
+        self, source: Source, preparation: Preparation, split: SplitConfig, **settings: Any
+    ) -> None:
+        super().__init__()
+        self.source, self.preparation, self.split = source, preparation, split
+        self.settings = build_settings(DataSettings, settings, "data")
+        self._store: SequenceStore | None = None
+        self._device_store: SequenceStore | None = None
+        self.prepared: Prepared | None = None
+        self.splits: Splits | None = None
+
+    def prepare_data(self) -> None:
+        """Build the prepared cache once (rank 0); ``setup`` then only reads it."""
+        load_prepared(self.source, self.preparation, self.settings.data_dir, self.settings.cache_dir)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._store is not None:
+            return
+        s = self.settings
+        self.prepared = load_prepared(self.source, self.preparation, s.data_dir, s.cache_dir)
+        self.splits = split_interactions(self.prepared.interactions, self.prepared.n_items, self.split)
+        self._store = SequenceStore(self.splits, s, self.prepared.n_items)
+        log.info(
+            "data %s: %d users, %d items; %d training samples, %d val / %d test users evaluated",
+            self.source.name,
+            self.n_users,
+            self.n_items,
+            self.store.n_train_samples,
+            len(self.store.evals[0]),
+            len(self.store.evals[1]),
+        )
+
+    @property
+    def store(self) -> SequenceStore:
+        if self._store is None:
+            raise RuntimeError("SeqDataModule.setup() must run before batches are requested")
+        return self._store
+
+    @property
+    def n_items(self) -> int:
+        return self._prepared().n_items
+
+    @property
+    def n_users(self) -> int:
+        return self._prepared().n_users
+
+    @property
+    def item_popularity(self) -> Tensor:
+        """Training-input counts per item ``[n_items + 1]`` (index 0 = padding, always 0)."""
+        if self.splits is None:
+            raise RuntimeError("SeqDataModule.setup() must run first")
+        pop = self.splits.item_popularity()
+        pop[PAD] = 0
+        return pop
+
+    def _prepared(self) -> Prepared:
+        if self.prepared is None:
+            raise RuntimeError("SeqDataModule.setup() must run first")
+        return self.prepared
+
+    # -- loaders ---------------------------------------------------------------------------
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
+    def _loader(self, batches: IndexBatches, make: Callable[[Tensor], Any], build: Callable[[Tensor], Any]) -> Any:
+        s = self.settings
+        if s.loader == "device":
+            return _Requests(batches, make)
+        return DataLoader(
+            _BatchDataset(build),
+            sampler=batches,  # type: ignore[arg-type]
+            batch_size=None,
+            num_workers=s.num_workers,
+            pin_memory=s.pin_memory,
+            persistent_workers=s.persistent_workers and s.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> Any:
+        rank, world = self._rank_world()
+        batches = IndexBatches(
+            self.store.n_train_samples,
+            self.settings.batch_size,
+            shuffle=True,
+            seed=self.settings.seed,
+            epoch_fn=self._epoch,
+            rank=rank,
+            world_size=world,
+        )
+        return self._loader(batches, TrainRequest, self.store.train_batch)
+
+    def _eval_loader(self, split: int) -> Any:
+        rank, world = self._rank_world()
+        es = self.store.evals[split]
+        batches = IndexBatches(len(es), self.settings.eval_batch_size, shuffle=False, rank=rank, world_size=world)
+        return self._loader(
+            batches, lambda idx: EvalRequest(idx, split), lambda idx: self.store.eval_batch(idx, split)
+        )
+
+    def val_dataloader(self) -> Any:
+        return self._eval_loader(0)
+
+    def test_dataloader(self) -> Any:
+        return self._eval_loader(1)
+
+    def predict_dataloader(self) -> Any:
+        return self._eval_loader(1)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Device path: turn index requests into batches where the data already lives."""
+        if isinstance(batch, TrainRequest):
+            self._reseed()
+            return self._on(batch.rows.device).train_batch(batch.rows)
+        if isinstance(batch, EvalRequest):
+            return self._on(batch.rows.device).eval_batch(batch.rows, batch.split)
+        return batch
+
+    def _on(self, device: torch.device) -> SequenceStore:
+        if self._device_store is None or self._device_store.windows.device != device:
+            self._device_store = self.store.to(device)
+        return self._device_store
+
+    def _reseed(self) -> None:
+        """Seed every random stream from (seed, step, rank) so a resumed run replays the same steps."""
+        if self.trainer is None:
+            return
+        rank, world = self._rank_world()
+        torch.manual_seed(self.settings.seed * 1_000_003 + self.trainer.global_step * world + rank)

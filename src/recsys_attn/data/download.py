@@ -1,0 +1,162 @@
+"""Find a source's raw file in the data directory, downloading it from its public home if absent."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from recsys_attn.data.errors import DataError
+from recsys_attn.data.sources import Source
+
+log = logging.getLogger(__name__)
+
+DATA_DIR_ENV = "RECSYS_ATTN_DATA_DIR"
+"""Environment variable read by ``conf/paths/default.yaml`` for ``paths.data_dir``."""
+
+TIMEOUT_S = 60.0
+"""Socket timeout of a download, in seconds."""
+
+_CHUNK = 1 << 20
+
+
+def source_path(source: Source, data_dir: str | Path) -> Path:
+    """Absolute path of the source's file: ``source.path`` under ``data_dir`` unless absolute."""
+    path = Path(source.path).expanduser()
+    if not path.is_absolute():
+        path = Path(data_dir).expanduser() / path
+    return path.absolute()
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def locate(source: Source, data_dir: str | Path) -> Path:
+    """Return the local file of ``source``, downloading it first when it is absent.
+
+    A present file is used even when its sha256 differs from ``source.sha256`` (with a warning).
+    A download is written atomically: a temporary file in the target folder, checked, then
+    renamed into place, so no half-written file is ever left at the target path.
+
+    Raises:
+        DataError: The file is absent and could not be downloaded, or the download's checksum
+            does not match ``source.sha256``.
+    """
+    path = source_path(source, data_dir)
+    if path.is_file():
+        if source.sha256 is not None:
+            actual = sha256_of(path)
+            if actual != source.sha256.lower():
+                log.warning(
+                    "%s: sha256 %s differs from data.source.sha256=%s of %r; used as given",
+                    path,
+                    actual,
+                    source.sha256,
+                    source.name,
+                )
+        return path
+    if path.exists():
+        raise DataError(f"{path} exists but is not a file (data set {source.name!r})")
+    try:
+        if source.url is None:
+            raise _DownloadFailed("no data.source.url configured")
+        _download(source, path)
+    except _DownloadFailed as exc:
+        raise DataError(
+            f"data set {source.name!r}: file not found at {path}, and the download from "
+            f"{source.url} failed ({exc}). Put the file there, or point paths.data_dir "
+            f"(or env {DATA_DIR_ENV}) at the folder that holds '{source.path}'."
+        ) from exc
+    return path
+
+
+class _DownloadFailed(Exception):
+    """A download could not complete (network, archive or file-system error)."""
+
+
+def _fetch(url: str, dest: Path) -> None:
+    """Stream ``url`` into the open path ``dest``."""
+    log.info("downloading %s", url)
+    request = urllib.request.Request(url, headers={"User-Agent": "recsys_attn"})
+    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response, dest.open("wb") as out:
+        shutil.copyfileobj(response, out, _CHUNK)
+
+
+def _download(source: Source, path: Path) -> None:
+    """Download (and extract) the source's file to ``path`` via a checked temporary file."""
+    if source.url is None:  # for the type checker; locate() checks first
+        raise _DownloadFailed("no data.source.url configured")
+    url = source.url
+    temps: list[Path] = []
+    try:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temps.append(_temp_next_to(path, ".download"))
+            _fetch(url, temps[-1])
+            if source.archive_member is not None or url.lower().endswith(".zip"):
+                member = source.archive_member or ""
+                temps.append(_temp_next_to(path, ".extract"))
+                _extract(temps[0], member, temps[-1])
+            result = temps[-1]
+        except (OSError, urllib.error.URLError, ValueError, zipfile.BadZipFile) as exc:
+            raise _DownloadFailed(_reason(exc)) from exc
+        actual = sha256_of(result)
+        if source.sha256 is None:
+            log.info(
+                "%s: sha256 %s (set data.source.sha256 to check future downloads)", path, actual
+            )
+        elif actual != source.sha256.lower():
+            raise DataError(
+                f"data set {source.name!r}: checksum mismatch for the download from {url}: "
+                f"sha256 {actual}, expected data.source.sha256={source.sha256}; "
+                f"nothing was written to {path}"
+            )
+        os.replace(result, path)
+        log.info("saved %s", path)
+    finally:
+        for temp in temps:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+
+
+def _temp_next_to(path: Path, suffix: str) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f"{suffix}.tmp", dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def _extract(archive: Path, member: str, dest: Path) -> None:
+    """Copy ``member`` of the zip ``archive`` into ``dest``."""
+    with zipfile.ZipFile(archive) as zf:
+        try:
+            info = zf.getinfo(member)
+        except KeyError:
+            names = zf.namelist()
+            shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+            raise _DownloadFailed(
+                f"the archive has no member {member!r} (data.source.archive_member); "
+                f"members: {shown}"
+            ) from None
+        with zf.open(info) as src, dest.open("wb") as out:
+            shutil.copyfileobj(src, out, _CHUNK)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        return str(exc.reason)
+    return f"{type(exc).__name__}: {exc}"

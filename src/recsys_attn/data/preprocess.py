@@ -1,0 +1,154 @@
+"""Polars preprocessing of a raw log: rating filter, dedup, k-core, chronological sort, id maps."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+
+import polars as pl
+
+from recsys_attn.data.errors import DataError
+from recsys_attn.data.prepared import Prepared
+
+log = logging.getLogger(__name__)
+
+RAW_COLUMNS: tuple[str, ...] = ("user", "item", "timestamp", "rating", "line")
+"""Columns of a raw frame, as every reader in ``recsys_attn.data.readers`` returns them."""
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """How a raw log is filtered before training.
+
+    Attributes:
+        rating_threshold: Keep interactions with ``rating >= rating_threshold`` (None: keep all).
+            Needs a rating column.
+        dedup: Drop exact duplicate rows (same user, item, timestamp and rating), keeping the
+            first in file order.
+        min_user_interactions: Iterative k-core: drop users with fewer interactions, until stable.
+        min_item_interactions: Iterative k-core: drop items with fewer interactions, until stable.
+    """
+
+    rating_threshold: float | None = None
+    dedup: bool = True
+    min_user_interactions: int = 0
+    min_item_interactions: int = 0
+
+    def __post_init__(self) -> None:
+        """Validate the settings; store the threshold as a float so hashes are stable."""
+        for key in ("min_user_interactions", "min_item_interactions"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise DataError(f"data.preparation.{key}={value!r} must be an integer >= 0")
+        if not isinstance(self.dedup, bool):
+            raise DataError(f"data.preparation.dedup={self.dedup!r} must be true or false")
+        threshold = self.rating_threshold
+        if threshold is not None:
+            if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+                raise DataError(
+                    f"data.preparation.rating_threshold={threshold!r} must be a number or null"
+                )
+            object.__setattr__(self, "rating_threshold", float(threshold))
+
+
+def _describe(prep: Preparation) -> str:
+    return ", ".join(f"{key}={value}" for key, value in asdict(prep).items())
+
+
+def k_core(interactions: pl.DataFrame, min_user: int, min_item: int) -> pl.DataFrame:
+    """Drop users and items with too few interactions, repeating until nothing changes.
+
+    Each round filters users, then items; rows are counted (duplicates count twice).
+    """
+    df = interactions
+    rounds = 0
+    while min_user > 0 or min_item > 0:
+        before = df.height
+        lf = df.lazy()
+        if min_user > 0:
+            lf = lf.filter(pl.len().over("user") >= min_user)
+        if min_item > 0:
+            lf = lf.filter(pl.len().over("item") >= min_item)
+        df = lf.collect()
+        rounds += 1
+        if df.height == before:
+            break
+    log.debug("k-core (users >= %d, items >= %d): %d rounds", min_user, min_item, rounds)
+    return df
+
+
+def preprocess(raw: pl.DataFrame, prep: Preparation, source_name: str) -> Prepared:
+    """Filter, sort and remap a raw log (the frame a reader returns, rows in file order).
+
+    Args:
+        raw: Columns ``user``, ``item``, ``timestamp``, ``rating``, ``line``.
+        prep: The filters to apply.
+        source_name: Data set name, used in messages and ``meta``.
+
+    Returns:
+        The prepared data set: ids remapped to ``1..n`` in order of the original ids, each
+        user's interactions sorted by timestamp, then by line.
+    """
+    missing = [c for c in RAW_COLUMNS if c not in raw.columns]
+    if missing:
+        raise DataError(
+            f"data set {source_name!r}: raw frame lacks columns {missing}; it has {raw.columns}"
+        )
+    df = raw.select(RAW_COLUMNS)
+    if prep.rating_threshold is not None:
+        if df.height > 0 and df["rating"].null_count() == df.height:
+            raise DataError(
+                f"data set {source_name!r}: data.preparation.rating_threshold="
+                f"{prep.rating_threshold} needs ratings, but the source has no rating column"
+            )
+        df = df.filter(pl.col("rating") >= prep.rating_threshold)
+    if prep.dedup:
+        df = df.unique(
+            subset=["user", "item", "timestamp", "rating"], keep="first", maintain_order=True
+        )
+    df = k_core(df, prep.min_user_interactions, prep.min_item_interactions)
+    if df.height == 0:
+        raise DataError(
+            f"data set {source_name!r}: no interactions left after preparation "
+            f"({_describe(prep)}; {raw.height} raw rows); relax data.preparation"
+        )
+    # Dense ranks of the original ids give 1..n in numeric (ints) or lexical (strings) order.
+    df = df.with_columns(
+        pl.col("user").rank("dense").cast(pl.Int64).alias("user_idx"),
+        pl.col("item").rank("dense").cast(pl.Int64).alias("item_idx"),
+    )
+    users = _id_map(df, "user")
+    items = _id_map(df, "item")
+    interactions = df.sort(["user_idx", "timestamp", "line"], nulls_last=True).select(
+        "user_idx", "item_idx", pl.col("timestamp").cast(pl.Int64)
+    )
+    meta = {
+        "source": source_name,
+        "n_users": users.height,
+        "n_items": items.height,
+        "n_interactions": interactions.height,
+        "n_raw": raw.height,
+        "preparation": asdict(prep),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    log.info(
+        "%s: %d raw rows -> %d interactions, %d users, %d items",
+        source_name,
+        raw.height,
+        interactions.height,
+        users.height,
+        items.height,
+    )
+    return Prepared(interactions=interactions, users=users, items=items, meta=meta)
+
+
+def _id_map(df: pl.DataFrame, key: str) -> pl.DataFrame:
+    """``<key>_idx`` → ``<key>_id`` table, sorted by index."""
+    return (
+        df.lazy()
+        .select(pl.col(f"{key}_idx"), pl.col(key).alias(f"{key}_id"))
+        .unique(subset=[f"{key}_idx"])
+        .sort(f"{key}_idx")
+        .collect()
+    )

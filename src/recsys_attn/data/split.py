@@ -1,0 +1,132 @@
+"""Train/validation/test splits of prepared interaction logs (see ../shared/PROTOCOL.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+import torch
+from torch import Tensor
+
+from recsys_attn.data.errors import DataError
+
+SPLIT_KINDS = ("leave_one_out", "temporal")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How interactions are divided into training inputs and held-out targets."""
+
+    kind: str = "leave_one_out"
+    """``leave_one_out`` (the default protocol) or ``temporal`` (global timestamp quantiles)."""
+    val_quantile: float = 0.9
+    """Temporal only: interactions at or after this timestamp quantile are held out."""
+    test_quantile: float = 0.95
+    """Temporal only: the first interaction at or after this quantile is a user's test target."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in SPLIT_KINDS:
+            raise DataError(f"data.split.kind: unknown split {self.kind!r}, expected one of {SPLIT_KINDS}")
+        if not 0.0 < self.val_quantile < self.test_quantile < 1.0:
+            raise DataError(
+                "data.split: expected 0 < val_quantile < test_quantile < 1, got "
+                f"{self.val_quantile} and {self.test_quantile}"
+            )
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """Held-out targets; each user's input history is ``values[starts:ends]``."""
+
+    users: Tensor  # [E] user_idx
+    starts: Tensor  # [E]
+    ends: Tensor  # [E] exclusive
+    targets: Tensor  # [E] item_idx
+
+    def __len__(self) -> int:
+        return int(self.users.numel())
+
+    def subset(self, n: int | None) -> EvalSet:
+        """The first ``n`` users (all when ``n`` is None)."""
+        if n is None or n >= len(self):
+            return self
+        return EvalSet(self.users[:n], self.starts[:n], self.ends[:n], self.targets[:n])
+
+
+@dataclass(frozen=True)
+class Splits:
+    """All users' chronological items in one flat tensor, and views into it."""
+
+    values: Tensor  # [N] item ids, users concatenated in user_idx order
+    train_starts: Tensor  # [T] start of each training sequence (users with >= 1 training item)
+    train_ends: Tensor  # [T] exclusive end
+    val: EvalSet
+    test: EvalSet
+    n_items: int
+
+    def item_popularity(self) -> Tensor:
+        """Count of each item among training inputs only: ``[n_items + 1]``, index 0 = padding."""
+        lengths = self.train_ends - self.train_starts  # [T]
+        positions = _ranges(self.train_starts, lengths)  # [sum(lengths)]
+        return torch.bincount(self.values[positions], minlength=self.n_items + 1)
+
+
+def _ranges(starts: Tensor, lengths: Tensor) -> Tensor:
+    """Concatenate ``arange(s, s + n)`` for each (s, n), vectorised."""
+    offsets = torch.cumsum(lengths, 0) - lengths  # [R] exclusive prefix sums
+    total = int(lengths.sum())
+    row_start = torch.repeat_interleave(starts - offsets, lengths, output_size=total)  # [total]
+    return torch.arange(total, dtype=torch.long) + row_start
+
+
+def split_interactions(interactions: pl.DataFrame, n_items: int, config: SplitConfig) -> Splits:
+    """Split a sorted log (``user_idx`` contiguous and chronological) into train/val/test views."""
+    values = interactions["item_idx"].to_torch().long()  # [N]
+    users = interactions["user_idx"].to_torch().long()  # [N]
+    n_users = int(users.max()) if users.numel() else 0
+    counts = torch.bincount(users, minlength=n_users + 1)[1:]  # [U]
+    starts = torch.cumsum(counts, 0) - counts  # [U]
+    user_ids = torch.arange(1, n_users + 1)  # [U]
+    if config.kind == "leave_one_out":
+        evaluated = counts >= 3  # [U]
+        n_train = torch.where(evaluated, counts - 2, counts)
+        val_pos = torch.where(evaluated, starts + counts - 2, -1)
+        test_pos = torch.where(evaluated, starts + counts - 1, -1)
+    else:
+        n_train, val_pos, test_pos = _temporal_positions(interactions, users, counts, starts, config)
+
+    def eval_set(pos: Tensor) -> EvalSet:
+        keep = pos >= 0
+        return EvalSet(user_ids[keep], starts[keep], pos[keep], values[pos[keep]])
+
+    has_train = n_train > 0
+    return Splits(
+        values=values,
+        train_starts=starts[has_train],
+        train_ends=(starts + n_train)[has_train],
+        val=eval_set(val_pos),
+        test=eval_set(test_pos),
+        n_items=n_items,
+    )
+
+
+def _temporal_positions(
+    interactions: pl.DataFrame, users: Tensor, counts: Tensor, starts: Tensor, config: SplitConfig
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per user: training length, validation and test target positions (-1 = none)."""
+    ts_col = interactions["timestamp"]
+    if ts_col.null_count() > 0:
+        raise DataError(
+            "data.split.kind=temporal needs timestamps, but this data set has none "
+            "(use a source format with a timestamp column, or kind=leave_one_out)"
+        )
+    ts = ts_col.to_torch().double()  # [N]
+    t_val, t_test = torch.quantile(ts, torch.tensor([config.val_quantile, config.test_quantile]).double())
+    n_users = counts.numel()
+    before_val = torch.bincount(users, weights=(ts < t_val).double(), minlength=n_users + 1)[1:].long()
+    before_test = torch.bincount(users, weights=(ts < t_test).double(), minlength=n_users + 1)[1:].long()
+    has_val = (before_test > before_val) & (before_val >= 1)
+    has_test = (counts > before_test) & (before_test >= 1)
+    val_pos = torch.where(has_val, starts + before_val, -1)
+    test_pos = torch.where(has_test, starts + before_test, -1)
+    return before_val, val_pos, test_pos

@@ -1,0 +1,90 @@
+"""Base LightningModule: evaluation under the full-ranking protocol for every recommender."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from recsys_attn.config import build_settings
+from recsys_attn.data.batches import EvalBatch
+from recsys_attn.metrics import _RankMetric, ranking_metrics, sampled_ranks, target_ranks
+from recsys_attn.models.settings import EvalSettings
+
+
+class UserCount(_RankMetric):
+    """Number of evaluated users (summed over devices)."""
+
+    def value(self, ranks: Tensor) -> Tensor:
+        return torch.ones_like(ranks, dtype=torch.float64)
+
+    def compute(self) -> Tensor:
+        return self.count.float()
+
+
+class RecModule(L.LightningModule):
+    """Scores every item for each evaluation user and logs ``val/*`` and ``test/*`` metrics.
+
+    Subclasses implement ``score(input) -> [B, n_items + 1]``. Settings are validated into
+    ``settings_class``; all constructor arguments are scalars, so ``load_from_checkpoint`` needs no Hydra.
+    """
+
+    settings_class: ClassVar[type[EvalSettings]] = EvalSettings
+
+    def __init__(self, n_items: int, item_popularity: Tensor | None = None, **settings: Any) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["item_popularity"])
+        self.settings = build_settings(self.settings_class, settings, "model")
+        self.n_items = n_items
+        pop = torch.zeros(n_items + 1) if item_popularity is None else item_popularity.float()
+        self.register_buffer("item_popularity", pop)  # [n_items + 1], saved with the checkpoint
+        self.eval_metrics = torch.nn.ModuleDict(
+            {stage: self._metrics(stage) for stage in ("val", "test")}
+        )
+
+    def _metrics(self, stage: str) -> torch.nn.ModuleDict:
+        ks = self.settings.eval_ks
+        groups: dict[str, Any] = {"full": ranking_metrics(ks, f"{stage}/"), "users": UserCount()}
+        if self.settings.sampled_eval is not None:
+            n = self.settings.sampled_negatives
+            groups["sampled"] = ranking_metrics(ks, f"{stage}/", suffix=f"_s{n}")
+        return torch.nn.ModuleDict(groups)
+
+    def score(self, items: Tensor) -> Tensor:
+        """Scores ``[B, n_items + 1]`` of every item (column 0 = padding) after each sequence ``[B, L]``."""
+        raise NotImplementedError
+
+    def _evaluate(self, batch: EvalBatch, stage: str) -> None:
+        scores = self.score(batch.input)  # [B, V]
+        filt = (batch.seen_rows, batch.seen_items) if self.settings.filter_seen else (None, None)
+        ranks = target_ranks(scores, batch.target, *filt, n_items=self.n_items)  # [B]
+        metrics = self.eval_metrics[stage]
+        metrics["full"].update(ranks)
+        metrics["users"].update(ranks)
+        self.log_dict(metrics["full"], on_step=False, on_epoch=True)
+        self.log(f"{stage}/users", metrics["users"], on_step=False, on_epoch=True)
+        if "sampled" in metrics:
+            pop = self.item_popularity if self.settings.sampled_eval == "popularity" else None
+            s_ranks = sampled_ranks(
+                scores, batch.target, batch.seen_rows, batch.seen_items,
+                self.settings.sampled_negatives, pop, self.n_items,
+            )  # [B]
+            metrics["sampled"].update(s_ranks)
+            self.log_dict(metrics["sampled"], on_step=False, on_epoch=True)
+
+    def validation_step(self, batch: EvalBatch, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: EvalBatch, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def predict_step(self, batch: EvalBatch, batch_idx: int) -> dict[str, Tensor]:
+        """Top-K items per user (history filtered), K = the largest eval cut-off."""
+        scores = self.score(batch.input).float()  # [B, V]
+        scores[:, 0] = float("-inf")
+        if self.settings.filter_seen:
+            scores[batch.seen_rows, batch.seen_items] = float("-inf")
+        top = scores[:, : self.n_items + 1].topk(max(self.settings.eval_ks), dim=1)
+        return {"users": batch.users, "items": top.indices, "scores": top.values}

@@ -1,0 +1,123 @@
+"""Training losses in a registry: ``model.loss=<name>`` picks one.
+
+Every loss takes the hidden states of the positions that have a target (``[N, D]``), their targets
+(``[N]``, ids in ``1..n_items``) and the item table (``[n_items + 1, D]``, row 0 = padding).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class LossContext:
+    """What a loss may need beyond hidden states and targets."""
+
+    n_items: int
+    num_negatives: int = 256
+    sampling: str = "uniform"
+    """Negative sampling for ``sampled_softmax``: ``uniform`` or ``popularity`` (with logQ correction)."""
+    popularity: Tensor | None = None
+    """Item counts ``[n_items + 1]`` for popularity sampling."""
+    gbce_t: float = 0.75
+    """gSASRec calibration parameter t in [0, 1]."""
+
+
+LossFn = Callable[[Tensor, Tensor, Tensor, LossContext], Tensor]
+LOSSES: dict[str, LossFn] = {}
+
+
+def register(name: str) -> Callable[[LossFn], LossFn]:
+    """Add a loss function to the registry under ``name``."""
+
+    def wrap(fn: LossFn) -> LossFn:
+        LOSSES[name] = fn
+        return fn
+
+    return wrap
+
+
+def uniform_negatives(shape: tuple[int, ...], n_items: int, device: torch.device) -> Tensor:
+    """Item ids drawn uniformly from ``1..n_items``."""
+    return torch.randint(1, n_items + 1, shape, device=device)
+
+
+def _pos_neg_logits(hidden: Tensor, targets: Tensor, items: Tensor, k: int, n_items: int) -> tuple[Tensor, Tensor]:
+    pos = (hidden * items[targets]).sum(-1)  # [N]
+    neg_ids = uniform_negatives((targets.numel(), k), n_items, hidden.device)  # [N, k]
+    neg = torch.einsum("nd,nkd->nk", hidden, items[neg_ids])  # [N, k]
+    return pos, neg
+
+
+@register("ce")
+def full_cross_entropy(hidden: Tensor, targets: Tensor, items: Tensor, ctx: LossContext) -> Tensor:
+    """Softmax over the whole catalogue (padding excluded)."""
+    logits = hidden @ items.T  # [N, V]
+    logits[:, 0] = float("-inf")
+    return F.cross_entropy(logits.float(), targets)
+
+
+@register("bce")
+def bce_one_negative(hidden: Tensor, targets: Tensor, items: Tensor, ctx: LossContext) -> Tensor:
+    """Binary cross-entropy with one uniform negative per position (the SASRec paper)."""
+    pos, neg = _pos_neg_logits(hidden, targets, items, 1, ctx.n_items)  # [N], [N, 1]
+    return (F.softplus(-pos) + F.softplus(neg[:, 0])).mean()
+
+
+@register("bpr")
+def bpr(hidden: Tensor, targets: Tensor, items: Tensor, ctx: LossContext) -> Tensor:
+    """Pairwise BPR: -log sigmoid(pos - neg) with one uniform negative per position."""
+    pos, neg = _pos_neg_logits(hidden, targets, items, 1, ctx.n_items)
+    return F.softplus(-(pos - neg[:, 0])).mean()
+
+
+@register("sampled_softmax")
+def sampled_softmax(hidden: Tensor, targets: Tensor, items: Tensor, ctx: LossContext) -> Tensor:
+    """Softmax over the target and ``num_negatives`` shared sampled items, logQ-corrected.
+
+    Every candidate's logit is shifted by ``-log Q(item)`` (Q: the sampling distribution), which makes
+    the sampled softmax an unbiased estimate of the full one; negatives equal to the target are dropped.
+    """
+    k = ctx.num_negatives
+    if ctx.sampling == "popularity":
+        if ctx.popularity is None:
+            raise ValueError("model.negative_sampling=popularity needs item popularity from the datamodule")
+        probs = ctx.popularity.to(hidden.device, torch.float32).clone()  # [V]
+        probs[0] = 0.0  # padding is never a negative
+        probs = probs / probs.sum()
+        neg_ids = torch.multinomial(probs, k, replacement=True)  # [k]
+        log_q = torch.log(probs.clamp_min(1e-12))  # [V]
+    else:
+        neg_ids = uniform_negatives((k,), ctx.n_items, hidden.device)  # [k]
+        log_q = torch.full((items.shape[0],), -math.log(ctx.n_items), device=hidden.device)  # [V]
+    pos = (hidden * items[targets]).sum(-1, keepdim=True) - log_q[targets, None]  # [N, 1]
+    neg = hidden @ items[neg_ids].T - log_q[neg_ids][None, :]  # [N, k]
+    neg = neg.masked_fill(neg_ids[None, :] == targets[:, None], float("-inf"))
+    logits = torch.cat([pos, neg], dim=1).float()  # [N, 1 + k]
+    return F.cross_entropy(logits, torch.zeros_like(targets))
+
+
+@register("gbce")
+def gbce(hidden: Tensor, targets: Tensor, items: Tensor, ctx: LossContext) -> Tensor:
+    """gSASRec's generalised BCE: positive term raised to beta, ``num_negatives`` uniform negatives.
+
+    ``alpha = k / (n_items - 1)``, ``beta = alpha * (t * (1 - 1/alpha) + 1/alpha)`` (Petrov & Macdonald 2023).
+    """
+    k = ctx.num_negatives
+    alpha = k / max(ctx.n_items - 1, 1)
+    beta = alpha * (ctx.gbce_t * (1.0 - 1.0 / alpha) + 1.0 / alpha)
+    pos, neg = _pos_neg_logits(hidden, targets, items, k, ctx.n_items)  # [N], [N, k]
+    return (beta * F.softplus(-pos) + F.softplus(neg).sum(-1)).mean()
+
+
+def get_loss(name: str) -> LossFn:
+    """The registered loss ``name``; the error lists the known ones."""
+    if name not in LOSSES:
+        raise KeyError(f"model.loss: unknown loss {name!r}; known losses: {', '.join(sorted(LOSSES))}")
+    return LOSSES[name]

@@ -1,0 +1,77 @@
+"""Pieces the entry points share: instantiating groups, seeding, metric files and summaries."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from recsys_attn.config import ConfigError, build_settings
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_group(cfg: DictConfig | None) -> list[Any]:
+    """Objects of every ``_target_`` node in a group such as ``callbacks`` or ``logger``."""
+    if not cfg:
+        return []
+    return [hydra.utils.instantiate(node) for node in cfg.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+def check_model_keys(model_cfg: DictConfig) -> None:
+    """Fail before any data work when ``model.*`` holds a key the model class does not know."""
+    cls = hydra.utils.get_class(model_cfg._target_)
+    values = {k: v for k, v in model_cfg.items() if not str(k).startswith("_")}
+    build_settings(cls.settings_class, values, "model")
+
+
+def to_float(value: Any) -> float:
+    return float(value.item() if hasattr(value, "item") else value)
+
+
+def collect_metrics(trainer: L.Trainer, prefixes: tuple[str, ...] = ("val/", "test/")) -> dict[str, float]:
+    """Final logged metrics whose names start with one of ``prefixes``."""
+    return {k: to_float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefixes)}
+
+
+def write_json_atomic(path: str | Path, data: Mapping[str, Any]) -> None:
+    """Write JSON through a temp file + rename, so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(dict(data), fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def print_summary(metrics: Mapping[str, float], title: str) -> None:
+    """A table of the final metrics (entry points only)."""
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name in sorted(metrics):
+        value = metrics[name]
+        table.add_row(name, f"{value:.4f}" if not math.isnan(value) else "nan")
+    Console().print(table)
+
+
+def loggers_of(cfg: DictConfig) -> list[Logger]:
+    """Loggers of the ``logger`` group, with a clear offline fallback for W&B."""
+    loggers = instantiate_group(cfg.get("logger"))
+    for lg in loggers:
+        if not isinstance(lg, Logger):
+            raise ConfigError(f"logger: {type(lg).__name__} is not a Lightning logger")
+    return loggers

@@ -1,0 +1,78 @@
+"""Train a recommender: ``python -m recsys_attn.train [model=bert4rec] [key=value ...]``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from recsys_attn import config as _config  # noqa: F401  (registers resolvers)
+from recsys_attn.callbacks import EpochTimer
+from recsys_attn.data.datamodule import SeqDataModule
+from recsys_attn.models.base import RecModule
+from recsys_attn.runner import (
+    check_model_keys,
+    collect_metrics,
+    instantiate_group,
+    loggers_of,
+    print_summary,
+    write_json_atomic,
+)
+
+log = logging.getLogger(__name__)
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    """The run directory: Hydra's when running under Hydra, else ``paths.output_dir``."""
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path(cfg.paths.output_dir)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``."""
+    check_model_keys(cfg.model)
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule: SeqDataModule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    model: RecModule = hydra.utils.instantiate(
+        cfg.model, n_items=datamodule.n_items, item_popularity=datamodule.item_popularity, _convert_="all"
+    )
+    timer = EpochTimer()
+    callbacks = [*instantiate_group(cfg.get("callbacks")), timer]
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers_of(cfg) or False)
+    for lg in trainer.loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    fit_s = time.perf_counter() - start
+    metrics = collect_metrics(trainer, ("val/",))
+    if cfg.get("test"):
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+        metrics.update(collect_metrics(trainer, ("test/",)))
+    metrics.update({"time/fit_s": fit_s, "time/epoch_s_median": timer.median, "train/epochs": float(trainer.current_epoch)})
+
+    if trainer.is_global_zero:
+        write_json_atomic(output_dir(cfg) / "metrics.json", metrics)
+        print_summary(metrics, f"{cfg.model._target_.rsplit('.', 1)[-1]} on {cfg.data.source.name}")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point; returns ``optimized_metric`` for sweepers."""
+    metrics = train(cfg)
+    name = cfg.get("optimized_metric")
+    return metrics.get(name) if name else None
+
+
+if __name__ == "__main__":
+    main()
