@@ -42,7 +42,7 @@ _TMP_MARK = ".tmp-"
 
 
 def cache_key(source: Source, prep: Preparation, input_path: Path) -> str:
-    """Hex sha256 of the source and preparation settings, PREP_VERSION and the input's size+mtime."""
+    """Hex sha256 of the source and preparation settings, PREP_VERSION and input size+mtime."""
     stat = input_path.stat()
     payload = {
         "source": asdict(source),
@@ -71,9 +71,8 @@ def load_prepared(
     if (folder / "meta.json").is_file():
         log.info("%s: reusing prepared cache %s", source.name, folder)
         return read_prepared(folder)
-    others = sorted(
-        p.name for p in root.glob(f"{source.name}-*") if re.fullmatch(rf"{re.escape(source.name)}-[0-9a-f]{{12}}", p.name)
-    )
+    pattern = re.compile(rf"{re.escape(source.name)}-[0-9a-f]{{12}}")
+    others = sorted(p.name for p in root.glob(f"{source.name}-*") if pattern.fullmatch(p.name))
     if others:
         log.info(
             "%s: config or input changed (no cache %s; found %s); preparing again",

@@ -40,9 +40,7 @@ class Prepared:
         ):
             missing = [c for c in cols if c not in frame.columns]
             if missing:
-                raise DataError(
-                    f"Prepared.{name} lacks columns {missing}; it has {frame.columns}"
-                )
+                raise DataError(f"Prepared.{name} lacks columns {missing}; it has {frame.columns}")
 
     @property
     def n_users(self) -> int:

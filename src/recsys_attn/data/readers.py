@@ -88,7 +88,11 @@ def _diagnose_fields(
     expect: str,
     skip: int = 0,
 ) -> None:
-    """Scan lines in Python and raise ``DataError`` for the first one that does not parse."""
+    """Scan lines in Python and raise ``DataError`` for the first one that does not parse.
+
+    Blank lines are skipped (as the fast path does); a file of nothing else is reported empty.
+    """
+    content = False
     with path.open(encoding="utf-8", errors="replace", newline="") as fh:
         for lineno, raw in enumerate(fh, start=1):
             if lineno <= skip:
@@ -96,9 +100,14 @@ def _diagnose_fields(
             text = raw.rstrip("\r\n")
             if text == "":
                 continue
+            content = True
             parts = split(text)
-            if len(parts) != len(checks) or not all(ok(p) for ok, p in zip(checks, parts)):
+            if len(parts) != len(checks) or not all(
+                ok(p) for ok, p in zip(checks, parts, strict=True)
+            ):
                 raise _bad_line(path, lineno, expect, text)
+    if not content:
+        raise DataError(f"{path}: empty file, expected {expect}")
 
 
 def _read_fixed(
@@ -122,7 +131,7 @@ def _read_fixed(
                 f"{path}:1: expected the header '{separator.join(header)}', "
                 f"got '{_shown(separator.join(found))}'"
             )
-        schema = dict(zip(header, fields.values()))
+        schema = dict(zip(header, fields.values(), strict=True))
     else:
         schema = dict(fields)
     try:
@@ -138,7 +147,7 @@ def _read_fixed(
     except pl.exceptions.PolarsError as exc:
         diagnose()
         raise DataError(f"{path}: could not be parsed as {expect}: {exc}") from exc
-    df = df.rename(dict(zip(schema, fields)))
+    df = df.rename(dict(zip(schema, fields, strict=True)))
     names = list(fields)
     df = df.filter(~pl.all_horizontal(pl.col(names).is_null()))  # blank lines
     if df.height == 0:
@@ -248,7 +257,7 @@ def _ids(df: pl.DataFrame, col: str, path: Path, what: str) -> pl.DataFrame:
     if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
         text = pl.col(col).cast(pl.String)
         as_int = text.cast(pl.Int64, strict=False)
-        canonical = df.select((as_int.cast(pl.String) == text).all()).item()
+        canonical = df.select((as_int.cast(pl.String) == text).fill_null(False).all()).item()
         return df.with_columns(as_int if canonical else text)
     raise DataError(f"{path}: column {what} has dtype {dtype}; expected integer or string ids")
 
@@ -272,13 +281,15 @@ def _times(df: pl.DataFrame, path: Path, what: str, tabular: bool) -> pl.DataFra
         raise DataError(
             f"{path}: column {what} has dtype {dtype}; expected integer or date-time timestamps"
         )
-    as_int = col.cast(pl.Int64, strict=False)
-    if _first_bad(df, as_int.is_null() & col.is_not_null()) is None:
-        return df.with_columns(as_int)
-    as_time = col.str.to_datetime(strict=False).dt.epoch("s")
-    line = _first_bad(df, as_time.is_null() & col.is_not_null())
+    # The first value decides: integers, or date-times (converted to Unix seconds).
+    first = df["timestamp"].drop_nulls().head(1).to_list()
+    if first and _is_int(first[0].strip()):
+        parsed = col.str.strip_chars().cast(pl.Int64, strict=False)
+    else:
+        parsed = col.str.to_datetime(strict=False).dt.epoch("s")
+    line = _first_bad(df, parsed.is_null() & col.is_not_null())
     if line is None:
-        return df.with_columns(as_time)
+        return df.with_columns(parsed)
     got = _line_text(path, line) if tabular else ""
     raise DataError(
         f"{path}:{line}: expected an integer or date-time timestamp in column {what}, got '{got}'"

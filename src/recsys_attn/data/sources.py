@@ -1,4 +1,4 @@
-"""Where a data set comes from: the frozen ``Source`` record Hydra builds from ``conf/data/*.yaml``."""
+"""Where a data set comes from: the frozen ``Source`` Hydra builds from ``conf/data/*.yaml``."""
 
 from __future__ import annotations
 
@@ -37,9 +37,9 @@ class Source:
         url: Public home of the file; a ``.zip`` URL means ``archive_member`` is extracted from it.
         sha256: Expected sha256 of the (extracted) file, or None to skip the check.
         archive_member: Path of the file inside the zip archive at ``url``.
-        columns: For csv/tsv/parquet: ``user``, ``item``, ``timestamp``, ``rating`` mapped to column
-            names of the file (``timestamp`` and ``rating`` may be None: not present). Ignored by the
-            other formats.
+        columns: For csv/tsv/parquet: ``user``, ``item``, ``timestamp``, ``rating`` mapped to
+            column names of the file (``timestamp`` and ``rating`` may be None: not present).
+            Missing ``user``/``item`` keys default to columns named so. Other formats ignore it.
     """
 
     name: str
@@ -97,7 +97,8 @@ def _normalise_columns(columns: Any, fmt: str) -> dict[str, str | None] | None:
     for key, value in columns.items():
         if key not in COLUMN_KEYS:
             raise DataError(
-                f"data.source.columns.{key} is not a known key; known keys: {', '.join(COLUMN_KEYS)}"
+                f"data.source.columns.{key} is not a known key; "
+                f"known keys: {', '.join(COLUMN_KEYS)}"
             )
         if value is not None and not isinstance(value, str):
             raise DataError(

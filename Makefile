@@ -1,0 +1,44 @@
+# recsys_attn developer commands; `make help` lists them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export RECSYS_ATTN_DATA_DIR ?= $(abspath ../shared/data)
+
+.PHONY: help install lint format test test-full train sweep bench clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+install: ## create .venv and install torch 2.13.0 (CPU) + the package with dev and sweep extras
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install torch==2.13.0
+	$(BIN)/python -m pip install -e '.[dev,sweep]'
+
+lint: ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy src
+
+format: ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
+
+test: ## fast test suite (CPU, a few minutes)
+	$(BIN)/python -m pytest
+
+test-full: ## every test, the slow real-data training and notebooks included
+	$(BIN)/python -m pytest -m ''
+
+train: ## the default run: SASRec on ML-1M (pass ARGS='model=bert4rec trainer.max_epochs=5')
+	$(BIN)/python -m recsys_attn.train $(ARGS)
+
+sweep: ## a Hydra multirun sweep (pass ARGS='model=sasrec,bert4rec model.hidden_size=64,128')
+	$(BIN)/python -m recsys_attn.train -m $(ARGS)
+
+bench: ## benchmarks: preparation speed and training speed; results go to benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/bench_prepare.py
+	$(BIN)/python benchmarks/bench_train.py
+
+clean: ## remove caches, logs and build files (not the venv)
+	rm -rf .cache logs outputs multirun .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

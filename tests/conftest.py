@@ -1,0 +1,48 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The real data sets (``$RECSYS_ATTN_DATA_DIR``, CI: ../shared/data); skip when absent."""
+    value = os.environ.get("RECSYS_ATTN_DATA_DIR")
+    path = Path(value) if value else REPO_ROOT.parent / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip(f"real data not found at {path} (set RECSYS_ATTN_DATA_DIR)")
+    return path
+
+
+CONF_DIR = REPO_ROOT / "conf"
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One prepared-data cache for the whole session (ml-1m is prepared once)."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def run_cli(
+    module: str, *overrides: str, cwd: Path, timeout: int = 600
+) -> "subprocess.CompletedProcess[str]":
+    """Run ``python -m <module> <overrides>`` the way a user does, capturing its output."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore")
+    return subprocess.run(
+        [sys.executable, "-m", module, *overrides],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

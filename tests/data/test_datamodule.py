@@ -1,0 +1,151 @@
+"""The shared datamodule: exact batches for both sample kinds, sharding, loaders, leakage."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from recsys_attn.config import ConfigError
+from recsys_attn.data.batches import EvalRequest, TrainRequest
+from recsys_attn.data.datamodule import SeqDataModule
+from recsys_attn.data.preprocess import Preparation
+from recsys_attn.data.sampling import IndexBatches
+from recsys_attn.data.sources import Source
+from recsys_attn.data.split import SplitConfig
+
+# user 1: items 10 11 12 13 14 15 ; user 2: 20 21 22 ; user 3: 30 31 (train only)
+LINES = ["1 10", "1 11", "1 12", "1 13", "1 14", "1 15", "2 20", "2 21", "2 22", "3 30", "3 31"]
+# remapped (by original id): 10..15 -> 1..6, 20..22 -> 7..9, 30,31 -> 10,11
+
+
+def make_dm(tmp_path: Path, **settings: object) -> SeqDataModule:
+    (tmp_path / "toy").mkdir(exist_ok=True)
+    (tmp_path / "toy" / "log.txt").write_text("\n".join(LINES) + "\n")
+    dm = SeqDataModule(
+        Source(name="toy", format="user_item", path="toy/log.txt"),
+        Preparation(),
+        SplitConfig(),
+        data_dir=str(tmp_path),
+        cache_dir=str(tmp_path / "cache"),
+        **settings,
+    )
+    dm.setup("fit")
+    return dm
+
+
+def train_batch(dm: SeqDataModule, rows: list[int]):
+    return dm.on_after_batch_transfer(TrainRequest(torch.tensor(rows)), 0)
+
+
+def test_sizes_and_popularity(tmp_path: Path) -> None:
+    dm = make_dm(tmp_path, max_len=3)
+    assert (dm.n_users, dm.n_items) == (3, 11)
+    # training inputs: user 1 -> 1..4, user 2 -> 7, user 3 -> 10, 11
+    expected = torch.zeros(12, dtype=torch.long)
+    expected[[1, 2, 3, 4, 7, 10, 11]] = 1
+    assert torch.equal(dm.item_popularity, expected)
+
+
+def test_next_item_samples_are_exact(tmp_path: Path) -> None:
+    dm = make_dm(tmp_path, max_len=3, sample_kind="next")
+    batch = train_batch(dm, [0, 1, 2])
+    # user 1's training items 1..4, window of max_len + 1 = 4 items -> input 1 2 3, target 2 3 4
+    assert batch.input[0].tolist() == [1, 2, 3] and batch.target[0].tolist() == [2, 3, 4]
+    assert batch.input[1].tolist() == [0, 0, 0] and batch.target[1].tolist() == [0, 0, 0]
+    assert batch.input[2].tolist() == [0, 0, 10] and batch.target[2].tolist() == [0, 0, 11]
+
+
+def test_sliding_windows(tmp_path: Path) -> None:
+    dm = make_dm(tmp_path, max_len=2, sample_kind="next", window_stride=1)
+    # user 1 (1..4): windows of 3 ending at 4, 3 -> [2,3,4], [1,2,3]; users 2, 3: one each
+    assert dm.store.n_train_samples == 4
+    batch = train_batch(dm, [0, 1, 2, 3])
+    assert batch.input.tolist() == [[2, 3], [1, 2], [0, 0], [0, 10]]
+    assert batch.target.tolist() == [[3, 4], [2, 3], [0, 0], [0, 11]]
+
+
+def test_cloze_samples_with_last_item_copies(tmp_path: Path) -> None:
+    dm = make_dm(tmp_path, max_len=4, sample_kind="cloze", mask_prob=1.0)
+    assert dm.store.n_train_samples == 6
+    mask = dm.n_items + 1
+    batch = train_batch(dm, [0, 3])  # row 3 = user 1's last-item-only copy
+    assert batch.input.tolist() == [[mask] * 4, [1, 2, 3, mask]]
+    assert batch.target.tolist() == [[1, 2, 3, 4], [0, 0, 0, 4]]
+
+
+def test_eval_batches_hold_history_target_and_seen(tmp_path: Path) -> None:
+    dm = make_dm(tmp_path, max_len=3)
+    val = dm.on_after_batch_transfer(EvalRequest(torch.tensor([0, 1]), 0), 0)
+    test = dm.on_after_batch_transfer(EvalRequest(torch.tensor([0, 1]), 1), 0)
+    assert val.users.tolist() == [1, 2] and val.target.tolist() == [5, 8]
+    assert val.input.tolist() == [[2, 3, 4], [0, 0, 7]]
+    assert test.target.tolist() == [6, 9] and test.input.tolist() == [[3, 4, 5], [0, 7, 8]]
+    # the whole history is filtered, not only the last max_len items
+    assert list(zip(test.seen_rows.tolist(), test.seen_items.tolist(), strict=True)) == [
+        (0, 1), (0, 2), (0, 3), (0, 4), (0, 5), (1, 7), (1, 8)
+    ]
+
+
+def test_cloze_eval_appends_mask(tmp_path: Path) -> None:
+    dm = make_dm(tmp_path, max_len=3, sample_kind="cloze")
+    test = dm.on_after_batch_transfer(EvalRequest(torch.tensor([0]), 1), 0)
+    assert test.input.tolist() == [[4, 5, dm.n_items + 1]]
+
+
+def test_dataloader_path_matches_device_path(tmp_path: Path) -> None:
+    dev = make_dm(tmp_path, max_len=3)
+    workers = make_dm(tmp_path, max_len=3, loader="dataloader")
+    for split_loader in ("val_dataloader", "test_dataloader"):
+        got = [b for b in getattr(workers, split_loader)()]
+        want = [dev.on_after_batch_transfer(r, 0) for r in getattr(dev, split_loader)()]
+        assert len(got) == len(want) == 1
+        for g, w in zip(got, want, strict=True):
+            for a, b in zip(g, w, strict=True):
+                assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(("n", "world"), [(10, 1), (10, 3), (7, 2), (1, 2)])
+def test_eval_sharding_sees_every_row_once(n: int, world: int) -> None:
+    seen = torch.cat([torch.cat(list(IndexBatches(n, 2, shuffle=False, rank=r, world_size=world)) or [torch.empty(0, dtype=torch.long)]) for r in range(world)])
+    assert sorted(seen.tolist()) == list(range(n))
+
+
+def test_train_sharding_equal_batches_per_rank_and_reshuffled_each_epoch() -> None:
+    epoch = {"e": 0}
+    ranks = [IndexBatches(10, 3, shuffle=True, seed=1, epoch_fn=lambda: epoch["e"], rank=r, world_size=3) for r in range(3)]
+    lens = {len(list(r)) for r in ranks}
+    assert lens == {len(ranks[0])} == {2}
+    first = torch.cat([torch.cat(list(r)) for r in ranks])
+    assert set(first.tolist()) == set(range(10))
+    epoch["e"] = 1
+    second = torch.cat([torch.cat(list(r)) for r in ranks])
+    assert not torch.equal(first, second)
+
+
+def test_unknown_setting_names_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"data\.batch_sise: unknown key"):
+        make_dm(tmp_path, batch_sise=3)
+
+
+def test_ml1m_no_leakage(real_data_dir: Path, tmp_path: Path) -> None:
+    dm = SeqDataModule(
+        Source(name="ml-1m", format="user_item", path="ml-1m/ml-1m.txt"),
+        Preparation(),
+        SplitConfig(),
+        data_dir=str(real_data_dir),
+        cache_dir=str(tmp_path),
+        max_len=200,
+    )
+    dm.setup("fit")
+    store = dm.store
+    assert len(store.evals[1]) == 6040 and dm.n_items == 3416
+    # every training window and every validation input is free of the user's test item
+    val, test = store.evals
+    assert torch.equal(val.users, test.users)
+    assert store.windows.shape[0] == dm.n_users  # one window per user, in user order
+    window_has_test = (store.windows.long() == test.targets[:, None]).any(1)
+    assert not window_has_test.any()
+    window_has_val = (store.windows.long() == val.targets[:, None]).any(1)
+    assert not window_has_val.any()
+    batch = store.eval_batch(torch.arange(len(val)), 0)
+    assert not (batch.input == test.targets[:, None]).any()
