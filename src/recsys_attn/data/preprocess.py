@@ -104,24 +104,23 @@ def preprocess(raw: pl.DataFrame, prep: Preparation, source_name: str) -> Prepar
             )
         df = df.filter(pl.col("rating") >= prep.rating_threshold)
     if prep.dedup:
-        df = df.unique(
-            subset=["user", "item", "timestamp", "rating"], keep="first", maintain_order=True
-        )
+        df = drop_duplicates(df)
     df = k_core(df, prep.min_user_interactions, prep.min_item_interactions)
     if df.height == 0:
         raise DataError(
             f"data set {source_name!r}: no interactions left after preparation "
             f"({_describe(prep)}; {raw.height} raw rows); relax data.preparation"
         )
-    # Dense ranks of the original ids give 1..n in numeric (ints) or lexical (strings) order.
-    df = df.with_columns(
-        pl.col("user").rank("dense").cast(pl.Int64).alias("user_idx"),
-        pl.col("item").rank("dense").cast(pl.Int64).alias("item_idx"),
-    )
     users = _id_map(df, "user")
     items = _id_map(df, "item")
-    interactions = df.sort(["user_idx", "timestamp", "line"], nulls_last=True).select(
-        "user_idx", "item_idx", pl.col("timestamp").cast(pl.Int64)
+    # Row order so far is irrelevant: the unique ``line`` makes this sort total and stable.
+    interactions = (
+        df.lazy()
+        .join(users.lazy(), left_on="user", right_on="user_id")
+        .join(items.lazy(), left_on="item", right_on="item_id")
+        .sort(["user_idx", "timestamp", "line"], nulls_last=True)
+        .select("user_idx", "item_idx", pl.col("timestamp").cast(pl.Int64))
+        .collect()
     )
     meta = {
         "source": source_name,
@@ -143,12 +142,21 @@ def preprocess(raw: pl.DataFrame, prep: Preparation, source_name: str) -> Prepar
     return Prepared(interactions=interactions, users=users, items=items, meta=meta)
 
 
+def drop_duplicates(df: pl.DataFrame) -> pl.DataFrame:
+    """Drop rows equal to an earlier line on user, item, timestamp and rating (nulls equal).
+
+    Sort-based: on a few cores one multi-key sort beats a hash table of millions of rows. The
+    result is in key order; callers sort it afterwards.
+    """
+    keys = ["user", "item", "timestamp", "rating"]
+    repeated = pl.all_horizontal([pl.col(k).eq_missing(pl.col(k).shift(1)) for k in keys])
+    return df.sort([*keys, "line"], nulls_last=True).filter(~repeated)
+
+
 def _id_map(df: pl.DataFrame, key: str) -> pl.DataFrame:
-    """``<key>_idx`` → ``<key>_id`` table, sorted by index."""
+    """``<key>_idx`` (1..n, in numeric or lexical order of the ids) → ``<key>_id`` table."""
     return (
-        df.lazy()
-        .select(pl.col(f"{key}_idx"), pl.col(key).alias(f"{key}_id"))
-        .unique(subset=[f"{key}_idx"])
-        .sort(f"{key}_idx")
-        .collect()
+        df.select(pl.col(key).unique().sort().alias(f"{key}_id"))
+        .with_row_index(f"{key}_idx", offset=1)
+        .with_columns(pl.col(f"{key}_idx").cast(pl.Int64))
     )

@@ -1,0 +1,356 @@
+"""LightningModules: settings, training step for every loss, learning, checkpoints, evaluation."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from recsys_attn.config import ConfigError
+from recsys_attn.constants import PAD, mask_id
+from recsys_attn.data.batches import EvalBatch, TrainBatch, cloze_batch, next_item_batch
+from recsys_attn.metrics import target_ranks
+from recsys_attn.models.bert4rec import BERT4Rec
+from recsys_attn.models.losses import LOSSES
+from recsys_attn.models.popularity import Popularity
+from recsys_attn.models.sasrec import SASRec
+from recsys_attn.models.transformer import TransformerRec, lr_factor
+
+pytestmark = pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+
+N_ITEMS = 9
+TINY = {"hidden_size": 16, "num_blocks": 1, "num_heads": 2, "max_len": 8, "dropout": 0.0}
+
+
+def trainer(tmp_path: Path, **kwargs: Any) -> L.Trainer:
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        **kwargs,
+    )
+
+
+def loader(batches: list[Any]) -> DataLoader:
+    return DataLoader(batches, batch_size=None)  # type: ignore[arg-type]
+
+
+WINDOWS = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 4, 5, 6, 7, 8, 9]])  # [2, L + 1]
+
+
+def next_batch() -> TrainBatch:
+    return next_item_batch(WINDOWS)
+
+
+def cloze(n_items: int = N_ITEMS) -> TrainBatch:
+    torch.manual_seed(0)
+    rows = WINDOWS[:, 1:]  # [2, 8]
+    return cloze_batch(rows, torch.tensor([False, True]), 0.5, mask_id(n_items))
+
+
+# --- construction -----------------------------------------------------------------------------
+
+
+def test_sasrec_builds_from_settings() -> None:
+    model = SASRec(N_ITEMS, loss="bce", norm_first=False, **TINY)
+    assert model.settings.hidden_size == 16 and model.settings.loss == "bce"
+    assert model.encoder.causal and not model.encoder.norm_first
+    assert model.encoder.item_emb.num_embeddings == N_ITEMS + 1  # PAD + items
+    assert model.encoder.pos_emb.num_embeddings == 8
+    assert model.loss_fn is LOSSES["bce"]
+    assert torch.equal(model.item_popularity, torch.zeros(N_ITEMS + 1))
+
+
+def test_bert4rec_builds_from_settings() -> None:
+    model = BERT4Rec(N_ITEMS, mask_prob=0.4, **TINY)
+    assert model.settings.mask_prob == 0.4
+    assert not model.encoder.causal
+    assert model.encoder.item_emb.num_embeddings == N_ITEMS + 2  # PAD + items + MASK
+    scores = model.score(torch.tensor([[1, 2, mask_id(N_ITEMS)]]))
+    assert scores.shape == (1, N_ITEMS + 1)  # MASK is never scored
+
+
+def test_popularity_builds_from_settings() -> None:
+    pop = torch.arange(N_ITEMS + 1)
+    model = Popularity(N_ITEMS, pop, eval_ks=[1, 3], filter_seen=False)
+    assert model.settings.eval_ks == [1, 3] and not model.settings.filter_seen
+    assert model.item_popularity.dtype == torch.float32
+    assert torch.equal(model.item_popularity, pop.float())
+
+
+@pytest.mark.parametrize(
+    ("cls", "key"),
+    [
+        (SASRec, "hiden_size"),
+        (SASRec, "mask_prob"),  # a BERT4Rec-only key
+        (BERT4Rec, "causal"),
+        (Popularity, "hidden_size"),  # Popularity has evaluation settings only
+    ],
+)
+def test_unknown_setting_raises_config_error_naming_it(cls: type, key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^model\.{key}: unknown key"):
+        cls(N_ITEMS, **{key: 1})
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("schedule", "step"), ("negative_sampling", "hard"), ("activation", "swish")],
+)
+def test_invalid_setting_value_raises_config_error(key: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^model\.{key}: expected"):
+        SASRec(N_ITEMS, **{key: value})
+
+
+def test_unknown_loss_fails_at_construction() -> None:
+    with pytest.raises(KeyError, match="model.loss"):
+        SASRec(N_ITEMS, loss="hinge")
+
+
+# --- training step ----------------------------------------------------------------------------
+
+LOSS_CASES = [(name, "uniform") for name in sorted(LOSSES)] + [("sampled_softmax", "popularity")]
+
+
+@pytest.mark.parametrize(("loss", "sampling"), LOSS_CASES)
+@pytest.mark.parametrize("cls", [SASRec, BERT4Rec])
+def test_training_step_every_loss(cls: type[TransformerRec], loss: str, sampling: str) -> None:
+    torch.manual_seed(0)
+    pop = torch.tensor([0.0, 5, 1, 1, 2, 3, 1, 1, 4, 2])
+    model = cls(N_ITEMS, pop, loss=loss, negative_sampling=sampling, num_negatives=4, **TINY)
+    batch = next_batch() if cls is SASRec else cloze()
+    out = model.training_step(batch, 0)
+    assert out.shape == ()
+    assert torch.isfinite(out)
+    out.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+    enc = model.encoder
+    assert enc.blocks[0].attn.qkv.weight.grad.abs().sum() > 0  # type: ignore[union-attr]
+    assert enc.pos_emb.weight.grad.abs().sum() > 0  # type: ignore[union-attr]
+    assert torch.equal(enc.item_emb.weight.grad[PAD], torch.zeros(16))  # type: ignore[index]
+
+
+def test_training_step_uses_only_positions_with_a_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = SASRec(N_ITEMS, **TINY)
+    captured: dict[str, torch.Tensor] = {}
+
+    def fake_loss(hidden: torch.Tensor, targets: torch.Tensor, items: torch.Tensor, ctx: Any) -> Any:
+        captured.update(hidden=hidden, targets=targets, items=items)
+        captured["ctx"] = ctx
+        return hidden.sum()
+
+    monkeypatch.setattr(model, "loss_fn", fake_loss)
+    batch = next_batch()
+    model.training_step(batch, 0)
+    # Row 0 has 5 targets (after its 2 paddings and before its end), row 1 has 7.
+    assert torch.equal(captured["targets"], torch.tensor([4, 5, 6, 7, 8, 9, 2, 3, 4, 5, 6, 7, 8, 9]))
+    hidden = model.encoder(batch.input)
+    torch.testing.assert_close(captured["hidden"], hidden[batch.target != PAD])
+    assert captured["items"].shape == (N_ITEMS + 1, 16)
+    assert captured["ctx"].n_items == N_ITEMS
+
+
+# --- learning ---------------------------------------------------------------------------------
+
+
+def cycle_windows(n_items: int, width: int) -> torch.Tensor:
+    """One window per start item of the endless cycle 1 -> 2 -> ... -> n_items -> 1: ``[n, width]``."""
+    starts = torch.arange(n_items)[:, None]  # [n, 1]
+    return (starts + torch.arange(width)[None, :]) % n_items + 1  # [n, width]
+
+
+def next_item_ranks(model: SASRec, n_items: int, length: int) -> torch.Tensor:
+    windows = cycle_windows(n_items, length + 1)  # [n, L + 1]
+    model.eval()
+    with torch.no_grad():
+        scores = model.score(windows[:, :-1])  # [n, n_items + 1]
+    model.train()
+    return target_ranks(scores, windows[:, -1])
+
+
+def test_sasrec_learns_a_cycle() -> None:
+    torch.manual_seed(0)
+    n_items, length = 7, 6
+    model = SASRec(n_items, hidden_size=32, num_blocks=1, num_heads=2, max_len=length,
+                   dropout=0.0, lr=1e-2)  # fmt: skip
+    before = next_item_ranks(model, n_items, length)
+    assert (before > 0).any()
+    batch = next_item_batch(cycle_windows(n_items, length + 1))  # every position has a target
+    opt = model.configure_optimizers()
+    for _ in range(40):
+        opt.zero_grad()
+        model.training_step(batch, 0).backward()
+        opt.step()
+    # Shorter histories too: the model predicts the next item from any prefix.
+    assert torch.equal(next_item_ranks(model, n_items, length), torch.zeros(n_items, dtype=torch.long))
+    assert torch.equal(next_item_ranks(model, n_items, 2), torch.zeros(n_items, dtype=torch.long))
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [SASRec, BERT4Rec])
+def test_checkpoint_round_trip(cls: type[TransformerRec], tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    pop = torch.tensor([0.0, 5, 1, 1, 2, 3, 1, 1, 4, 2])
+    model = cls(N_ITEMS, pop, loss="bce", weight_decay=0.1, **TINY)
+    batch = next_batch() if cls is SASRec else cloze()
+    t = trainer(tmp_path, max_steps=2, limit_val_batches=0)
+    t.fit(model, train_dataloaders=loader([batch, batch]))
+    assert t.global_step == 2
+    path = tmp_path / "model.ckpt"
+    t.save_checkpoint(path)
+
+    loaded = cls.load_from_checkpoint(path)
+    assert loaded.settings == model.settings
+    assert loaded.n_items == N_ITEMS
+    assert torch.equal(loaded.item_popularity, pop)
+    items = torch.tensor([[PAD, 3, 4, 5], [6, 7, 8, mask_id(N_ITEMS) if cls is BERT4Rec else 9]])
+    model.eval(), loaded.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.score(items), model.score(items), rtol=0, atol=0)
+    # The trained weights, not a fresh initialisation, were restored.
+    torch.manual_seed(0)
+    fresh = cls(N_ITEMS, pop, loss="bce", weight_decay=0.1, **TINY).eval()
+    with torch.no_grad():
+        assert not torch.equal(fresh.score(items), loaded.score(items))
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+# Counts of items 1..5 = [5, 3, 9, 1, 3]: ranking 3 > 1 > 2 = 5 > 4.
+POPULARITY = torch.tensor([0.0, 5, 3, 9, 1, 3])
+EVAL_BATCH = EvalBatch(
+    users=torch.tensor([10, 11, 12, 13]),
+    input=torch.tensor([[PAD, 2], [1, 4], [1, 3], [PAD, 4]]),
+    target=torch.tensor([3, 2, 1, 2]),
+    seen_rows=torch.tensor([1, 1, 2, 2, 3]),
+    seen_items=torch.tensor([1, 4, 1, 3, 4]),
+)
+# user 10: target 3, best item                                              -> rank 0
+# user 11: target 2, history {1, 4} filtered: 3 above, 5 ties               -> rank 2
+# user 12: target 1 seen before (kept), 3 filtered                          -> rank 0
+# user 13: target 2, history {4}: 3, 1 above, 5 ties                        -> rank 3
+# Unfiltered: 0, 3 (3, 1, 5), 1 (3), 3.
+
+
+@pytest.mark.parametrize(
+    ("filter_seen", "expected"),
+    [
+        (
+            True,
+            {
+                "test/hr@1": 2 / 4,
+                "test/hr@3": 3 / 4,
+                "test/ndcg@1": 2 / 4,
+                "test/ndcg@3": (1 + 1 / 2 + 1) / 4,  # 1 / log2(2 + 2) = 1/2
+                "test/mrr": (1 + 1 / 3 + 1 + 1 / 4) / 4,
+                "test/users": 4,
+            },
+        ),
+        (
+            False,
+            {
+                "test/hr@1": 1 / 4,
+                "test/hr@3": 2 / 4,
+                "test/ndcg@1": 1 / 4,
+                "test/ndcg@3": (1 + 1 / math.log2(3)) / 4,
+                "test/mrr": (1 + 1 / 4 + 1 / 2 + 1 / 4) / 4,
+                "test/users": 4,
+            },
+        ),
+    ],
+)
+def test_popularity_ranks_by_popularity(
+    tmp_path: Path, filter_seen: bool, expected: dict[str, float]
+) -> None:
+    model = Popularity(5, POPULARITY, eval_ks=[1, 3], filter_seen=filter_seen)
+    half = [EvalBatch(*(t[:2] for t in EVAL_BATCH[:4]), *EVAL_BATCH[3:])]  # type: ignore[misc]
+    del half  # batches with seen rows are split in test_metrics; one batch here
+    (out,) = trainer(tmp_path).test(model, loader([EVAL_BATCH]), verbose=False)
+    assert out == pytest.approx(expected, rel=1e-6)
+
+
+def test_predict_step_filters_history() -> None:
+    model = Popularity(5, POPULARITY, eval_ks=[1, 2])
+    out = model.predict_step(EVAL_BATCH, 0)
+    assert torch.equal(out["users"], EVAL_BATCH.users)
+    assert torch.equal(out["items"][:, 0], torch.tensor([3, 3, 2, 3]))  # user 12: 1 and 3 seen
+    assert torch.equal(out["items"][0], torch.tensor([3, 1]))
+    assert torch.equal(out["scores"][0], torch.tensor([9.0, 5.0]))
+
+
+# --- optimisation -----------------------------------------------------------------------------
+
+
+def test_weight_decay_only_on_matrices() -> None:
+    model = SASRec(N_ITEMS, weight_decay=0.1, lr=3e-3, betas=[0.8, 0.9], **TINY)
+    opt = model.configure_optimizers()
+    assert isinstance(opt, torch.optim.AdamW)
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert decay["lr"] == 3e-3 and decay["betas"] == (0.8, 0.9)
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    decayed = {by_id[id(p)] for p in decay["params"]}
+    not_decayed = {by_id[id(p)] for p in no_decay["params"]}
+    assert decayed == {n for n, p in model.named_parameters() if p.dim() == 2}
+    assert not_decayed == {n for n, p in model.named_parameters() if p.dim() == 1}
+    assert {"encoder.item_emb.weight", "encoder.pos_emb.weight"} <= decayed
+    assert {"encoder.final_norm.weight", "encoder.blocks.0.attn.qkv.bias"} <= not_decayed
+    assert len(decayed) + len(not_decayed) == len(list(model.parameters()))
+
+
+def test_scheduler_follows_lr_factor() -> None:
+    model = SASRec(N_ITEMS, lr=1e-2, warmup_steps=4, schedule="linear", **TINY)
+    model.trainer = SimpleNamespace(estimated_stepping_batches=12)  # type: ignore[assignment]
+    conf = model.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]
+    assert sched["interval"] == "step"
+    lrs = []
+    for _ in range(13):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched["scheduler"].step()
+    expected = [0.25, 0.5, 0.75, 1.0, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125, 0.0]
+    assert lrs == pytest.approx([1e-2 * f for f in expected], abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("step", "schedule", "expected"),
+    [
+        (0, "cosine", 0.25),  # warmup: (step + 1) / warmup, whatever the schedule
+        (1, "linear", 0.5),
+        (3, "constant", 1.0),
+        (4, "cosine", 1.0),  # decay starts at 1
+        (4, "linear", 1.0),
+        (6, "cosine", 0.5 + math.sqrt(2) / 4),  # progress 1/4: (1 + cos(pi/4)) / 2
+        (6, "linear", 0.75),
+        (8, "cosine", 0.5),
+        (8, "linear", 0.5),
+        (10, "cosine", 0.5 - math.sqrt(2) / 4),
+        (12, "cosine", 0.0),
+        (12, "linear", 0.0),
+        (50, "linear", 0.0),  # past the end: stays at 0, never negative
+        (50, "cosine", 0.0),
+        (50, "constant", 1.0),
+    ],
+)
+def test_lr_factor(step: int, schedule: str, expected: float) -> None:
+    assert lr_factor(step, warmup=4, total=12, schedule=schedule) == pytest.approx(expected, abs=1e-12)
+
+
+def test_lr_factor_without_warmup() -> None:
+    assert lr_factor(0, 0, 10, "linear") == 1.0
+    assert lr_factor(5, 0, 10, "linear") == pytest.approx(0.5)
+    assert lr_factor(0, 0, 1, "cosine") == 1.0

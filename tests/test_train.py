@@ -1,0 +1,52 @@
+"""The real entry point, in a subprocess, for every model and every experiment file."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CONF_DIR, run_cli
+
+SMALL = ["trainer.accelerator=cpu", "data.batch_size=32", "data.eval_batch_size=64"]
+
+
+def train_cli(tmp_path: Path, cache: Path, *overrides: str):
+    run_dir = tmp_path / "run"
+    proc = run_cli(
+        "recsys_attn.train", f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache}", *SMALL, *overrides, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir, proc
+
+
+@pytest.mark.parametrize("model", ["sasrec", "bert4rec", "popularity"])
+def test_fast_dev_run_every_model(model: str, tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
+    run_dir, proc = train_cli(tmp_path, shared_cache, f"model={model}", "model.max_len=20", "trainer.fast_dev_run=true")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("val/ndcg@10", "test/ndcg@10", "test/hr@10", "test/mrr", "time/fit_s", "time/epoch_s_median", "train/epochs"):
+        assert key in metrics, key
+    assert 0.0 <= metrics["test/ndcg@10"] <= 1.0
+    assert "test/ndcg@10" in proc.stdout  # the summary table
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))
+def test_fast_dev_run_every_experiment(experiment: str, tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
+    run_dir, _ = train_cli(tmp_path, shared_cache, f"experiment={experiment}", "trainer.fast_dev_run=true")
+    assert (run_dir / "metrics.json").is_file()
+
+
+def test_short_run_writes_checkpoints_logs_and_metrics(tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
+    run_dir, _ = train_cli(
+        tmp_path,
+        shared_cache,
+        "model.max_len=10",
+        "model.hidden_size=16",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=3",
+        "data.max_eval_users=100",
+    )
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["train/epochs"] == 2.0 and metrics["test/users"] == 100.0
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir / "csv" / "metrics.csv").is_file()
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
