@@ -53,9 +53,9 @@ def write_synthetic(path: Path, rows: int, users: int, items: int, seed: int = 0
             item = rng.permutation(items)[item - 1] + 1  # popular items get scattered ids
             rating = rng.integers(1, 11, n) / 2.0
             stamp = rng.integers(t0, t1, n)
-            pl.DataFrame(
-                {"userId": user, "movieId": item, "rating": rating, "timestamp": stamp}
-            ).write_csv(fh, include_header=False)
+            pl.DataFrame({"userId": user, "movieId": item, "rating": rating, "timestamp": stamp}).write_csv(
+                fh, include_header=False
+            )
             written += n
     return written
 
@@ -73,9 +73,7 @@ def _timed(source: Source, prep: Preparation, data_dir: str, cache_dir: str) -> 
     return seconds, peak
 
 
-def run_fresh(
-    source: Source, prep: Preparation, data_dir: str, cache_dir: str
-) -> tuple[float, float]:
+def run_fresh(source: Source, prep: Preparation, data_dir: str, cache_dir: str) -> tuple[float, float]:
     """Run ``_timed`` in a fresh spawned process."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(_timed, (source, prep, data_dir, cache_dir))
@@ -101,17 +99,13 @@ def main() -> None:
         data_dir, cache_dir = Path(tmp) / "data", Path(tmp) / "cache"
         (data_dir / "synthetic").mkdir(parents=True)
         start = time.perf_counter()
-        n = write_synthetic(
-            data_dir / "synthetic" / "ratings.csv", args.rows, args.users, args.items
-        )
+        n = write_synthetic(data_dir / "synthetic" / "ratings.csv", args.rows, args.users, args.items)
         size = (data_dir / "synthetic" / "ratings.csv").stat().st_size / 2**20
         took = time.perf_counter() - start
         print(f"synthetic log: {n:,} rows, {size:.0f} MiB, written in {took:.1f} s")
         source = Source(name="synthetic", format="movielens_csv", path="synthetic/ratings.csv")
         sec, peak = run_fresh(source, five_core, str(data_dir), str(cache_dir))
-        results.append(
-            (f"synthetic ML-20M-like csv, {n:,} rows, 5-core, cold (peak RSS {peak:.1f} GiB)", sec)
-        )
+        results.append((f"synthetic ML-20M-like csv, {n:,} rows, 5-core, cold (peak RSS {peak:.1f} GiB)", sec))
         sec, peak = run_fresh(source, five_core, str(data_dir), str(cache_dir))
         results.append((f"same, cached (peak RSS {peak:.1f} GiB)", sec))
 
@@ -126,18 +120,13 @@ def main() -> None:
             print("RECSYS_ATTN_DATA_DIR not set or without ml-1m/ml-1m.txt: skipping ml-1m")
 
     date = datetime.now().strftime("%Y-%m-%d")
-    lines = [
-        f"| {date} | {machine()} | `{command.strip()}` | {what} | {sec:.2f} |"
-        for what, sec in results
-    ]
+    lines = [f"| {date} | {machine()} | `{command.strip()}` | {what} | {sec:.2f} |" for what, sec in results]
     print("\n".join(lines))
     if not args.no_record:
         new = not RESULTS.exists()
         with RESULTS.open("a") as fh:
             if new:
-                fh.write(
-                    "# Benchmark results\n\n## Data preparation (`bench_prepare.py`)\n\n" + HEADER
-                )
+                fh.write("# Benchmark results\n\n## Data preparation (`bench_prepare.py`)\n\n" + HEADER)
             fh.write("\n".join(lines) + "\n")
         print(f"appended to {RESULTS}")
 

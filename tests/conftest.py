@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,13 +31,8 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
-def run_cli(
-    module: str, *overrides: str, cwd: Path, timeout: int = 600
-) -> "subprocess.CompletedProcess[str]":
+def run_cli(module: str, *overrides: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
     """Run ``python -m <module> <overrides>`` the way a user does, capturing its output."""
-    import subprocess
-    import sys
-
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore")
     return subprocess.run(
         [sys.executable, "-m", module, *overrides],

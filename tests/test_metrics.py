@@ -52,7 +52,9 @@ def test_target_in_its_own_history_is_not_filtered() -> None:
     assert torch.equal(ranks, torch.tensor([0]))
     ranks = target_ranks(scores, torch.tensor([2]), torch.tensor([0, 0]), torch.tensor([2, 4]))
     assert torch.equal(ranks, torch.tensor([0]))
-    ranks = target_ranks(scores, torch.tensor([3]), torch.tensor([0, 0, 0]), torch.tensor([3, 3, 1]))
+    ranks = target_ranks(
+        scores, torch.tensor([3]), torch.tensor([0, 0, 0]), torch.tensor([3, 3, 1])
+    )
     assert torch.equal(ranks, torch.tensor([2]))  # duplicates in the history are harmless
 
 

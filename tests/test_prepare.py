@@ -116,3 +116,4 @@ def test_cli_missing_file_error(tmp_path: Path) -> None:
     target = tmp_path / "nodata" / "ml-1m" / "ml-1m.txt"
     assert f"file not found at {target}, and the download from {url} failed" in result.stderr
     assert not (tmp_path / "c").exists()
+    assert not (tmp_path / "nodata").exists()  # a failed download leaves no folders

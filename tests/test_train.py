@@ -23,14 +23,24 @@ def train_cli(tmp_path: Path, cache: Path, *overrides: str):
 def test_fast_dev_run_every_model(model: str, tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
     run_dir, proc = train_cli(tmp_path, shared_cache, f"model={model}", "model.max_len=20", "trainer.fast_dev_run=true")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    for key in ("val/ndcg@10", "test/ndcg@10", "test/hr@10", "test/mrr", "time/fit_s", "time/epoch_s_median", "train/epochs"):
+    for key in (
+        "val/ndcg@10",
+        "test/ndcg@10",
+        "test/hr@10",
+        "test/mrr",
+        "time/fit_s",
+        "time/epoch_s_median",
+        "train/epochs",
+    ):
         assert key in metrics, key
     assert 0.0 <= metrics["test/ndcg@10"] <= 1.0
     assert "test/ndcg@10" in proc.stdout  # the summary table
 
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))
-def test_fast_dev_run_every_experiment(experiment: str, tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
+def test_fast_dev_run_every_experiment(
+    experiment: str, tmp_path: Path, real_data_dir: Path, shared_cache: Path
+) -> None:
     run_dir, _ = train_cli(tmp_path, shared_cache, f"experiment={experiment}", "trainer.fast_dev_run=true")
     assert (run_dir / "metrics.json").is_file()
 

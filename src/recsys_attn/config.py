@@ -31,7 +31,5 @@ def build_settings(cls: type[T], values: Mapping[str, Any], where: str) -> T:
     names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ConfigError(
-            f"{where}.{unknown[0]}: unknown key; valid keys of {where} are {', '.join(sorted(names))}"
-        )
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key; valid keys of {where} are {', '.join(sorted(names))}")
     return cls(**values)

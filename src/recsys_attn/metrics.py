@@ -80,6 +80,8 @@ class _RankMetric(Metric):
 
     full_state_update = False
     higher_is_better = True
+    total: Tensor
+    count: Tensor
 
     def __init__(self) -> None:
         super().__init__()
@@ -129,7 +131,7 @@ class MRR(_RankMetric):
 
 def ranking_metrics(ks: Sequence[int], prefix: str, suffix: str = "") -> MetricCollection:
     """``{prefix}hr@K``, ``{prefix}ndcg@K`` for each K and ``{prefix}mrr``, each name ending in ``suffix``."""
-    metrics: dict[str, Metric] = {}
+    metrics: dict[str, Metric | MetricCollection] = {}
     for k in ks:
         metrics[f"hr@{k}{suffix}"] = HitRate(k)
         metrics[f"ndcg@{k}{suffix}"] = NDCG(k)

@@ -13,12 +13,11 @@ from typing import Any
 
 import hydra
 import lightning as L
-from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from recsys_attn.config import ConfigError, build_settings
+from recsys_attn.config import build_settings
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +26,16 @@ def instantiate_group(cfg: DictConfig | None) -> list[Any]:
     """Objects of every ``_target_`` node in a group such as ``callbacks`` or ``logger``."""
     if not cfg:
         return []
-    return [hydra.utils.instantiate(node) for node in cfg.values() if isinstance(node, DictConfig) and "_target_" in node]
+    return [
+        hydra.utils.instantiate(node) for node in cfg.values() if isinstance(node, DictConfig) and "_target_" in node
+    ]
 
 
 def check_model_keys(model_cfg: DictConfig) -> None:
     """Fail before any data work when ``model.*`` holds a key the model class does not know."""
     cls = hydra.utils.get_class(model_cfg._target_)
-    values = {k: v for k, v in model_cfg.items() if not str(k).startswith("_")}
-    build_settings(cls.settings_class, values, "model")
+    values = {str(k): v for k, v in model_cfg.items() if not str(k).startswith("_")}
+    build_settings(getattr(cls, "settings_class"), values, "model")  # noqa: B009
 
 
 def to_float(value: Any) -> float:
@@ -66,12 +67,3 @@ def print_summary(metrics: Mapping[str, float], title: str) -> None:
         value = metrics[name]
         table.add_row(name, f"{value:.4f}" if not math.isnan(value) else "nan")
     Console().print(table)
-
-
-def loggers_of(cfg: DictConfig) -> list[Logger]:
-    """Loggers of the ``logger`` group, with a clear offline fallback for W&B."""
-    loggers = instantiate_group(cfg.get("logger"))
-    for lg in loggers:
-        if not isinstance(lg, Logger):
-            raise ConfigError(f"logger: {type(lg).__name__} is not a Lightning logger")
-    return loggers

@@ -14,12 +14,12 @@ from omegaconf import DictConfig, OmegaConf
 from recsys_attn import config as _config  # noqa: F401  (registers resolvers)
 from recsys_attn.callbacks import EpochTimer
 from recsys_attn.data.datamodule import SeqDataModule
+from recsys_attn.loggers import build_loggers, finish_run
 from recsys_attn.models.base import RecModule
 from recsys_attn.runner import (
     check_model_keys,
     collect_metrics,
     instantiate_group,
-    loggers_of,
     print_summary,
     write_json_atomic,
 )
@@ -42,11 +42,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.prepare_data()
     datamodule.setup("fit")
     model: RecModule = hydra.utils.instantiate(
-        cfg.model, n_items=datamodule.n_items, item_popularity=datamodule.item_popularity, _convert_="all"
+        cfg.model,
+        n_items=datamodule.n_items,
+        item_popularity=datamodule.item_popularity,
+        _convert_="all",
     )
     timer = EpochTimer()
     callbacks = [*instantiate_group(cfg.get("callbacks")), timer]
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers_of(cfg) or False)
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg) or False)
     for lg in trainer.loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
@@ -54,13 +57,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     fit_s = time.perf_counter() - start
     metrics = collect_metrics(trainer, ("val/",))
+    best = str(getattr(trainer.checkpoint_callback, "best_model_path", "") or "")
     if cfg.get("test"):
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(collect_metrics(trainer, ("test/",)))
-    metrics.update({"time/fit_s": fit_s, "time/epoch_s_median": timer.median, "train/epochs": float(trainer.current_epoch)})
+    metrics.update(
+        {
+            "time/fit_s": fit_s,
+            "time/epoch_s_median": timer.median,
+            "train/epochs": float(trainer.current_epoch),
+        }
+    )
 
     if trainer.is_global_zero:
+        finish_run(trainer.loggers, model, datamodule, cfg, best)
         write_json_atomic(output_dir(cfg) / "metrics.json", metrics)
         print_summary(metrics, f"{cfg.model._target_.rsplit('.', 1)[-1]} on {cfg.data.source.name}")
     return metrics

@@ -39,11 +39,7 @@ def folders(cache_dir: Path) -> list[str]:
 
 
 def same(a: Prepared, b: Prepared) -> bool:
-    return (
-        a.interactions.equals(b.interactions)
-        and a.users.equals(b.users)
-        and a.items.equals(b.items)
-    )
+    return a.interactions.equals(b.interactions) and a.users.equals(b.users) and a.items.equals(b.items)
 
 
 def test_cold_build_writes_a_complete_folder(data_dir: Path, tmp_path: Path) -> None:
@@ -89,9 +85,7 @@ def test_second_call_reuses_the_cache(
     assert second.meta["cache_path"] == first.meta["cache_path"]
 
 
-def test_config_change_rebuilds_and_says_so(
-    data_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_config_change_rebuilds_and_says_so(data_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     cache_dir = tmp_path / "cache"
     load_prepared(SOURCE, Preparation(), data_dir, cache_dir)
     with caplog.at_level(logging.INFO):
@@ -159,9 +153,7 @@ def test_stale_temp_folder_is_ignored_and_cleaned(data_dir: Path, tmp_path: Path
     assert len([n for n in names if cache._TMP_MARK not in n]) == 2
 
 
-def test_destination_written_meanwhile_is_kept(
-    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_destination_written_meanwhile_is_kept(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache_dir = tmp_path / "cache"
     real_preprocess = cache.preprocess
 
@@ -243,8 +235,6 @@ def test_real_ml100k_sorted_by_time_within_user(real_data_dir: Path, tmp_path: P
     source = Source(name="ml-100k", format="movielens_100k", path="ml-100k/u.data")
     p = load_prepared(source, Preparation(rating_threshold=4), real_data_dir, tmp_path / "c")
     inter = p.interactions
-    ordered = inter.select(
-        (pl.col("timestamp").diff().over("user_idx").fill_null(0) >= 0).all()
-    ).item()
+    ordered = inter.select((pl.col("timestamp").diff().over("user_idx").fill_null(0) >= 0).all()).item()
     assert ordered
     assert p.n_interactions == 55_375  # ratings 4 and 5 in ML-100K

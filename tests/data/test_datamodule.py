@@ -82,7 +82,13 @@ def test_eval_batches_hold_history_target_and_seen(tmp_path: Path) -> None:
     assert test.target.tolist() == [6, 9] and test.input.tolist() == [[3, 4, 5], [0, 7, 8]]
     # the whole history is filtered, not only the last max_len items
     assert list(zip(test.seen_rows.tolist(), test.seen_items.tolist(), strict=True)) == [
-        (0, 1), (0, 2), (0, 3), (0, 4), (0, 5), (1, 7), (1, 8)
+        (0, 1),
+        (0, 2),
+        (0, 3),
+        (0, 4),
+        (0, 5),
+        (1, 7),
+        (1, 8),
     ]
 
 
@@ -106,13 +112,22 @@ def test_dataloader_path_matches_device_path(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("n", "world"), [(10, 1), (10, 3), (7, 2), (1, 2)])
 def test_eval_sharding_sees_every_row_once(n: int, world: int) -> None:
-    seen = torch.cat([torch.cat(list(IndexBatches(n, 2, shuffle=False, rank=r, world_size=world)) or [torch.empty(0, dtype=torch.long)]) for r in range(world)])
+    seen = torch.cat(
+        [
+            torch.cat(
+                list(IndexBatches(n, 2, shuffle=False, rank=r, world_size=world)) or [torch.empty(0, dtype=torch.long)]
+            )
+            for r in range(world)
+        ]
+    )
     assert sorted(seen.tolist()) == list(range(n))
 
 
 def test_train_sharding_equal_batches_per_rank_and_reshuffled_each_epoch() -> None:
     epoch = {"e": 0}
-    ranks = [IndexBatches(10, 3, shuffle=True, seed=1, epoch_fn=lambda: epoch["e"], rank=r, world_size=3) for r in range(3)]
+    ranks = [
+        IndexBatches(10, 3, shuffle=True, seed=1, epoch_fn=lambda: epoch["e"], rank=r, world_size=3) for r in range(3)
+    ]
     lens = {len(list(r)) for r in ranks}
     assert lens == {len(ranks[0])} == {2}
     first = torch.cat([torch.cat(list(r)) for r in ranks])

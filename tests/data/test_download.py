@@ -70,9 +70,7 @@ def test_absolute_path_ignores_data_dir(tmp_path: Path) -> None:
     assert locate(source, tmp_path / "elsewhere") == path
 
 
-def test_local_file_with_other_checksum_is_used_with_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_local_file_with_other_checksum_is_used_with_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "log.txt").write_bytes(b"1 5\n")
     source = Source(name="t", format="user_item", path="log.txt", sha256=SHA)
     with caplog.at_level(logging.WARNING):
@@ -83,18 +81,14 @@ def test_local_file_with_other_checksum_is_used_with_warning(
 
 def test_download_plain_file(tmp_path: Path, server: str) -> None:
     data_dir = tmp_path / "data"
-    source = Source(
-        name="t", format="user_item", path="set/log.txt", url=f"{server}/log.txt", sha256=SHA
-    )
+    source = Source(name="t", format="user_item", path="set/log.txt", url=f"{server}/log.txt", sha256=SHA)
     path = locate(source, data_dir)
     assert path == data_dir / "set" / "log.txt"
     assert path.read_bytes() == CONTENT
     assert listing(data_dir / "set") == ["log.txt"]  # no temporary files left
 
 
-def test_download_without_checksum_logs_the_sum(
-    tmp_path: Path, server: str, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_download_without_checksum_logs_the_sum(tmp_path: Path, server: str, caplog: pytest.LogCaptureFixture) -> None:
     source = Source(name="t", format="user_item", path="log.txt", url=f"{server}/log.txt")
     with caplog.at_level(logging.INFO):
         locate(source, tmp_path / "data")
@@ -131,15 +125,14 @@ def test_missing_zip_member_lists_members(tmp_path: Path, server: str) -> None:
 
 def test_checksum_mismatch_leaves_nothing(tmp_path: Path, server: str) -> None:
     data_dir = tmp_path / "data"
-    source = Source(
-        name="t", format="user_item", path="log.txt", url=f"{server}/log.txt", sha256="0" * 64
-    )
+    source = Source(name="t", format="user_item", path="log.txt", url=f"{server}/log.txt", sha256="0" * 64)
+    data_dir.mkdir()
     with pytest.raises(DataError) as err:
         locate(source, data_dir)
     message = str(err.value)
     assert "checksum mismatch for the download from" in message
     assert f"sha256 {SHA}, expected data.source.sha256={'0' * 64}" in message
-    assert listing(data_dir) == []
+    assert listing(data_dir) == []  # no temporary file left; the existing folder stays
 
 
 def test_offline_error_says_where_to_put_the_file(tmp_path: Path) -> None:
@@ -153,7 +146,7 @@ def test_offline_error_says_where_to_put_the_file(tmp_path: Path) -> None:
     assert f"from {url} failed (" in message
     assert "paths.data_dir" in message
     assert "RECSYS_ATTN_DATA_DIR" in message
-    assert listing(tmp_path / "data" / "set") == []
+    assert not (tmp_path / "data").exists()  # no empty folders left behind
 
 
 def test_http_error_is_reported(tmp_path: Path, server: str) -> None:
@@ -168,9 +161,7 @@ def test_no_url_is_reported(tmp_path: Path) -> None:
         locate(source, tmp_path)
 
 
-def test_interrupted_download_leaves_nothing(
-    tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_interrupted_download_leaves_nothing(tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken_fetch(url: str, dest: Path) -> None:
         dest.write_bytes(CONTENT[:5])
         raise ConnectionResetError("connection reset")

@@ -69,9 +69,7 @@ def test_ids_remapped_in_numeric_order_from_one() -> None:
     assert p.interactions.rows() == [(1, 3, None), (1, 2, None), (2, 1, None), (3, 1, None)]
     assert (p.n_users, p.n_items, p.n_interactions) == (3, 3, 4)
     assert p.users.schema == pl.Schema({"user_idx": pl.Int64, "user_id": pl.Int64})
-    assert p.interactions.schema == pl.Schema(
-        {"user_idx": pl.Int64, "item_idx": pl.Int64, "timestamp": pl.Int64}
-    )
+    assert p.interactions.schema == pl.Schema({"user_idx": pl.Int64, "item_idx": pl.Int64, "timestamp": pl.Int64})
 
 
 def test_string_ids_remapped_in_lexical_order() -> None:

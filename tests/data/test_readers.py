@@ -154,9 +154,7 @@ def test_every_format_is_registered() -> None:
 )
 def test_user_item_bad_line_is_named(tmp_path: Path, text: str, line: int, shown: str) -> None:
     path = write(tmp_path, "log.txt", text)
-    expected = (
-        f"{path}:{line}: expected 2 space-separated integer fields 'user item', got '{shown}'"
-    )
+    expected = f"{path}:{line}: expected 2 space-separated integer fields 'user item', got '{shown}'"
     with pytest.raises(DataError) as err:
         read(path, "user_item")
     assert str(err.value) == expected
@@ -193,10 +191,7 @@ def test_movielens_dat_bad_line(tmp_path: Path, text: str, shown: str) -> None:
 
 def test_movielens_csv_wrong_header(tmp_path: Path) -> None:
     path = write(tmp_path, "ratings.csv", "user,movieId,rating,timestamp\n1,2,3,4\n")
-    expected = (
-        f"{path}:1: expected the header 'userId,movieId,rating,timestamp', "
-        "got 'user,movieId,rating,timestamp'"
-    )
+    expected = f"{path}:1: expected the header 'userId,movieId,rating,timestamp', got 'user,movieId,rating,timestamp'"
     with pytest.raises(DataError) as err:
         read(path, "movielens_csv")
     assert str(err.value) == expected
@@ -204,18 +199,13 @@ def test_movielens_csv_wrong_header(tmp_path: Path) -> None:
 
 def test_movielens_csv_bad_rating(tmp_path: Path) -> None:
     path = write(tmp_path, "ratings.csv", "userId,movieId,rating,timestamp\n1,2,3,4\n1,2,good,4\n")
-    with pytest.raises(
-        DataError, match=rf"^{path}:3: expected 4 comma-separated .* got '1,2,good,4'$"
-    ):
+    with pytest.raises(DataError, match=rf"^{path}:3: expected 4 comma-separated .* got '1,2,good,4'$"):
         read(path, "movielens_csv")
 
 
 def test_csv_missing_column_names_file_column_and_columns_found(tmp_path: Path) -> None:
     path = write(tmp_path, "log.csv", "user_id,item\n1,2\n")
-    expected = (
-        f"{path}: column 'user' (data.source.columns.user) not found; "
-        "columns found: ['user_id', 'item']"
-    )
+    expected = f"{path}: column 'user' (data.source.columns.user) not found; columns found: ['user_id', 'item']"
     with pytest.raises(DataError) as err:
         read(path, "csv")
     assert str(err.value) == expected

@@ -12,9 +12,7 @@ def log(rows: list[tuple[int, int, int]]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=["user_idx", "item_idx", "timestamp"], orient="row")
 
 
-LOG = log(
-    [(1, 1, 10), (1, 2, 20), (1, 3, 30), (1, 4, 40), (2, 2, 11), (2, 3, 12), (3, 4, 50), (3, 1, 60), (3, 2, 70)]
-)
+LOG = log([(1, 1, 10), (1, 2, 20), (1, 3, 30), (1, 4, 40), (2, 2, 11), (2, 3, 12), (3, 4, 50), (3, 1, 60), (3, 2, 70)])
 
 
 def test_leave_one_out_exact_views() -> None:

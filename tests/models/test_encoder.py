@@ -1,4 +1,4 @@
-"""SequenceEncoder: causality, padding invariance, BERT4Rec masking, norm placement, length check."""
+"""SequenceEncoder: causality, padding invariance, BERT4Rec masking, norm placement, max length."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ HIDDEN = 16
 def make_encoder(causal: bool, norm_first: bool = True, seed: int = 0) -> SequenceEncoder:
     """A small encoder in eval mode whose every parameter (biases, norms included) is random.
 
-    The default init (std 0.02, zero biases, unit norms) hides leaks that random weights expose: with
-    zero biases a zeroed padding key still enters the softmax denominator, but only barely.
+    The default init (std 0.02, zero biases, unit norms) hides leaks that random weights expose:
+    with zero biases a zeroed padding key still enters the softmax denominator, but only barely.
     """
     torch.manual_seed(seed)
     enc = SequenceEncoder(
@@ -148,13 +148,18 @@ def test_mask_position_depends_on_its_context() -> None:
 
 
 def test_pre_norm_and_post_norm_both_run_and_differ() -> None:
-    pre, post = make_encoder(causal=True, norm_first=True), make_encoder(causal=True, norm_first=False)
+    pre, post = (
+        make_encoder(causal=True, norm_first=True),
+        make_encoder(causal=True, norm_first=False),
+    )
     assert isinstance(pre.emb_norm, torch.nn.Identity)
     assert isinstance(pre.final_norm, torch.nn.LayerNorm)
     assert isinstance(post.emb_norm, torch.nn.LayerNorm)
     assert isinstance(post.final_norm, torch.nn.Identity)
     # Same embeddings and blocks: only the position of the norms differs.
-    shared = {k: v for k, v in pre.state_dict().items() if not k.startswith(("final_norm", "emb_norm"))}
+    shared = {
+        k: v for k, v in pre.state_dict().items() if not k.startswith(("final_norm", "emb_norm"))
+    }
     post.load_state_dict(shared, strict=False)
     items = torch.tensor([[PAD, 3, 4, 5], [6, 7, 8, 9]])
     with torch.no_grad():

@@ -26,7 +26,7 @@ def softplus(x: float) -> float:
 
 
 def fix_negatives(monkeypatch: pytest.MonkeyPatch, negatives: Tensor) -> list[tuple[int, ...]]:
-    """Make ``uniform_negatives`` return ``negatives``; the returned list records the shapes asked."""
+    """Make ``uniform_negatives`` return ``negatives``; the list returned records the shapes."""
     calls: list[tuple[int, ...]] = []
 
     def fake(shape: tuple[int, ...], n_items: int, device: torch.device) -> Tensor:
@@ -46,7 +46,7 @@ def test_registry_holds_the_documented_losses() -> None:
 
 
 def test_unknown_loss_lists_the_known_ones() -> None:
-    with pytest.raises(KeyError, match="model.loss: unknown loss 'focal'") as err:
+    with pytest.raises(KeyError, match=r"model\.loss: unknown loss 'focal'") as err:
         get_loss("focal")
     assert "known losses: bce, bpr, ce, gbce, sampled_softmax" in str(err.value)
 
@@ -91,7 +91,9 @@ def test_bpr_one_negative(monkeypatch: pytest.MonkeyPatch) -> None:
     assert loss.item() == pytest.approx(expected, rel=1e-6)
 
 
-def test_sampled_softmax_uniform_is_the_plain_sampled_softmax(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sampled_softmax_uniform_is_the_plain_sampled_softmax(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Uniform logQ is a constant shift of every logit and cancels; a negative equal to the target
     is dropped."""
     calls = fix_negatives(monkeypatch, torch.tensor([3, 1, 2]))  # [k] shared by all rows
@@ -105,7 +107,9 @@ def test_sampled_softmax_uniform_is_the_plain_sampled_softmax(monkeypatch: pytes
     assert loss.item() == pytest.approx((row0 + row1) / 2, rel=1e-6)
 
 
-def test_sampled_softmax_with_only_target_negatives_is_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sampled_softmax_with_only_target_negatives_is_zero(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     fix_negatives(monkeypatch, torch.tensor([1, 1]))
     ctx = LossContext(N_ITEMS, num_negatives=2)
     loss = get_loss("sampled_softmax")(HIDDEN[:1], TARGETS[:1], ITEMS, ctx)
@@ -174,7 +178,9 @@ def test_gbce_without_calibration_equals_bce(monkeypatch: pytest.MonkeyPatch) ->
     """With one negative and beta = 1 (t = 0) gBCE is the SASRec BCE loss."""
     fix_negatives(monkeypatch, torch.tensor([[3], [2]]))
     bce = get_loss("bce")(HIDDEN, TARGETS, ITEMS, LossContext(N_ITEMS))
-    gbce = get_loss("gbce")(HIDDEN, TARGETS, ITEMS, LossContext(N_ITEMS, num_negatives=1, gbce_t=0.0))
+    gbce = get_loss("gbce")(
+        HIDDEN, TARGETS, ITEMS, LossContext(N_ITEMS, num_negatives=1, gbce_t=0.0)
+    )
     torch.testing.assert_close(gbce, bce, rtol=0, atol=0)
 
 
@@ -188,6 +194,10 @@ def test_losses_are_differentiable_scalars(name: str) -> None:
     assert loss.shape == ()
     assert torch.isfinite(loss)
     loss.backward()
-    assert hidden.grad is not None and torch.isfinite(hidden.grad).all() and hidden.grad.abs().sum() > 0
+    assert (
+        hidden.grad is not None
+        and torch.isfinite(hidden.grad).all()
+        and hidden.grad.abs().sum() > 0
+    )
     assert items.grad is not None and torch.isfinite(items.grad).all()
     assert torch.equal(items.grad[0], torch.zeros(4))  # padding's embedding is never scored

@@ -22,7 +22,12 @@ from recsys_attn.models.popularity import Popularity
 from recsys_attn.models.sasrec import SASRec
 from recsys_attn.models.transformer import TransformerRec, lr_factor
 
-pytestmark = pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`"),
+    pytest.mark.filterwarnings(
+        "ignore:You defined a `validation_step` but have no `val_dataloader`"
+    ),
+]
 
 N_ITEMS = 9
 TINY = {"hidden_size": 16, "num_blocks": 1, "num_heads": 2, "max_len": 8, "dropout": 0.0}
@@ -112,7 +117,7 @@ def test_invalid_setting_value_raises_config_error(key: str, value: str) -> None
 
 
 def test_unknown_loss_fails_at_construction() -> None:
-    with pytest.raises(KeyError, match="model.loss"):
+    with pytest.raises(KeyError, match=r"model\.loss: unknown loss 'hinge'"):
         SASRec(N_ITEMS, loss="hinge")
 
 
@@ -145,7 +150,9 @@ def test_training_step_uses_only_positions_with_a_target(monkeypatch: pytest.Mon
     model = SASRec(N_ITEMS, **TINY)
     captured: dict[str, torch.Tensor] = {}
 
-    def fake_loss(hidden: torch.Tensor, targets: torch.Tensor, items: torch.Tensor, ctx: Any) -> Any:
+    def fake_loss(
+        hidden: torch.Tensor, targets: torch.Tensor, items: torch.Tensor, ctx: Any
+    ) -> Any:
         captured.update(hidden=hidden, targets=targets, items=items)
         captured["ctx"] = ctx
         return hidden.sum()
@@ -154,7 +161,9 @@ def test_training_step_uses_only_positions_with_a_target(monkeypatch: pytest.Mon
     batch = next_batch()
     model.training_step(batch, 0)
     # Row 0 has 5 targets (after its 2 paddings and before its end), row 1 has 7.
-    assert torch.equal(captured["targets"], torch.tensor([4, 5, 6, 7, 8, 9, 2, 3, 4, 5, 6, 7, 8, 9]))
+    assert torch.equal(
+        captured["targets"], torch.tensor([4, 5, 6, 7, 8, 9, 2, 3, 4, 5, 6, 7, 8, 9])
+    )
     hidden = model.encoder(batch.input)
     torch.testing.assert_close(captured["hidden"], hidden[batch.target != PAD])
     assert captured["items"].shape == (N_ITEMS + 1, 16)
@@ -165,7 +174,7 @@ def test_training_step_uses_only_positions_with_a_target(monkeypatch: pytest.Mon
 
 
 def cycle_windows(n_items: int, width: int) -> torch.Tensor:
-    """One window per start item of the endless cycle 1 -> 2 -> ... -> n_items -> 1: ``[n, width]``."""
+    """A window ``[n, width]`` per start item of the endless cycle 1 -> 2 -> ... -> n_items -> 1."""
     starts = torch.arange(n_items)[:, None]  # [n, 1]
     return (starts + torch.arange(width)[None, :]) % n_items + 1  # [n, width]
 
@@ -182,19 +191,24 @@ def next_item_ranks(model: SASRec, n_items: int, length: int) -> torch.Tensor:
 def test_sasrec_learns_a_cycle() -> None:
     torch.manual_seed(0)
     n_items, length = 7, 6
-    model = SASRec(n_items, hidden_size=32, num_blocks=1, num_heads=2, max_len=length,
-                   dropout=0.0, lr=1e-2)  # fmt: skip
+    settings = {"hidden_size": 32, "num_blocks": 1, "num_heads": 2, "dropout": 0.0, "lr": 1e-2}
+    model = SASRec(n_items, max_len=length, **settings)
     before = next_item_ranks(model, n_items, length)
     assert (before > 0).any()
     batch = next_item_batch(cycle_windows(n_items, length + 1))  # every position has a target
     opt = model.configure_optimizers()
-    for _ in range(40):
+    for _ in range(20):  # it takes 4 or 5 steps
         opt.zero_grad()
         model.training_step(batch, 0).backward()
         opt.step()
     # Shorter histories too: the model predicts the next item from any prefix.
-    assert torch.equal(next_item_ranks(model, n_items, length), torch.zeros(n_items, dtype=torch.long))
-    assert torch.equal(next_item_ranks(model, n_items, 2), torch.zeros(n_items, dtype=torch.long))
+    assert torch.equal(
+        next_item_ranks(model, n_items, length), torch.zeros(n_items, dtype=torch.long)
+    )
+    for short in (2, 1):
+        assert torch.equal(
+            next_item_ranks(model, n_items, short), torch.zeros(n_items, dtype=torch.long)
+        )
 
 
 # --- checkpoints ------------------------------------------------------------------------------
@@ -217,7 +231,8 @@ def test_checkpoint_round_trip(cls: type[TransformerRec], tmp_path: Path) -> Non
     assert loaded.n_items == N_ITEMS
     assert torch.equal(loaded.item_popularity, pop)
     items = torch.tensor([[PAD, 3, 4, 5], [6, 7, 8, mask_id(N_ITEMS) if cls is BERT4Rec else 9]])
-    model.eval(), loaded.eval()
+    model.eval()
+    loaded.eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded.score(items), model.score(items), rtol=0, atol=0)
     # The trained weights, not a fresh initialisation, were restored.
@@ -276,8 +291,6 @@ def test_popularity_ranks_by_popularity(
     tmp_path: Path, filter_seen: bool, expected: dict[str, float]
 ) -> None:
     model = Popularity(5, POPULARITY, eval_ks=[1, 3], filter_seen=filter_seen)
-    half = [EvalBatch(*(t[:2] for t in EVAL_BATCH[:4]), *EVAL_BATCH[3:])]  # type: ignore[misc]
-    del half  # batches with seen rows are split in test_metrics; one batch here
     (out,) = trainer(tmp_path).test(model, loader([EVAL_BATCH]), verbose=False)
     assert out == pytest.approx(expected, rel=1e-6)
 
@@ -286,9 +299,24 @@ def test_predict_step_filters_history() -> None:
     model = Popularity(5, POPULARITY, eval_ks=[1, 2])
     out = model.predict_step(EVAL_BATCH, 0)
     assert torch.equal(out["users"], EVAL_BATCH.users)
-    assert torch.equal(out["items"][:, 0], torch.tensor([3, 3, 2, 3]))  # user 12: 1 and 3 seen
-    assert torch.equal(out["items"][0], torch.tensor([3, 1]))
-    assert torch.equal(out["scores"][0], torch.tensor([9.0, 5.0]))
+    # Users 10, 13: the global top 2; 11: 1 is filtered; 12: 1 and 3 are filtered (2 and 5 tie).
+    assert torch.equal(out["items"][[0, 3]], torch.tensor([[3, 1], [3, 1]]))
+    assert out["items"][1, 0] == 3 and out["items"][1, 1] in (2, 5)  # 2 and 5 tie
+    assert sorted(out["items"][2].tolist()) == [2, 5]
+    assert torch.equal(
+        out["scores"], torch.tensor([[9.0, 5.0], [9.0, 3.0], [3.0, 3.0], [9.0, 5.0]])
+    )
+    assert torch.equal(model.item_popularity, POPULARITY)
+
+
+def test_predict_step_does_not_write_into_the_popularity_buffer() -> None:
+    """With one user, Popularity's scores are a view of its buffer: predict must not change it."""
+    model = Popularity(5, POPULARITY, eval_ks=[2])
+    one = EvalBatch(*(t[:1] for t in EVAL_BATCH[:3]), torch.tensor([0]), torch.tensor([3]))
+    out = model.predict_step(one, 0)
+    assert out["items"][0, 0] == 1 and out["items"][0, 1] in (2, 5)  # 3 is seen; 2 and 5 tie
+    assert torch.equal(out["scores"], torch.tensor([[5.0, 3.0]]))
+    assert torch.equal(model.item_popularity, POPULARITY)
 
 
 # --- optimisation -----------------------------------------------------------------------------
@@ -347,7 +375,9 @@ def test_scheduler_follows_lr_factor() -> None:
     ],
 )
 def test_lr_factor(step: int, schedule: str, expected: float) -> None:
-    assert lr_factor(step, warmup=4, total=12, schedule=schedule) == pytest.approx(expected, abs=1e-12)
+    assert lr_factor(step, warmup=4, total=12, schedule=schedule) == pytest.approx(
+        expected, abs=1e-12
+    )
 
 
 def test_lr_factor_without_warmup() -> None:

@@ -53,9 +53,7 @@ def cache_key(source: Source, prep: Preparation, input_path: Path) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def load_prepared(
-    source: Source, prep: Preparation, data_dir: str | Path, cache_dir: str | Path
-) -> Prepared:
+def load_prepared(source: Source, prep: Preparation, data_dir: str | Path, cache_dir: str | Path) -> Prepared:
     """Return the prepared data set, from the cache when its key matches, else built and cached.
 
     Args:
@@ -93,9 +91,7 @@ def load_prepared(
     }
     prepared = Prepared(prepared.interactions, prepared.users, prepared.items, meta)
     _write_atomically(prepared, folder)
-    return Prepared(
-        prepared.interactions, prepared.users, prepared.items, {**meta, "cache_path": str(folder)}
-    )
+    return Prepared(prepared.interactions, prepared.users, prepared.items, {**meta, "cache_path": str(folder)})
 
 
 def read_prepared(folder: Path) -> Prepared:
@@ -104,9 +100,7 @@ def read_prepared(folder: Path) -> Prepared:
         meta = json.loads((folder / "meta.json").read_text())
         frames = {name: pl.read_parquet(folder / f"{name}.parquet") for name in _FILES}
     except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
-        raise DataError(
-            f"prepared cache {folder} is unreadable ({exc}); delete the folder to rebuild it"
-        ) from exc
+        raise DataError(f"prepared cache {folder} is unreadable ({exc}); delete the folder to rebuild it") from exc
     meta["cache_path"] = str(folder)
     return Prepared(frames["interactions"], frames["users"], frames["items"], meta)
 

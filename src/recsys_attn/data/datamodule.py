@@ -48,7 +48,10 @@ class SequenceStore:
             starts, ends = _windows(starts, ends, width, settings.window_stride)
         self.windows = left_pad(splits.values, starts, ends, width).int()  # [N, W]
         self.values = splits.values.int()  # [I]
-        self.evals = (splits.val.subset(settings.max_eval_users), splits.test.subset(settings.max_eval_users))
+        self.evals = (
+            splits.val.subset(settings.max_eval_users),
+            splits.test.subset(settings.max_eval_users),
+        )
 
     @property
     def n_train_samples(self) -> int:
@@ -134,9 +137,7 @@ class SeqDataModule(L.LightningDataModule):
     After ``setup``: ``n_items``, ``n_users``, ``item_popularity`` and ``prepared`` (id maps).
     """
 
-    def __init__(
-        self, source: Source, preparation: Preparation, split: SplitConfig, **settings: Any
-    ) -> None:
+    def __init__(self, source: Source, preparation: Preparation, split: SplitConfig, **settings: Any) -> None:
         super().__init__()
         self.source, self.preparation, self.split = source, preparation, split
         self.settings = build_settings(DataSettings, settings, "data")
@@ -208,7 +209,7 @@ class SeqDataModule(L.LightningDataModule):
             return _Requests(batches, make)
         return DataLoader(
             _BatchDataset(build),
-            sampler=batches,  # type: ignore[arg-type]
+            sampler=batches,
             batch_size=None,
             num_workers=s.num_workers,
             pin_memory=s.pin_memory,
@@ -233,7 +234,9 @@ class SeqDataModule(L.LightningDataModule):
         es = self.store.evals[split]
         batches = IndexBatches(len(es), self.settings.eval_batch_size, shuffle=False, rank=rank, world_size=world)
         return self._loader(
-            batches, lambda idx: EvalRequest(idx, split), lambda idx: self.store.eval_batch(idx, split)
+            batches,
+            lambda idx: EvalRequest(idx, split),
+            lambda idx: self.store.eval_batch(idx, split),
         )
 
     def val_dataloader(self) -> Any:

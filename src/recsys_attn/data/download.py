@@ -101,6 +101,8 @@ def _download(source: Source, path: Path) -> None:
         raise _DownloadFailed("no data.source.url configured")
     url = source.url
     temps: list[Path] = []
+    created = _missing_parents(path)
+    done = False
     try:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,9 +117,7 @@ def _download(source: Source, path: Path) -> None:
             raise _DownloadFailed(_reason(exc)) from exc
         actual = sha256_of(result)
         if source.sha256 is None:
-            log.info(
-                "%s: sha256 %s (set data.source.sha256 to check future downloads)", path, actual
-            )
+            log.info("%s: sha256 %s (set data.source.sha256 to check future downloads)", path, actual)
         elif actual != source.sha256.lower():
             raise DataError(
                 f"data set {source.name!r}: checksum mismatch for the download from {url}: "
@@ -125,11 +125,26 @@ def _download(source: Source, path: Path) -> None:
                 f"nothing was written to {path}"
             )
         os.replace(result, path)
+        done = True
         log.info("saved %s", path)
     finally:
         for temp in temps:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
+        if not done:  # leave the data directory as it was: no empty folders behind
+            for folder in created:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """Folders above ``path`` that do not exist yet, deepest first."""
+    missing = []
+    for folder in path.parents:
+        if folder.exists():
+            break
+        missing.append(folder)
+    return missing
 
 
 def _temp_next_to(path: Path, suffix: str) -> Path:
@@ -147,8 +162,7 @@ def _extract(archive: Path, member: str, dest: Path) -> None:
             names = zf.namelist()
             shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
             raise _DownloadFailed(
-                f"the archive has no member {member!r} (data.source.archive_member); "
-                f"members: {shown}"
+                f"the archive has no member {member!r} (data.source.archive_member); members: {shown}"
             ) from None
         with zf.open(info) as src, dest.open("wb") as out:
             shutil.copyfileobj(src, out, _CHUNK)

@@ -46,9 +46,7 @@ class Preparation:
         threshold = self.rating_threshold
         if threshold is not None:
             if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-                raise DataError(
-                    f"data.preparation.rating_threshold={threshold!r} must be a number or null"
-                )
+                raise DataError(f"data.preparation.rating_threshold={threshold!r} must be a number or null")
             object.__setattr__(self, "rating_threshold", float(threshold))
 
 
@@ -92,9 +90,7 @@ def preprocess(raw: pl.DataFrame, prep: Preparation, source_name: str) -> Prepar
     """
     missing = [c for c in RAW_COLUMNS if c not in raw.columns]
     if missing:
-        raise DataError(
-            f"data set {source_name!r}: raw frame lacks columns {missing}; it has {raw.columns}"
-        )
+        raise DataError(f"data set {source_name!r}: raw frame lacks columns {missing}; it has {raw.columns}")
     df = raw.select(RAW_COLUMNS)
     if prep.rating_threshold is not None:
         if df.height > 0 and df["rating"].null_count() == df.height:

@@ -49,10 +49,7 @@ def read_interactions(path: Path, source: Source) -> pl.DataFrame:
     """Read ``path`` with the reader registered for ``source.format``."""
     reader = READERS.get(source.format)
     if reader is None:
-        raise DataError(
-            f"data.source.format={source.format!r} is unknown; known formats: "
-            f"{', '.join(sorted(READERS))}"
-        )
+        raise DataError(f"data.source.format={source.format!r} is unknown; known formats: {', '.join(sorted(READERS))}")
     return reader(Path(path), source)
 
 
@@ -102,9 +99,7 @@ def _diagnose_fields(
                 continue
             content = True
             parts = split(text)
-            if len(parts) != len(checks) or not all(
-                ok(p) for ok, p in zip(checks, parts, strict=True)
-            ):
+            if len(parts) != len(checks) or not all(ok(p) for ok, p in zip(checks, parts, strict=True)):
                 raise _bad_line(path, lineno, expect, text)
     if not content:
         raise DataError(f"{path}: empty file, expected {expect}")
@@ -128,8 +123,7 @@ def _read_fixed(
         found = pl.read_csv(path, separator=separator, n_rows=0, infer_schema=False).columns
         if found != list(header):
             raise DataError(
-                f"{path}:1: expected the header '{separator.join(header)}', "
-                f"got '{_shown(separator.join(found))}'"
+                f"{path}:1: expected the header '{separator.join(header)}', got '{_shown(separator.join(found))}'"
             )
         schema = dict(zip(header, fields.values(), strict=True))
     else:
@@ -278,9 +272,7 @@ def _times(df: pl.DataFrame, path: Path, what: str, tabular: bool) -> pl.DataFra
     if dtype == pl.Date:
         return df.with_columns(col.cast(pl.Datetime("us")).dt.epoch("s"))
     if dtype != pl.String:
-        raise DataError(
-            f"{path}: column {what} has dtype {dtype}; expected integer or date-time timestamps"
-        )
+        raise DataError(f"{path}: column {what} has dtype {dtype}; expected integer or date-time timestamps")
     # The first value decides: integers, or date-times (converted to Unix seconds).
     first = df["timestamp"].drop_nulls().head(1).to_list()
     if first and _is_int(first[0].strip()):
@@ -291,9 +283,7 @@ def _times(df: pl.DataFrame, path: Path, what: str, tabular: bool) -> pl.DataFra
     if line is None:
         return df.with_columns(parsed)
     got = _line_text(path, line) if tabular else ""
-    raise DataError(
-        f"{path}:{line}: expected an integer or date-time timestamp in column {what}, got '{got}'"
-    )
+    raise DataError(f"{path}:{line}: expected an integer or date-time timestamp in column {what}, got '{got}'")
 
 
 def _check_tabular_rows(path: Path, separator: str) -> None:
@@ -327,17 +317,12 @@ def _read_tabular(path: Path, source: Source, separator: str | None) -> pl.DataF
             found = pl.read_parquet_schema(path)
             names = list(found)
         else:
-            names = pl.read_csv(
-                path, separator=separator, n_rows=0, infer_schema=False, encoding="utf8-lossy"
-            ).columns
+            names = pl.read_csv(path, separator=separator, n_rows=0, infer_schema=False, encoding="utf8-lossy").columns
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise DataError(f"{path}: could not be read as {kind}: {exc}") from exc
     for key, col in mapping.items():
         if col not in names:
-            raise DataError(
-                f"{path}: column '{col}' (data.source.columns.{key}) not found; "
-                f"columns found: {names}"
-            )
+            raise DataError(f"{path}: column '{col}' (data.source.columns.{key}) not found; columns found: {names}")
     wanted = list(dict.fromkeys(mapping.values()))
     try:
         if separator is None:

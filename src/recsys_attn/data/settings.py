@@ -48,8 +48,16 @@ class DataSettings:
             (self.loader in LOADERS, "loader", f"one of {LOADERS}"),
             (self.max_len >= 2, "max_len", "an integer >= 2"),
             (0.0 < self.mask_prob <= 1.0, "mask_prob", "a probability in (0, 1]"),
-            (self.batch_size >= 1 and self.eval_batch_size >= 1, "batch_size", "positive batch sizes"),
-            (self.window_stride is None or self.window_stride >= 1, "window_stride", "null or >= 1"),
+            (
+                self.batch_size >= 1 and self.eval_batch_size >= 1,
+                "batch_size",
+                "positive batch sizes",
+            ),
+            (
+                self.window_stride is None or self.window_stride >= 1,
+                "window_stride",
+                "null or >= 1",
+            ),
         ]
         for ok, key, expected in checks:
             if not ok:

@@ -56,25 +56,21 @@ class Source:
 
         if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
             raise DataError(
-                f"data.source.name={self.name!r}: use letters, digits, '.', '_' or '-' "
-                "(it names the cache folder)"
+                f"data.source.name={self.name!r}: use letters, digits, '.', '_' or '-' (it names the cache folder)"
             )
         if self.format not in READERS:
             raise DataError(
-                f"data.source.format={self.format!r} is unknown; known formats: "
-                f"{', '.join(sorted(READERS))}"
+                f"data.source.format={self.format!r} is unknown; known formats: {', '.join(sorted(READERS))}"
             )
         if not self.path:
             raise DataError(f"data.source.path is empty for source {self.name!r}")
         if self.sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", self.sha256):
             raise DataError(
-                f"data.source.sha256={self.sha256!r} for source {self.name!r} is not a "
-                "64-digit hex sha256 sum"
+                f"data.source.sha256={self.sha256!r} for source {self.name!r} is not a 64-digit hex sha256 sum"
             )
         if self.url is not None and self.url.lower().endswith(".zip") and not self.archive_member:
             raise DataError(
-                f"data.source.url={self.url!r} is a zip archive: set data.source.archive_member "
-                "to the file to extract"
+                f"data.source.url={self.url!r} is a zip archive: set data.source.archive_member to the file to extract"
             )
         object.__setattr__(self, "columns", _normalise_columns(self.columns, self.format))
 
@@ -96,19 +92,12 @@ def _normalise_columns(columns: Any, fmt: str) -> dict[str, str | None] | None:
     out: dict[str, str | None] = {}
     for key, value in columns.items():
         if key not in COLUMN_KEYS:
-            raise DataError(
-                f"data.source.columns.{key} is not a known key; "
-                f"known keys: {', '.join(COLUMN_KEYS)}"
-            )
+            raise DataError(f"data.source.columns.{key} is not a known key; known keys: {', '.join(COLUMN_KEYS)}")
         if value is not None and not isinstance(value, str):
-            raise DataError(
-                f"data.source.columns.{key}={value!r} must be a column name (string) or null"
-            )
+            raise DataError(f"data.source.columns.{key}={value!r} must be a column name (string) or null")
         out[str(key)] = value
     if fmt in TABULAR_FORMATS:
         for key in ("user", "item"):
             if key in out and out[key] is None:
-                raise DataError(
-                    f"data.source.columns.{key} is null, but format {fmt!r} needs a {key} column"
-                )
+                raise DataError(f"data.source.columns.{key} is null, but format {fmt!r} needs a {key} column")
     return out

@@ -32,6 +32,7 @@ class RecModule(L.LightningModule):
     """
 
     settings_class: ClassVar[type[EvalSettings]] = EvalSettings
+    item_popularity: Tensor
 
     def __init__(self, n_items: int, item_popularity: Tensor | None = None, **settings: Any) -> None:
         super().__init__()
@@ -40,9 +41,7 @@ class RecModule(L.LightningModule):
         self.n_items = n_items
         pop = torch.zeros(n_items + 1) if item_popularity is None else item_popularity.float()
         self.register_buffer("item_popularity", pop)  # [n_items + 1], saved with the checkpoint
-        self.eval_metrics = torch.nn.ModuleDict(
-            {stage: self._metrics(stage) for stage in ("val", "test")}
-        )
+        self.eval_metrics = torch.nn.ModuleDict({stage: self._metrics(stage) for stage in ("val", "test")})
 
     def _metrics(self, stage: str) -> torch.nn.ModuleDict:
         ks = self.settings.eval_ks
@@ -59,8 +58,8 @@ class RecModule(L.LightningModule):
     def _evaluate(self, batch: EvalBatch, stage: str) -> None:
         scores = self.score(batch.input)  # [B, V]
         filt = (batch.seen_rows, batch.seen_items) if self.settings.filter_seen else (None, None)
-        ranks = target_ranks(scores, batch.target, *filt, n_items=self.n_items)  # [B]
-        metrics = self.eval_metrics[stage]
+        ranks = target_ranks(scores, batch.target, filt[0], filt[1], n_items=self.n_items)  # [B]
+        metrics: Any = self.eval_metrics[stage]
         metrics["full"].update(ranks)
         metrics["users"].update(ranks)
         self.log_dict(metrics["full"], on_step=False, on_epoch=True)
@@ -68,8 +67,13 @@ class RecModule(L.LightningModule):
         if "sampled" in metrics:
             pop = self.item_popularity if self.settings.sampled_eval == "popularity" else None
             s_ranks = sampled_ranks(
-                scores, batch.target, batch.seen_rows, batch.seen_items,
-                self.settings.sampled_negatives, pop, self.n_items,
+                scores,
+                batch.target,
+                batch.seen_rows,
+                batch.seen_items,
+                self.settings.sampled_negatives,
+                pop,
+                self.n_items,
             )  # [B]
             metrics["sampled"].update(s_ranks)
             self.log_dict(metrics["sampled"], on_step=False, on_epoch=True)
@@ -82,7 +86,8 @@ class RecModule(L.LightningModule):
 
     def predict_step(self, batch: EvalBatch, batch_idx: int) -> dict[str, Tensor]:
         """Top-K items per user (history filtered), K = the largest eval cut-off."""
-        scores = self.score(batch.input).float()  # [B, V]
+        # A copy: score() may return a view of a buffer (Popularity), which must not be written to.
+        scores = self.score(batch.input).float().clone()  # [B, V]
         scores[:, 0] = float("-inf")
         if self.settings.filter_seen:
             scores[batch.seen_rows, batch.seen_items] = float("-inf")

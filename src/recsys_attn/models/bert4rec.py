@@ -15,6 +15,6 @@ class BERT4Rec(TransformerRec):
     appends a MASK after the history and the model scores that position.
     """
 
-    settings_class: ClassVar[type[ClozeSettings]] = ClozeSettings  # type: ignore[assignment]
+    settings_class: ClassVar[type[ClozeSettings]] = ClozeSettings
     causal: ClassVar[bool] = False
     extra_tokens: ClassVar[int] = 1

@@ -10,7 +10,6 @@ from torch import Tensor, nn
 
 from recsys_attn.constants import PAD
 
-
 ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU}
 
 
@@ -37,7 +36,13 @@ class Block(nn.Module):
     """Attention + feed-forward, each with residual, dropout and layer norm (pre- or post-norm)."""
 
     def __init__(
-        self, hidden: int, heads: int, dropout: float, norm_first: bool, activation: str, ff_mult: int
+        self,
+        hidden: int,
+        heads: int,
+        dropout: float,
+        norm_first: bool,
+        activation: str,
+        ff_mult: int,
     ) -> None:
         super().__init__()
         self.norm_first = norm_first

@@ -59,7 +59,9 @@ class TransformerSettings(EvalSettings):
         if self.schedule not in ("constant", "cosine", "linear"):
             raise ConfigError(f"model.schedule: expected constant, cosine or linear, got {self.schedule!r}")
         if self.negative_sampling not in ("uniform", "popularity"):
-            raise ConfigError(f"model.negative_sampling: expected uniform or popularity, got {self.negative_sampling!r}")
+            raise ConfigError(
+                f"model.negative_sampling: expected uniform or popularity, got {self.negative_sampling!r}"
+            )
         if self.activation not in ("gelu", "relu"):
             raise ConfigError(f"model.activation: expected gelu or relu, got {self.activation!r}")
 

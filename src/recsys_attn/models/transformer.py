@@ -56,7 +56,14 @@ class TransformerRec(RecModule):
         s = self.settings
         ctx = LossContext(self.n_items, s.num_negatives, s.negative_sampling, self.item_popularity, s.gbce_t)
         loss = self.loss_fn(hidden[sel], batch.target[sel], self.encoder.item_weights(self.n_items), ctx)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=int(sel.sum()))
+        self.log(
+            "train/loss",
+            loss,
+            prog_bar=True,
+            on_step=True,
+            on_epoch=True,
+            batch_size=int(sel.sum()),
+        )
         return loss
 
     def configure_optimizers(self) -> Any:
