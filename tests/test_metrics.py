@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import pytest
 import torch
 from torch import Tensor
 
 from recsys_attn.metrics import MRR, NDCG, HitRate, ranking_metrics, sampled_ranks, target_ranks
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny tensors: intra-op threads only add overhead, and stall badly on a loaded CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 NO_SEEN = (torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long))
 
@@ -52,9 +63,7 @@ def test_target_in_its_own_history_is_not_filtered() -> None:
     assert torch.equal(ranks, torch.tensor([0]))
     ranks = target_ranks(scores, torch.tensor([2]), torch.tensor([0, 0]), torch.tensor([2, 4]))
     assert torch.equal(ranks, torch.tensor([0]))
-    ranks = target_ranks(
-        scores, torch.tensor([3]), torch.tensor([0, 0, 0]), torch.tensor([3, 3, 1])
-    )
+    ranks = target_ranks(scores, torch.tensor([3]), torch.tensor([0, 0, 0]), torch.tensor([3, 3, 1]))
     assert torch.equal(ranks, torch.tensor([2]))  # duplicates in the history are harmless
 
 
@@ -100,8 +109,10 @@ RANKS = torch.tensor([0, 2, 6, 30])  # gains 1/log2(rank + 2): 1, 1/2, 1/3, 1/5
     ("metric", "expected"),
     [
         (HitRate(1), 1 / 4),
+        (HitRate(2), 1 / 4),  # rank 2 is not < 2
         (HitRate(3), 2 / 4),
         (HitRate(7), 3 / 4),
+        (HitRate(30), 3 / 4),
         (HitRate(31), 1.0),
         (NDCG(1), 1 / 4),
         (NDCG(3), (1 + 1 / 2) / 4),
@@ -174,9 +185,7 @@ def test_batching_does_not_change_metrics(seed: int, sizes: list[int]) -> None:
     for size in sizes:
         stop = start + size
         keep = (seen_rows >= start) & (seen_rows < stop)
-        part = target_ranks(
-            scores[start:stop], targets[start:stop], seen_rows[keep] - start, seen_items[keep]
-        )
+        part = target_ranks(scores[start:stop], targets[start:stop], seen_rows[keep] - start, seen_items[keep])
         torch.testing.assert_close(part, ranks[start:stop], rtol=0, atol=0)
         split.update(part)
         start = stop
@@ -218,15 +227,11 @@ def test_sampled_ranks_never_draw_forbidden_items(mode: str, n_items: int) -> No
     for seed in range(3):
         scores, targets, seen_rows, seen_items, pop, n_allowed = forbidden_scores(n_items, 32, seed)
         popularity = pop if mode == "popularity" else None
-        ranks = sampled_ranks(
-            scores, targets, seen_rows, seen_items, 100, popularity, n_items=n_items
-        )
+        ranks = sampled_ranks(scores, targets, seen_rows, seen_items, 100, popularity, n_items=n_items)
         assert torch.equal(ranks, torch.zeros(32, dtype=torch.long))
         # The same draws, with every allowed negative above the target: all of them count.
         scores[scores == -1.0] = 1.0
-        ranks = sampled_ranks(
-            scores, targets, seen_rows, seen_items, 100, popularity, n_items=n_items
-        )
+        ranks = sampled_ranks(scores, targets, seen_rows, seen_items, 100, popularity, n_items=n_items)
         assert torch.equal(ranks, n_allowed.clamp_max(100))
 
 

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
 from recsys_attn.constants import PAD, mask_id
 from recsys_attn.data.batches import cloze_batch
-from recsys_attn.models.encoder import SequenceEncoder
+from recsys_attn.models.encoder import Block, SequenceEncoder
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny tensors: intra-op threads only add overhead, and stall badly on a loaded CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 N_ITEMS = 12
 MASK = mask_id(N_ITEMS)  # 13
@@ -157,9 +169,7 @@ def test_pre_norm_and_post_norm_both_run_and_differ() -> None:
     assert isinstance(post.emb_norm, torch.nn.LayerNorm)
     assert isinstance(post.final_norm, torch.nn.Identity)
     # Same embeddings and blocks: only the position of the norms differs.
-    shared = {
-        k: v for k, v in pre.state_dict().items() if not k.startswith(("final_norm", "emb_norm"))
-    }
+    shared = {k: v for k, v in pre.state_dict().items() if not k.startswith(("final_norm", "emb_norm"))}
     post.load_state_dict(shared, strict=False)
     items = torch.tensor([[PAD, 3, 4, 5], [6, 7, 8, 9]])
     with torch.no_grad():
@@ -169,6 +179,32 @@ def test_pre_norm_and_post_norm_both_run_and_differ() -> None:
         assert torch.isfinite(out).all()
         assert torch.equal(out[0, 0], torch.zeros(HIDDEN))
     assert (a[:, 1:] - b[:, 1:]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("norm_first", [True, False])
+def test_block_norm_placement(norm_first: bool) -> None:
+    """Post-norm blocks end in a layer norm (unit gain, zero bias at init); pre-norm blocks return
+    the un-normalised residual stream."""
+    torch.manual_seed(0)
+    block = Block(HIDDEN, 2, 0.0, norm_first, "gelu", 4).eval()
+    x = torch.randn(2, 5, HIDDEN) * 3 + 1  # [B, L, D], far from normalised
+    mask = torch.ones(2, 1, 5, 5, dtype=torch.bool)
+    with torch.no_grad():
+        y = block(x, mask)  # [2, 5, D]
+    mean, var = y.mean(-1), y.var(-1, unbiased=False)  # [2, 5]
+    normalised = bool(torch.allclose(mean, torch.zeros(2, 5), atol=1e-5)) and bool(
+        torch.allclose(var, torch.ones(2, 5), atol=1e-3)
+    )
+    assert normalised != norm_first
+
+
+def test_post_norm_encoder_output_is_layer_normalised() -> None:
+    torch.manual_seed(0)
+    enc = SequenceEncoder(N_ITEMS + 2, HIDDEN, 2, 2, 0.0, MAX_LEN, causal=True, norm_first=False)
+    with torch.no_grad():
+        out = enc.eval()(torch.tensor([[PAD, 3, 4, 5]]))[0, 1:]  # [3, D] real positions
+    torch.testing.assert_close(out.mean(-1), torch.zeros(3), rtol=0, atol=1e-5)
+    torch.testing.assert_close(out.var(-1, unbiased=False), torch.ones(3), rtol=0, atol=1e-3)
 
 
 def test_training_mode_applies_dropout() -> None:

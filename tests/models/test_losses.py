@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -10,6 +11,16 @@ from torch import Tensor
 
 from recsys_attn.models import losses
 from recsys_attn.models.losses import LOSSES, LossContext, get_loss
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny tensors: intra-op threads only add overhead, and stall badly on a loaded CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 # Catalogue of 3 items (row 0 = padding), D = 2. Logits are small integers:
 #   hidden[0] = [1, 0] scores items 0..3 as [0, 1, 0, 1]
@@ -178,9 +189,7 @@ def test_gbce_without_calibration_equals_bce(monkeypatch: pytest.MonkeyPatch) ->
     """With one negative and beta = 1 (t = 0) gBCE is the SASRec BCE loss."""
     fix_negatives(monkeypatch, torch.tensor([[3], [2]]))
     bce = get_loss("bce")(HIDDEN, TARGETS, ITEMS, LossContext(N_ITEMS))
-    gbce = get_loss("gbce")(
-        HIDDEN, TARGETS, ITEMS, LossContext(N_ITEMS, num_negatives=1, gbce_t=0.0)
-    )
+    gbce = get_loss("gbce")(HIDDEN, TARGETS, ITEMS, LossContext(N_ITEMS, num_negatives=1, gbce_t=0.0))
     torch.testing.assert_close(gbce, bce, rtol=0, atol=0)
 
 
@@ -194,10 +203,6 @@ def test_losses_are_differentiable_scalars(name: str) -> None:
     assert loss.shape == ()
     assert torch.isfinite(loss)
     loss.backward()
-    assert (
-        hidden.grad is not None
-        and torch.isfinite(hidden.grad).all()
-        and hidden.grad.abs().sum() > 0
-    )
+    assert hidden.grad is not None and torch.isfinite(hidden.grad).all() and hidden.grad.abs().sum() > 0
     assert items.grad is not None and torch.isfinite(items.grad).all()
     assert torch.equal(items.grad[0], torch.zeros(4))  # padding's embedding is never scored

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,11 +23,19 @@ from recsys_attn.models.popularity import Popularity
 from recsys_attn.models.sasrec import SASRec
 from recsys_attn.models.transformer import TransformerRec, lr_factor
 
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny tensors: intra-op threads only add overhead, and stall badly on a loaded CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 pytestmark = [
     pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`"),
-    pytest.mark.filterwarnings(
-        "ignore:You defined a `validation_step` but have no `val_dataloader`"
-    ),
+    pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no `val_dataloader`"),
 ]
 
 N_ITEMS = 9
@@ -150,9 +159,7 @@ def test_training_step_uses_only_positions_with_a_target(monkeypatch: pytest.Mon
     model = SASRec(N_ITEMS, **TINY)
     captured: dict[str, torch.Tensor] = {}
 
-    def fake_loss(
-        hidden: torch.Tensor, targets: torch.Tensor, items: torch.Tensor, ctx: Any
-    ) -> Any:
+    def fake_loss(hidden: torch.Tensor, targets: torch.Tensor, items: torch.Tensor, ctx: Any) -> Any:
         captured.update(hidden=hidden, targets=targets, items=items)
         captured["ctx"] = ctx
         return hidden.sum()
@@ -161,9 +168,7 @@ def test_training_step_uses_only_positions_with_a_target(monkeypatch: pytest.Mon
     batch = next_batch()
     model.training_step(batch, 0)
     # Row 0 has 5 targets (after its 2 paddings and before its end), row 1 has 7.
-    assert torch.equal(
-        captured["targets"], torch.tensor([4, 5, 6, 7, 8, 9, 2, 3, 4, 5, 6, 7, 8, 9])
-    )
+    assert torch.equal(captured["targets"], torch.tensor([4, 5, 6, 7, 8, 9, 2, 3, 4, 5, 6, 7, 8, 9]))
     hidden = model.encoder(batch.input)
     torch.testing.assert_close(captured["hidden"], hidden[batch.target != PAD])
     assert captured["items"].shape == (N_ITEMS + 1, 16)
@@ -202,13 +207,9 @@ def test_sasrec_learns_a_cycle() -> None:
         model.training_step(batch, 0).backward()
         opt.step()
     # Shorter histories too: the model predicts the next item from any prefix.
-    assert torch.equal(
-        next_item_ranks(model, n_items, length), torch.zeros(n_items, dtype=torch.long)
-    )
+    assert torch.equal(next_item_ranks(model, n_items, length), torch.zeros(n_items, dtype=torch.long))
     for short in (2, 1):
-        assert torch.equal(
-            next_item_ranks(model, n_items, short), torch.zeros(n_items, dtype=torch.long)
-        )
+        assert torch.equal(next_item_ranks(model, n_items, short), torch.zeros(n_items, dtype=torch.long))
 
 
 # --- checkpoints ------------------------------------------------------------------------------
@@ -287,12 +288,22 @@ EVAL_BATCH = EvalBatch(
         ),
     ],
 )
-def test_popularity_ranks_by_popularity(
-    tmp_path: Path, filter_seen: bool, expected: dict[str, float]
-) -> None:
+def test_popularity_ranks_by_popularity(tmp_path: Path, filter_seen: bool, expected: dict[str, float]) -> None:
     model = Popularity(5, POPULARITY, eval_ks=[1, 3], filter_seen=filter_seen)
     (out,) = trainer(tmp_path).test(model, loader([EVAL_BATCH]), verbose=False)
     assert out == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["uniform", "popularity"])
+def test_sampled_protocol_is_logged_under_its_own_names(tmp_path: Path, mode: str) -> None:
+    """With fewer allowed items than 100 negatives, every one is drawn: sampled = full ranks."""
+    model = Popularity(5, POPULARITY, eval_ks=[1, 3], sampled_eval=mode)
+    (out,) = trainer(tmp_path).test(model, loader([EVAL_BATCH]), verbose=False)
+    full = {k: v for k, v in out.items() if not k.endswith("_s100")}
+    sampled = {k.removesuffix("_s100"): v for k, v in out.items() if k.endswith("_s100")}
+    assert set(sampled) == {"test/hr@1", "test/hr@3", "test/ndcg@1", "test/ndcg@3", "test/mrr"}
+    assert full["test/hr@3"] == 3 / 4
+    assert sampled == pytest.approx({k: v for k, v in full.items() if k != "test/users"}, rel=1e-6)
 
 
 def test_predict_step_filters_history() -> None:
@@ -303,9 +314,7 @@ def test_predict_step_filters_history() -> None:
     assert torch.equal(out["items"][[0, 3]], torch.tensor([[3, 1], [3, 1]]))
     assert out["items"][1, 0] == 3 and out["items"][1, 1] in (2, 5)  # 2 and 5 tie
     assert sorted(out["items"][2].tolist()) == [2, 5]
-    assert torch.equal(
-        out["scores"], torch.tensor([[9.0, 5.0], [9.0, 3.0], [3.0, 3.0], [9.0, 5.0]])
-    )
+    assert torch.equal(out["scores"], torch.tensor([[9.0, 5.0], [9.0, 3.0], [3.0, 3.0], [9.0, 5.0]]))
     assert torch.equal(model.item_popularity, POPULARITY)
 
 
@@ -375,9 +384,7 @@ def test_scheduler_follows_lr_factor() -> None:
     ],
 )
 def test_lr_factor(step: int, schedule: str, expected: float) -> None:
-    assert lr_factor(step, warmup=4, total=12, schedule=schedule) == pytest.approx(
-        expected, abs=1e-12
-    )
+    assert lr_factor(step, warmup=4, total=12, schedule=schedule) == pytest.approx(expected, abs=1e-12)
 
 
 def test_lr_factor_without_warmup() -> None:

@@ -43,11 +43,12 @@ class IndexBatches:
         return perm[self.rank :: self.world_size]  # [per_rank]
 
     def __iter__(self) -> Iterator[Tensor]:
-        idx = self._indices()
-        batches = list(idx.split(self.batch_size))
+        # A generator: the epoch is read at the first batch, after Lightning has restored a resumed
+        # run's loop state (it creates the iterator before that).
+        batches = list(self._indices().split(self.batch_size))
         if self.drop_last and batches and batches[-1].numel() < self.batch_size and len(batches) > 1:
             batches.pop()
-        return iter(batches)
+        yield from batches
 
     def __len__(self) -> int:
         n = -(-self.n // self.world_size) if self.shuffle else len(range(self.rank, self.n, self.world_size))

@@ -32,6 +32,8 @@ class RecModule(L.LightningModule):
     """
 
     settings_class: ClassVar[type[EvalSettings]] = EvalSettings
+    sample_kind: ClassVar[str] = "next"
+    """Training samples the datamodule must build: ``next`` (shifted) or ``cloze`` (masked)."""
     item_popularity: Tensor
 
     def __init__(self, n_items: int, item_popularity: Tensor | None = None, **settings: Any) -> None:
@@ -42,6 +44,12 @@ class RecModule(L.LightningModule):
         pop = torch.zeros(n_items + 1) if item_popularity is None else item_popularity.float()
         self.register_buffer("item_popularity", pop)  # [n_items + 1], saved with the checkpoint
         self.eval_metrics = torch.nn.ModuleDict({stage: self._metrics(stage) for stage in ("val", "test")})
+
+    CLASS_KEY: ClassVar[str] = "recsys_attn_class"
+    """Checkpoint entry naming the module's class, so ``evaluate`` can rebuild it without Hydra."""
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[self.CLASS_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
 
     def _metrics(self, stage: str) -> torch.nn.ModuleDict:
         ks = self.settings.eval_ks

@@ -17,4 +17,5 @@ class BERT4Rec(TransformerRec):
 
     settings_class: ClassVar[type[ClozeSettings]] = ClozeSettings
     causal: ClassVar[bool] = False
+    sample_kind: ClassVar[str] = "cloze"
     extra_tokens: ClassVar[int] = 1

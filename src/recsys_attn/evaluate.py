@@ -1,0 +1,74 @@
+"""Score a checkpoint: ``python -m recsys_attn.evaluate ckpt_path=<file> [eval.*=...]``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from recsys_attn import config as _config  # noqa: F401  (registers resolvers)
+from recsys_attn.config import ConfigError
+from recsys_attn.data.datamodule import SeqDataModule
+from recsys_attn.models.base import RecModule
+from recsys_attn.runner import collect_metrics, print_summary, write_json_atomic
+from recsys_attn.train import output_dir
+
+log = logging.getLogger(__name__)
+
+
+def load_module(ckpt_path: str | Path, **overrides: Any) -> RecModule:
+    """Rebuild the recommender saved in ``ckpt_path`` (its class is recorded in the checkpoint)."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path: no checkpoint at {path.resolve()}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    target = ckpt.get(RecModule.CLASS_KEY)
+    if target is None:
+        raise ConfigError(f"ckpt_path: {path} was not written by recsys_attn (no {RecModule.CLASS_KEY!r} entry)")
+    cls = hydra.utils.get_class(target)
+    return cls.load_from_checkpoint(path, map_location="cpu", **overrides)  # type: ignore[no-any-return]
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Val/test metrics of ``cfg.ckpt_path`` on ``cfg.data``; writes ``metrics.json`` (rank 0)."""
+    L.seed_everything(cfg.seed, workers=True)
+    overrides = {k: v for k, v in OmegaConf.to_container(cfg.eval).items() if v is not None}  # type: ignore[union-attr]
+    model = load_module(cfg.ckpt_path, **overrides)
+    with open_dict(cfg):  # the data must be cut and sampled the way the model was trained
+        cfg.data.sample_kind = model.sample_kind
+        cfg.data.max_len = model.settings.max_len
+    datamodule: SeqDataModule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    if datamodule.n_items != model.n_items:
+        raise ConfigError(
+            f"data: {cfg.data.source.name} has {datamodule.n_items} items but the checkpoint was trained on "
+            f"{model.n_items}; pass the data config it was trained with (data=...)"
+        )
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    metrics: dict[str, float] = {}
+    if "val" in cfg.splits:
+        trainer.validate(model, datamodule=datamodule)
+        metrics.update(collect_metrics(trainer, ("val/",)))
+    if "test" in cfg.splits:
+        trainer.test(model, datamodule=datamodule)
+        metrics.update(collect_metrics(trainer, ("test/",)))
+    if trainer.is_global_zero:
+        write_json_atomic(output_dir(cfg) / "metrics.json", metrics)
+        print_summary(metrics, f"{type(model).__name__} checkpoint {Path(cfg.ckpt_path).name}")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point."""
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Experiment operations through the real CLIs: DDP evaluation, resume, reproducibility, bf16."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+TINY = [
+    "trainer.accelerator=cpu",
+    "model.max_len=10",
+    "model.hidden_size=16",
+    "data.batch_size=64",
+    "trainer.limit_train_batches=4",
+    "data.max_eval_users=300",
+]
+
+
+def train(tmp: Path, cache: Path, name: str, *overrides: str) -> dict[str, float]:
+    run_dir = tmp / name
+    proc = run_cli(
+        "recsys_attn.train", f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache}", *TINY, *overrides, cwd=tmp
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def scores(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
+
+
+@pytest.fixture(scope="module")
+def two_epochs(tmp_path_factory: pytest.TempPathFactory, real_data_dir: Path, shared_cache: Path) -> dict[str, float]:
+    return train(tmp_path_factory.mktemp("full"), shared_cache, "run", "trainer.max_epochs=2")
+
+
+def test_same_seed_same_metrics(two_epochs: dict[str, float], tmp_path: Path, shared_cache: Path) -> None:
+    again = train(tmp_path, shared_cache, "again", "trainer.max_epochs=2")
+    assert scores(again) == scores(two_epochs)
+    other = train(tmp_path, shared_cache, "other", "trainer.max_epochs=2", "seed=7")
+    assert scores(other) != scores(two_epochs)
+
+
+def test_interrupted_run_resumes_to_the_same_result(
+    two_epochs: dict[str, float], tmp_path: Path, shared_cache: Path
+) -> None:
+    train(tmp_path, shared_cache, "first", "trainer.max_epochs=1")
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    resumed = train(tmp_path, shared_cache, "resumed", "trainer.max_epochs=2", f"ckpt_path={last}")
+    assert resumed["train/epochs"] == 2.0
+    assert scores(resumed) == scores(two_epochs)
+
+
+def test_ddp_two_processes_give_the_same_test_metrics(tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
+    train(tmp_path, shared_cache, "src", "trainer.max_epochs=1")
+    ckpt = tmp_path / "src" / "checkpoints" / "last.ckpt"
+    common = [
+        f"ckpt_path={ckpt}",
+        f"paths.cache_dir={shared_cache}",
+        "data.max_eval_users=301",
+        "trainer.accelerator=cpu",
+    ]
+    one = run_cli("recsys_attn.evaluate", *common, f"hydra.run.dir={tmp_path / 'one'}", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run_cli(
+        "recsys_attn.evaluate",
+        *common,
+        "trainer=ddp",
+        "trainer.devices=2",
+        f"hydra.run.dir={tmp_path / 'two'}",
+        cwd=tmp_path,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "MEMBER: 2/2" in two.stderr + two.stdout  # really two processes
+    m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert m1["test/users"] == m2["test/users"] == 301.0  # odd count: no user dropped or repeated
+    assert m1 == pytest.approx(m2, abs=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "src", "two"]  # one run dir per run
+
+
+def test_evaluate_with_other_protocol_options(tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
+    train(tmp_path, shared_cache, "src", "trainer.max_epochs=1")
+    proc = run_cli(
+        "recsys_attn.evaluate",
+        f"ckpt_path={tmp_path / 'src' / 'checkpoints' / 'last.ckpt'}",
+        f"paths.cache_dir={shared_cache}",
+        "data.max_eval_users=100",
+        "trainer.accelerator=cpu",
+        "eval.sampled_eval=uniform",
+        "splits=[test]",
+        f"hydra.run.dir={tmp_path / 'ev'}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert "test/ndcg@10_s100" in metrics and "test/ndcg@10" in metrics and "val/ndcg@10" not in metrics
+    assert metrics["test/ndcg@10_s100"] >= metrics["test/ndcg@10"]  # 100 candidates are easier than all
+
+
+def test_bf16_mixed_runs_on_cpu(tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
+    metrics = train(tmp_path, shared_cache, "bf16", "trainer.max_epochs=1", "trainer.precision=bf16-mixed")
+    assert 0.0 <= metrics["test/ndcg@10"] <= 1.0
+
+
+def test_evaluate_rejects_a_missing_checkpoint(tmp_path: Path) -> None:
+    proc = run_cli("recsys_attn.evaluate", f"ckpt_path={tmp_path / 'nope.ckpt'}", cwd=tmp_path, timeout=120)
+    assert proc.returncode != 0 and "ckpt_path: no checkpoint at" in proc.stderr

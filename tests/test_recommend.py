@@ -1,0 +1,133 @@
+"""Top-K recommendations: history filtered, original ids, exact items for a popularity ranking."""
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+
+from recsys_attn.data.datamodule import SeqDataModule
+from recsys_attn.data.preprocess import Preparation
+from recsys_attn.data.sources import Source
+from recsys_attn.data.split import SplitConfig
+from recsys_attn.models.popularity import Popularity
+from recsys_attn.recommend import recommend
+
+# Evaluated users (leave-one-out: train, val, test):
+#   user 30: 900 | 301 | 302     user 40: 700 | 401 | 402     user 50: 900 800 | 501 | 502
+EVAL_LINES = ["30 900", "30 301", "30 302", "40 700", "40 401", "40 402", "50 900", "50 800", "50 501", "50 502"]
+# Single-item users (training only) make the training counts distinct: 900:6 800:5 700:4 600:3 550:2, others 0.
+EXTRA = {900: 4, 800: 4, 700: 3, 600: 3, 550: 2}
+# Original ids deliberately differ from the internal indices (both are sorted by original id).
+
+
+def make_dm(tmp_path: Path) -> SeqDataModule:
+    lines = list(EVAL_LINES)
+    user = 100
+    for item, n in EXTRA.items():
+        for _ in range(n):
+            lines.append(f"{user} {item}")
+            user += 1
+    (tmp_path / "toy").mkdir(exist_ok=True)
+    (tmp_path / "toy" / "log.txt").write_text("\n".join(lines) + "\n")
+    dm = SeqDataModule(
+        Source(name="toy", format="user_item", path="toy/log.txt"),
+        Preparation(),
+        SplitConfig(),
+        data_dir=str(tmp_path),
+        cache_dir=str(tmp_path / "cache"),
+        max_len=5,
+    )
+    dm.setup("fit")
+    return dm
+
+
+@pytest.fixture
+def dm(tmp_path: Path) -> SeqDataModule:
+    return make_dm(tmp_path)
+
+
+def popularity(dm: SeqDataModule, **settings: object) -> Popularity:
+    return Popularity(dm.n_items, item_popularity=dm.item_popularity, **settings)
+
+
+def items_per_user(recs: pl.DataFrame) -> dict[int, list[int]]:
+    return {u: g.sort("rank")["item_id"].to_list() for (u,), g in recs.group_by("user_id")}
+
+
+def test_test_split_top3_filters_history_and_uses_original_ids(dm: SeqDataModule) -> None:
+    recs = recommend(popularity(dm), dm, k=3)
+    assert recs.columns == ["user_id", "rank", "item_id", "score"]
+    # users in evaluation-set order, ranks 0..k-1 within each
+    assert recs["user_id"].to_list() == [30] * 3 + [40] * 3 + [50] * 3
+    assert recs["rank"].to_list() == [0, 1, 2] * 3
+    assert items_per_user(recs) == {
+        30: [800, 700, 600],  # history 900 301
+        40: [900, 800, 600],  # history 700 401
+        50: [700, 600, 550],  # history 900 800 501
+    }
+    assert recs.filter(pl.col("user_id") == 50)["score"].to_list() == [4.0, 3.0, 2.0]
+
+
+def test_validation_split_uses_the_shorter_history(dm: SeqDataModule) -> None:
+    recs = recommend(popularity(dm), dm, k=3, split=0)
+    # validation histories: 30 -> 900, 40 -> 700, 50 -> 900 800
+    assert items_per_user(recs) == {30: [800, 700, 600], 40: [900, 800, 600], 50: [700, 600, 550]}
+    recs = recommend(popularity(dm), dm, k=1, split=0)
+    assert items_per_user(recs) == {30: [800], 40: [900], 50: [700]}
+
+
+def test_without_filtering_history_items_stay(dm: SeqDataModule) -> None:
+    recs = recommend(popularity(dm, filter_seen=False), dm, k=3)
+    assert items_per_user(recs) == {u: [900, 800, 700] for u in (30, 40, 50)}
+
+
+def test_max_users_and_small_batches(dm: SeqDataModule) -> None:
+    full = recommend(popularity(dm), dm, k=3)
+    assert recommend(popularity(dm), dm, k=3, batch_size=1).equals(full)
+    first_two = recommend(popularity(dm), dm, k=3, max_users=2, batch_size=1)
+    assert first_two.equals(full.filter(pl.col("user_id").is_in([30, 40])))
+    empty = recommend(popularity(dm), dm, k=3, max_users=0)
+    assert empty.height == 0 and empty.columns == full.columns
+
+
+def test_k_beyond_the_rankable_items_drops_filtered_ones(dm: SeqDataModule) -> None:
+    recs = recommend(popularity(dm), dm, k=1000)
+    history = {30: {900, 301}, 40: {700, 401}, 50: {900, 800, 501}}
+    all_items = set(dm.prepared.items["item_id"].to_list())
+    for user, items in items_per_user(recs).items():
+        assert len(items) == len(set(items)) == dm.n_items - len(history[user])
+        assert set(items) == all_items - history[user]
+    assert recs["score"].is_finite().all()
+
+
+class RecordingPopularity(Popularity):
+    """Popularity that records the mode and grad state it was scored in."""
+
+    def score(self, items: torch.Tensor) -> torch.Tensor:
+        self.seen_modes = [*getattr(self, "seen_modes", []), (self.training, torch.is_grad_enabled())]
+        return super().score(items)
+
+
+def test_scores_in_eval_mode_without_grad_then_restores_the_mode(dm: SeqDataModule) -> None:
+    model = RecordingPopularity(dm.n_items, item_popularity=dm.item_popularity)
+    model.train()
+    recs = recommend(model, dm, k=2, batch_size=2)
+    assert model.seen_modes == [(False, False), (False, False)]  # 3 users in batches of 2
+    assert model.training and recs.height == 6
+
+
+def test_bad_arguments_are_rejected(dm: SeqDataModule, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="split"):
+        recommend(popularity(dm), dm, split=2)
+    with pytest.raises(ValueError, match="k and batch_size"):
+        recommend(popularity(dm), dm, k=0)
+    fresh = SeqDataModule(
+        Source(name="toy", format="user_item", path="toy/log.txt"),
+        Preparation(),
+        SplitConfig(),
+        data_dir=str(tmp_path),
+        cache_dir=str(tmp_path / "cache"),
+    )
+    with pytest.raises(RuntimeError, match="set up"):
+        recommend(popularity(dm), fresh)
