@@ -30,14 +30,16 @@ def load_module(ckpt_path: str | Path, **overrides: Any) -> RecModule:
     target = ckpt.get(RecModule.CLASS_KEY)
     if target is None:
         raise ConfigError(f"ckpt_path: {path} was not written by recsys_attn (no {RecModule.CLASS_KEY!r} entry)")
-    cls = hydra.utils.get_class(target)
-    return cls.load_from_checkpoint(path, map_location="cpu", **overrides)  # type: ignore[no-any-return]
+    cls: type[RecModule] = hydra.utils.get_class(target)
+    module = cls.load_from_checkpoint(path, map_location="cpu", **overrides)
+    return module
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Val/test metrics of ``cfg.ckpt_path`` on ``cfg.data``; writes ``metrics.json`` (rank 0)."""
     L.seed_everything(cfg.seed, workers=True)
-    overrides = {k: v for k, v in OmegaConf.to_container(cfg.eval).items() if v is not None}  # type: ignore[union-attr]
+    eval_cfg: dict[str, Any] = OmegaConf.to_container(cfg.eval)  # type: ignore[assignment]
+    overrides = {k: v for k, v in eval_cfg.items() if v is not None}
     model = load_module(cfg.ckpt_path, **overrides)
     with open_dict(cfg):  # the data must be cut and sampled the way the model was trained
         cfg.data.sample_kind = model.sample_kind
