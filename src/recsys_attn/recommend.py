@@ -18,21 +18,6 @@ log = logging.getLogger(__name__)
 COLUMNS: tuple[str, ...] = ("user_id", "rank", "item_id", "score")
 
 
-def top_k(model: RecModule, batch: EvalBatch, k: int) -> tuple[Tensor, Tensor]:
-    """Item indices and scores ``[B, k]`` of the best items after each history, best first.
-
-    Padding (and the user's history when ``model.settings.filter_seen``) scores ``-inf``; a user with fewer
-    than ``k`` rankable items gets ``-inf`` in the trailing columns.
-    """
-    # A copy: score() may return a view of a buffer (Popularity), which must not be written to.
-    scores = model.score(batch.input)[:, : model.n_items + 1].float().clone()  # [B, n_items + 1]
-    scores[:, 0] = float("-inf")
-    if model.settings.filter_seen:
-        scores[batch.seen_rows, batch.seen_items] = float("-inf")
-    top = scores.topk(k, dim=1)  # [B, k]
-    return top.indices, top.values
-
-
 def recommend(
     model: RecModule,
     datamodule: SeqDataModule,
@@ -81,7 +66,7 @@ def recommend(
             for start in range(0, n_users, batch_size):
                 idx = torch.arange(start, min(start + batch_size, n_users))  # [B]
                 batch = EvalBatch(*(t.to(device) for t in datamodule.store.eval_batch(idx, split)))
-                top_items, top_scores = top_k(model, batch, k)  # [B, k]
+                top_items, top_scores = model.top_k(batch, k)  # [B, k]
                 users.append(batch.users[:, None].expand_as(top_items).cpu())
                 items.append(top_items.cpu())
                 scores.append(top_scores.cpu())

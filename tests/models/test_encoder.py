@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
 from recsys_attn.constants import PAD, mask_id
 from recsys_attn.data.batches import cloze_batch
 from recsys_attn.models.encoder import Block, SequenceEncoder
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: intra-op threads only add overhead, and stall badly on a loaded CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 N_ITEMS = 12
 MASK = mask_id(N_ITEMS)  # 13

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -11,16 +10,6 @@ from torch import Tensor
 
 from recsys_attn.models import losses
 from recsys_attn.models.losses import LOSSES, LossContext, get_loss
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: intra-op threads only add overhead, and stall badly on a loaded CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # Catalogue of 3 items (row 0 = padding), D = 2. Logits are small integers:
 #   hidden[0] = [1, 0] scores items 0..3 as [0, 1, 0, 1]

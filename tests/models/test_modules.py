@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,20 +22,11 @@ from recsys_attn.models.popularity import Popularity
 from recsys_attn.models.sasrec import SASRec
 from recsys_attn.models.transformer import TransformerRec, lr_factor
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: intra-op threads only add overhead, and stall badly on a loaded CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 pytestmark = [
     pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`"),
     pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no `val_dataloader`"),
 ]
+
 
 N_ITEMS = 9
 TINY = {"hidden_size": 16, "num_blocks": 1, "num_heads": 2, "max_len": 8, "dropout": 0.0}

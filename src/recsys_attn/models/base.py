@@ -92,12 +92,21 @@ class RecModule(L.LightningModule):
     def test_step(self, batch: EvalBatch, batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
-    def predict_step(self, batch: EvalBatch, batch_idx: int) -> dict[str, Tensor]:
-        """Top-K items per user (history filtered), K = the largest eval cut-off."""
+    def top_k(self, batch: EvalBatch, k: int) -> tuple[Tensor, Tensor]:
+        """Item indices and scores ``[B, k]`` of the best items after each history, best first.
+
+        Padding (and the user's history when ``filter_seen``) scores ``-inf``; a user with fewer than
+        ``k`` rankable items gets ``-inf`` in the trailing columns.
+        """
         # A copy: score() may return a view of a buffer (Popularity), which must not be written to.
-        scores = self.score(batch.input).float().clone()  # [B, V]
+        scores = self.score(batch.input)[:, : self.n_items + 1].float().clone()  # [B, n_items + 1]
         scores[:, 0] = float("-inf")
         if self.settings.filter_seen:
             scores[batch.seen_rows, batch.seen_items] = float("-inf")
-        top = scores[:, : self.n_items + 1].topk(max(self.settings.eval_ks), dim=1)
-        return {"users": batch.users, "items": top.indices, "scores": top.values}
+        top = scores.topk(min(k, self.n_items + 1), dim=1)  # [B, k]
+        return top.indices, top.values
+
+    def predict_step(self, batch: EvalBatch, batch_idx: int) -> dict[str, Tensor]:
+        """Top-K items per user (history filtered), K = the largest eval cut-off."""
+        items, scores = self.top_k(batch, max(self.settings.eval_ks))
+        return {"users": batch.users, "items": items, "scores": scores}
