@@ -108,3 +108,54 @@ def test_bf16_mixed_runs_on_cpu(tmp_path: Path, real_data_dir: Path, shared_cach
 def test_evaluate_rejects_a_missing_checkpoint(tmp_path: Path) -> None:
     proc = run_cli("recsys_attn.evaluate", f"ckpt_path={tmp_path / 'nope.ckpt'}", cwd=tmp_path, timeout=120)
     assert proc.returncode != 0 and "ckpt_path: no checkpoint at" in proc.stderr
+
+
+def test_optuna_search_runs_trials_and_summarises(tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "recsys_attn.train",
+        "-m",
+        "hparams_search=sasrec_optuna",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.n_startup_trials=1",
+        f"hydra.sweep.dir={sweep}",
+        f"paths.cache_dir={shared_cache}",
+        "logger=none",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "data.max_eval_users=100",
+        *[o for o in TINY if not o.startswith(("model.hidden_size", "trainer.limit_train", "data.max_eval"))],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Best value" in proc.stdout + proc.stderr
+    assert (sweep / "optimization_results.yaml").is_file()
+    assert len((sweep / "summary.csv").read_text().strip().splitlines()) == 3  # header + 2 trials
+
+
+def test_ddp_training_writes_one_run_directory(tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
+    metrics = train(tmp_path, shared_cache, "ddp", "trainer=ddp", "trainer.devices=2", "trainer.max_epochs=1")
+    assert metrics["test/users"] == 300.0  # every user once, not once per process
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]
+    assert (tmp_path / "ddp" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_slurm_launcher_config_composes() -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from tests.conftest import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                "hydra/launcher=submitit_slurm",
+                "hydra.launcher.partition=gpu",
+                "hydra.launcher.gpus_per_node=4",
+            ],
+            return_hydra_config=True,
+        )
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.gpus_per_node == 4
