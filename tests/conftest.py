@@ -7,8 +7,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from recsys_attn.data.datamodule import SeqDataModule
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,9 +46,16 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
-def run_cli(module: str, *overrides: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m <module> <overrides>`` the way a user does, capturing its output."""
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore")
+def run_cli(
+    module: str, *overrides: str, cwd: Path, timeout: int = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m <module> <overrides>`` the way a user does, capturing its output.
+
+    ``env`` replaces the environment (default: this one, with W&B offline).
+    """
+    if env is None:
+        env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true")
+    env = dict(env, PYTHONWARNINGS="ignore")
     return subprocess.run(
         [sys.executable, "-m", module, *overrides],
         cwd=cwd,
@@ -55,3 +65,23 @@ def run_cli(module: str, *overrides: str, cwd: Path, timeout: int = 600) -> subp
         timeout=timeout,
         check=False,
     )
+
+
+def toy_datamodule(tmp_path: Path, lines: list[str], **settings: Any) -> SeqDataModule:
+    """A set-up datamodule over a small ``user item`` log written into ``tmp_path``."""
+    from recsys_attn.data.preprocess import Preparation
+    from recsys_attn.data.sources import Source
+    from recsys_attn.data.split import SplitConfig
+
+    (tmp_path / "toy").mkdir(exist_ok=True)
+    (tmp_path / "toy" / "log.txt").write_text("\n".join(lines) + "\n")
+    dm = SeqDataModule(
+        Source(name="toy", format="user_item", path="toy/log.txt"),
+        Preparation(),
+        SplitConfig(),
+        data_dir=str(tmp_path),
+        cache_dir=str(tmp_path / "cache"),
+        **settings,
+    )
+    dm.setup("fit")
+    return dm

@@ -3,8 +3,6 @@
 import json
 import os
 import struct
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +11,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from recsys_attn.config import ConfigError
 from recsys_attn.loggers import build_loggers, finish_run, wandb_run_options
+from tests.conftest import run_cli
 from tests.test_configs import compose_train
 
 TINY = [
@@ -30,15 +29,7 @@ def run_train(tmp_path: Path, cache: Path, env: dict[str, str], *overrides: str)
     """``python -m recsys_attn.train`` with tiny settings in ``tmp_path/run``; returns the run directory."""
     run_dir = tmp_path / "run"
     args = [f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache}", *TINY, *overrides]
-    proc = subprocess.run(
-        [sys.executable, "-m", "recsys_attn.train", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    proc = run_cli("recsys_attn.train", *args, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
 

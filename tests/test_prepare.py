@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from omegaconf import DictConfig
 from recsys_attn.data.preprocess import Preparation
 from recsys_attn.data.sources import Source
 from recsys_attn.prepare import prepare, summary
+from tests import conftest
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -72,14 +72,7 @@ def test_prepare_own_csv_through_the_config(tmp_path: Path) -> None:
 
 def run_cli(args: list[str], cwd: Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RECSYS_ATTN_DATA_DIR": str(data_dir)}
-    return subprocess.run(
-        [sys.executable, "-m", "recsys_attn.prepare", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return conftest.run_cli("recsys_attn.prepare", *args, cwd=cwd, env=env, timeout=300)
 
 
 @pytest.mark.parametrize(

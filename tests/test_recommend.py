@@ -12,6 +12,7 @@ from recsys_attn.data.sources import Source
 from recsys_attn.data.split import SplitConfig
 from recsys_attn.models.popularity import Popularity
 from recsys_attn.recommend import recommend
+from tests.conftest import toy_datamodule
 
 # Evaluated users (leave-one-out: train, val, test):
 #   user 30: 900 | 301 | 302     user 40: 700 | 401 | 402     user 50: 900 800 | 501 | 502
@@ -28,18 +29,7 @@ def make_dm(tmp_path: Path) -> SeqDataModule:
         for _ in range(n):
             lines.append(f"{user} {item}")
             user += 1
-    (tmp_path / "toy").mkdir(exist_ok=True)
-    (tmp_path / "toy" / "log.txt").write_text("\n".join(lines) + "\n")
-    dm = SeqDataModule(
-        Source(name="toy", format="user_item", path="toy/log.txt"),
-        Preparation(),
-        SplitConfig(),
-        data_dir=str(tmp_path),
-        cache_dir=str(tmp_path / "cache"),
-        max_len=5,
-    )
-    dm.setup("fit")
-    return dm
+    return toy_datamodule(tmp_path, lines, max_len=5)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from recsys_attn.data.preprocess import Preparation
 from recsys_attn.data.sampling import IndexBatches
 from recsys_attn.data.sources import Source
 from recsys_attn.data.split import SplitConfig
+from tests.conftest import toy_datamodule
 
 # user 1: items 10 11 12 13 14 15 ; user 2: 20 21 22 ; user 3: 30 31 (train only)
 LINES = ["1 10", "1 11", "1 12", "1 13", "1 14", "1 15", "2 20", "2 21", "2 22", "3 30", "3 31"]
@@ -19,18 +20,7 @@ LINES = ["1 10", "1 11", "1 12", "1 13", "1 14", "1 15", "2 20", "2 21", "2 22",
 
 
 def make_dm(tmp_path: Path, **settings: object) -> SeqDataModule:
-    (tmp_path / "toy").mkdir(exist_ok=True)
-    (tmp_path / "toy" / "log.txt").write_text("\n".join(LINES) + "\n")
-    dm = SeqDataModule(
-        Source(name="toy", format="user_item", path="toy/log.txt"),
-        Preparation(),
-        SplitConfig(),
-        data_dir=str(tmp_path),
-        cache_dir=str(tmp_path / "cache"),
-        **settings,
-    )
-    dm.setup("fit")
-    return dm
+    return toy_datamodule(tmp_path, LINES, **settings)
 
 
 def train_batch(dm: SeqDataModule, rows: list[int]):
