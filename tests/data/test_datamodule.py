@@ -70,6 +70,9 @@ def test_eval_batches_hold_history_target_and_seen(tmp_path: Path) -> None:
     assert val.users.tolist() == [1, 2] and val.target.tolist() == [5, 8]
     assert val.input.tolist() == [[2, 3, 4], [0, 0, 7]]
     assert test.target.tolist() == [6, 9] and test.input.tolist() == [[3, 4, 5], [0, 7, 8]]
+    # items after the target: the test item for validation, nothing for the test set
+    assert list(zip(val.later_rows.tolist(), val.later_items.tolist(), strict=True)) == [(0, 6), (1, 9)]
+    assert test.later_rows.numel() == 0
     # the whole history is filtered, not only the last max_len items
     assert list(zip(test.seen_rows.tolist(), test.seen_items.tolist(), strict=True)) == [
         (0, 1),

@@ -243,6 +243,8 @@ EVAL_BATCH = EvalBatch(
     target=torch.tensor([3, 2, 1, 2]),
     seen_rows=torch.tensor([1, 1, 2, 2, 3]),
     seen_items=torch.tensor([1, 4, 1, 3, 4]),
+    later_rows=torch.tensor([], dtype=torch.long),
+    later_items=torch.tensor([], dtype=torch.long),
 )
 # user 10: target 3, best item                                              -> rank 0
 # user 11: target 2, history {1, 4} filtered: 3 above, 5 ties               -> rank 2
@@ -311,7 +313,7 @@ def test_predict_step_filters_history() -> None:
 def test_predict_step_does_not_write_into_the_popularity_buffer() -> None:
     """With one user, Popularity's scores are a view of its buffer: predict must not change it."""
     model = Popularity(5, POPULARITY, eval_ks=[2])
-    one = EvalBatch(*(t[:1] for t in EVAL_BATCH[:3]), torch.tensor([0]), torch.tensor([3]))
+    one = EvalBatch(*(t[:1] for t in EVAL_BATCH[:3]), torch.tensor([0]), torch.tensor([3]), *EVAL_BATCH[5:])
     out = model.predict_step(one, 0)
     assert out["items"][0, 0] == 1 and out["items"][0, 1] in (2, 5)  # 3 is seen; 2 and 5 tie
     assert torch.equal(out["scores"], torch.tensor([[5.0, 3.0]]))
@@ -381,3 +383,23 @@ def test_lr_factor_without_warmup() -> None:
     assert lr_factor(0, 0, 10, "linear") == 1.0
     assert lr_factor(5, 0, 10, "linear") == pytest.approx(0.5)
     assert lr_factor(0, 0, 1, "cosine") == 1.0
+
+
+def test_sampled_protocol_never_draws_items_the_user_interacted_with_later() -> None:
+    """Validation: the user's later (test) item is an interaction, so never a sampled negative."""
+    model = Popularity(5, POPULARITY, sampled_eval="uniform", eval_ks=[1])
+    batch = EvalBatch(
+        users=torch.tensor([10]),
+        input=torch.tensor([[PAD, 4]]),
+        target=torch.tensor([2]),
+        seen_rows=torch.tensor([0]),
+        seen_items=torch.tensor([4]),
+        later_rows=torch.tensor([0]),
+        later_items=torch.tensor([3]),  # the most popular item: drawn, it would rank above the target
+    )
+    model.test_step(batch, 0)
+    # candidates {1, 5}: item 1 scores above, item 5 ties -> rank 2 -> mrr 1/3 (item 3 would make it 1/4)
+    sampled = model.eval_metrics["test"]["sampled"].compute()
+    assert sampled["test/mrr_s100"].item() == pytest.approx(1 / 3)
+    full = model.eval_metrics["test"]["full"].compute()
+    assert full["test/mrr"].item() == pytest.approx(1 / 4)  # the full ranking is unaffected

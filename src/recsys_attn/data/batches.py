@@ -25,6 +25,8 @@ class EvalBatch(NamedTuple):
     target: Tensor  # [B] held-out item
     seen_rows: Tensor  # [S] row in the batch of each seen (history) item
     seen_items: Tensor  # [S] the seen item
+    later_rows: Tensor  # [S'] row of each item the user interacted with after the target
+    later_items: Tensor  # [S'] (never a sampled-protocol negative; empty for a leave-one-out test set)
 
 
 class TrainRequest(NamedTuple):

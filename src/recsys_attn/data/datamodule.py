@@ -30,7 +30,7 @@ from recsys_attn.data.preprocess import Preparation
 from recsys_attn.data.sampling import IndexBatches
 from recsys_attn.data.settings import DataSettings
 from recsys_attn.data.sources import Source
-from recsys_attn.data.split import EvalSet, SplitConfig, Splits, split_interactions
+from recsys_attn.data.split import SplitConfig, Splits, split_interactions
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,7 @@ class SequenceStore:
         moved = object.__new__(SequenceStore)
         moved.settings, moved.n_items = self.settings, self.n_items
         moved.windows, moved.values = self.windows.to(device), self.values.to(device)
-        moved.evals = tuple(
-            EvalSet(e.users.to(device), e.starts.to(device), e.ends.to(device), e.targets.to(device))
-            for e in self.evals
-        )  # type: ignore[assignment]
+        moved.evals = tuple(e.map(lambda t: t.to(device)) for e in self.evals)  # type: ignore[assignment]
         return moved
 
     def train_batch(self, idx: Tensor) -> TrainBatch:
@@ -95,7 +92,8 @@ class SequenceStore:
             inp = torch.cat([inp, mask_col], dim=1)  # [B, L]
         (inp,) = trim_left(inp)
         seen_rows, seen_items = ragged_coo(values, starts, ends)  # [S], [S]
-        return EvalBatch(es.users[idx], inp, es.targets[idx].long(), seen_rows, seen_items)
+        later_rows, later_items = ragged_coo(values, ends + 1, es.user_ends[idx])  # [S'], [S']
+        return EvalBatch(es.users[idx], inp, es.targets[idx].long(), seen_rows, seen_items, later_rows, later_items)
 
 
 def _windows(starts: Tensor, ends: Tensor, width: int, stride: int) -> tuple[Tensor, Tensor]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 import polars as pl
 import torch
@@ -36,21 +37,26 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class EvalSet:
-    """Held-out targets; each user's input history is ``values[starts:ends]``."""
+    """Held-out targets; each user's input history is ``values[starts:ends]``, the target ``values[ends]``."""
 
     users: Tensor  # [E] user_idx
     starts: Tensor  # [E]
     ends: Tensor  # [E] exclusive
     targets: Tensor  # [E] item_idx
+    user_ends: Tensor  # [E] exclusive end of the user's whole sequence (items after the target included)
 
     def __len__(self) -> int:
         return int(self.users.numel())
+
+    def map(self, fn: Callable[[Tensor], Tensor]) -> EvalSet:
+        """The same set with ``fn`` applied to every tensor (slicing, moving to a device)."""
+        return EvalSet(*(fn(getattr(self, f.name)) for f in fields(self)))
 
     def subset(self, n: int | None) -> EvalSet:
         """The first ``n`` users (all when ``n`` is None)."""
         if n is None or n >= len(self):
             return self
-        return EvalSet(self.users[:n], self.starts[:n], self.ends[:n], self.targets[:n])
+        return self.map(lambda t: t[:n])
 
 
 @dataclass(frozen=True)
@@ -97,7 +103,7 @@ def split_interactions(interactions: pl.DataFrame, n_items: int, config: SplitCo
 
     def eval_set(pos: Tensor) -> EvalSet:
         keep = pos >= 0
-        return EvalSet(user_ids[keep], starts[keep], pos[keep], values[pos[keep]])
+        return EvalSet(user_ids[keep], starts[keep], pos[keep], values[pos[keep]], (starts + counts)[keep])
 
     has_train = n_train > 0
     return Splits(

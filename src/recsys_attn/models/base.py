@@ -77,8 +77,8 @@ class RecModule(L.LightningModule):
             s_ranks = sampled_ranks(
                 scores,
                 batch.target,
-                batch.seen_rows,
-                batch.seen_items,
+                torch.cat([batch.seen_rows, batch.later_rows]),  # negatives: items never interacted with
+                torch.cat([batch.seen_items, batch.later_items]),
                 self.settings.sampled_negatives,
                 pop,
                 self.n_items,
