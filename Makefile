@@ -2,7 +2,13 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-export RECSYS_ATTN_DATA_DIR ?= $(abspath ../shared/data)
+# Real data sets: $RECSYS_ATTN_DATA_DIR if set, else ../shared/data when it exists, else ./data
+# (where the loaders download the files on first use).
+ifeq ($(origin RECSYS_ATTN_DATA_DIR), undefined)
+ifneq ($(wildcard ../shared/data),)
+export RECSYS_ATTN_DATA_DIR := $(abspath ../shared/data)
+endif
+endif
 
 .PHONY: help install lint format test test-full train sweep bench clean
 

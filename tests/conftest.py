@@ -23,6 +23,7 @@ def real_data_dir() -> Path:
     path = Path(value) if value else REPO_ROOT.parent / "shared" / "data"
     if not path.is_dir():
         pytest.skip(f"real data not found at {path} (set RECSYS_ATTN_DATA_DIR)")
+    os.environ["RECSYS_ATTN_DATA_DIR"] = str(path.resolve())  # the CLI runs of the tests read it too
     return path
 
 
