@@ -66,10 +66,13 @@ def main() -> None:
     )
     print(row, end="")
     if not args.no_record:
-        text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-        if "## Training (`bench_train.py`)" not in text:
-            text += HEADER
-        RESULTS.write_text(text + row)
+        text = RESULTS.read_text() if RESULTS.exists() else ""
+        with RESULTS.open("a") as fh:  # appends: concurrent benchmark runs do not overwrite each other
+            if not text:
+                fh.write("# Benchmark results\n")
+            if "## Training (`bench_train.py`)" not in text:
+                fh.write(HEADER)
+            fh.write(row)
 
 
 if __name__ == "__main__":
