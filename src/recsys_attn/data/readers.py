@@ -232,7 +232,7 @@ def read_movielens_csv(path: Path, source: Source) -> pl.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------
-# User files: csv / tsv / parquet with named columns, and one-line-per-user sequences.
+# One-line-per-user sequences (csv / tsv / parquet: recsys_attn.data.tabular).
 
 
 def _ids(df: pl.DataFrame, col: str, path: Path, what: str) -> pl.DataFrame:
