@@ -41,9 +41,11 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
         if _is_wandb(node):
             extra = tuple(WANDB_RUN_KEYS)
             if not node.get("offline") and not wandb_can_go_online():
+                mode = os.environ.get("WANDB_MODE", "")
+                reason = f"WANDB_MODE={mode}" if mode else "W&B is not logged in (no WANDB_API_KEY or ~/.netrc entry)"
                 log.warning(
-                    "W&B is not logged in (no WANDB_API_KEY or ~/.netrc entry): logging offline to %s; "
-                    "sync later with `wandb sync %s/wandb/offline-run-*`",
+                    "%s: logging offline to %s; sync later with `wandb sync %s/wandb/offline-run-*`",
+                    reason,
                     node.save_dir,
                     node.save_dir,
                 )
