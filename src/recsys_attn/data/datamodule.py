@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -64,8 +65,7 @@ class SequenceStore:
         """A copy whose tensors live on ``device`` (self when already there)."""
         if self.windows.device == device:
             return self
-        moved = object.__new__(SequenceStore)
-        moved.settings, moved.n_items = self.settings, self.n_items
+        moved = copy.copy(self)
         moved.windows, moved.values = self.windows.to(device), self.values.to(device)
         moved.evals = tuple(e.map(lambda t: t.to(device)) for e in self.evals)  # type: ignore[assignment]
         return moved
