@@ -61,6 +61,15 @@ def test_prepare_config_composes() -> None:
     assert cfg.data.source.name == "beauty"
 
 
+def test_evaluate_config_composes_with_every_trainer() -> None:
+    for option in options("trainer"):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("evaluate", overrides=[f"trainer={option}", "ckpt_path=x.ckpt", "eval.filter_seen=false"])
+        assert cfg.ckpt_path == "x.ckpt" and cfg.eval.filter_seen is False
+        assert cfg.trainer._target_.endswith("Trainer")
+
+
 def test_each_yaml_opens_with_its_command() -> None:
     for path in CONF_DIR.rglob("*.yaml"):
         if "local" in path.parts:
