@@ -56,8 +56,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     fit_s = time.perf_counter() - start
-    metrics = collect_metrics(trainer, ("val/",))
     best = str(getattr(trainer.checkpoint_callback, "best_model_path", "") or "")
+    if best:  # val/* and test/* of metrics.json both describe the selected (best) checkpoint
+        trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+    metrics = collect_metrics(trainer, ("val/",))
     if cfg.get("test"):
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(collect_metrics(trainer, ("test/",)))
