@@ -1,5 +1,7 @@
 """Every config file and group option composes, and builds its objects."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import hydra
@@ -81,8 +83,24 @@ def test_each_yaml_opens_with_its_command() -> None:
 def test_typo_fails_at_compose_time_naming_the_key(tmp_path: Path) -> None:
     proc = run_cli("recsys_attn.train", "model.hidden_sizee=3", cwd=tmp_path, timeout=120)
     assert proc.returncode != 0
-    first = proc.stderr.strip().splitlines()[0]
-    assert "model.hidden_sizee" in first
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: Could not override 'model.hidden_sizee'")
+
+
+@pytest.mark.parametrize("script", ["recsys-train", "recsys-evaluate", "recsys-prepare"])
+def test_console_scripts_find_the_configs_from_any_directory(script: str, tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name(script)
+    proc = subprocess.run(
+        [str(exe), "--cfg", "job"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "ml-1m" in proc.stdout
 
 
 def test_unknown_key_in_a_config_file_fails_before_training() -> None:

@@ -11,8 +11,11 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from recsys_attn import config as _config  # noqa: F401  (registers resolvers)
-from recsys_attn.config import ConfigError
+from recsys_attn.config import (
+    CONF_DIR,  # importing config registers the resolvers
+    ConfigError,
+    run_entry_point,
+)
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.models.base import RecModule
 from recsys_attn.runner import collect_metrics, print_summary, write_json_atomic
@@ -66,10 +69,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="evaluate")
-def main(cfg: DictConfig) -> None:
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
+def hydra_main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     evaluate(cfg)
+
+
+def main() -> None:
+    """Console script and ``python -m`` entry: user errors exit with one line naming the key."""
+    run_entry_point(hydra_main)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from recsys_attn.config import register_resolvers
+from recsys_attn.config import CONF_DIR, register_resolvers, run_entry_point
 from recsys_attn.data.cache import load_prepared
 from recsys_attn.data.prepared import Prepared
 from recsys_attn.data.preprocess import Preparation
@@ -34,10 +34,15 @@ def summary(prepared: Prepared) -> str:
     return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="prepare")
-def main(cfg: DictConfig) -> None:
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="prepare")
+def hydra_main(cfg: DictConfig) -> None:
     """Entry point: prepare the data set and print a summary."""
     print(summary(prepare(cfg)))
+
+
+def main() -> None:
+    """Console script and ``python -m`` entry: user errors exit with one line naming the key."""
+    run_entry_point(hydra_main)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from recsys_attn import config as _config  # noqa: F401  (registers resolvers)
 from recsys_attn.callbacks import EpochTimer
+from recsys_attn.config import CONF_DIR, run_entry_point  # importing config registers the resolvers
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.loggers import build_loggers, finish_run
 from recsys_attn.models.base import RecModule
@@ -78,12 +78,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def hydra_main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns ``optimized_metric`` for sweepers."""
     metrics = train(cfg)
     name = cfg.get("optimized_metric")
     return metrics.get(name) if name else None
+
+
+def main() -> None:
+    """Console script and ``python -m`` entry: user errors exit with one line naming the key."""
+    run_entry_point(hydra_main)
 
 
 if __name__ == "__main__":
