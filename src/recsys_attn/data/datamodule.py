@@ -13,7 +13,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from recsys_attn.config import build_settings
-from recsys_attn.constants import PAD, mask_id
+from recsys_attn.constants import mask_id
 from recsys_attn.data.batches import (
     EvalBatch,
     EvalRequest,
@@ -83,17 +83,19 @@ class SequenceStore:
         """Evaluation batch for rows ``[B]`` of the validation (0) or test (1) set."""
         es = self.evals[split]
         starts, ends = es.starts[idx], es.ends[idx]  # [B]
-        values = self.values.long()
+        values = self.values  # int32: only the gathered items are widened below
         cloze = self.settings.sample_kind == "cloze"
         hist_len = self.settings.max_len - (1 if cloze else 0)
-        inp = left_pad(values, starts, ends, hist_len)  # [B, L']
+        inp = left_pad(values, starts, ends, hist_len).long()  # [B, L']
         if cloze:  # predict the item after the history at an appended MASK position
             mask_col = torch.full_like(inp[:, :1], mask_id(self.n_items))  # [B, 1]
             inp = torch.cat([inp, mask_col], dim=1)  # [B, L]
         (inp,) = trim_left(inp)
         seen_rows, seen_items = ragged_coo(values, starts, ends)  # [S], [S]
         later_rows, later_items = ragged_coo(values, ends + 1, es.user_ends[idx])  # [S'], [S']
-        return EvalBatch(es.users[idx], inp, es.targets[idx].long(), seen_rows, seen_items, later_rows, later_items)
+        return EvalBatch(
+            es.users[idx], inp, es.targets[idx].long(), seen_rows, seen_items.long(), later_rows, later_items.long()
+        )
 
 
 def _windows(starts: Tensor, ends: Tensor, width: int, stride: int) -> tuple[Tensor, Tensor]:
@@ -184,9 +186,7 @@ class SeqDataModule(L.LightningDataModule):
         """Training-input counts per item ``[n_items + 1]`` (index 0 = padding, always 0)."""
         if self.splits is None:
             raise RuntimeError("SeqDataModule.setup() must run first")
-        pop = self.splits.item_popularity()
-        pop[PAD] = 0
-        return pop
+        return self.splits.item_popularity()
 
     def _prepared(self) -> Prepared:
         if self.prepared is None:

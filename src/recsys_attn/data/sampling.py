@@ -26,11 +26,10 @@ class IndexBatches:
         epoch_fn: Callable[[], int] = lambda: 0,
         rank: int = 0,
         world_size: int = 1,
-        drop_last: bool = False,
     ) -> None:
         self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
         self.seed, self.epoch_fn = seed, epoch_fn
-        self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
+        self.rank, self.world_size = rank, world_size
 
     def _indices(self) -> Tensor:
         if not self.shuffle:
@@ -45,12 +44,8 @@ class IndexBatches:
     def __iter__(self) -> Iterator[Tensor]:
         # A generator: the epoch is read at the first batch, after Lightning has restored a resumed
         # run's loop state (it creates the iterator before that).
-        batches = list(self._indices().split(self.batch_size))
-        if self.drop_last and batches and batches[-1].numel() < self.batch_size and len(batches) > 1:
-            batches.pop()
-        yield from batches
+        yield from self._indices().split(self.batch_size)
 
     def __len__(self) -> int:
         n = -(-self.n // self.world_size) if self.shuffle else len(range(self.rank, self.n, self.world_size))
-        full, rest = divmod(n, self.batch_size)
-        return full if (self.drop_last and full > 0) else full + (rest > 0)
+        return -(-n // self.batch_size)

@@ -9,6 +9,7 @@ import polars as pl
 import torch
 from torch import Tensor
 
+from recsys_attn.data.batches import ragged_coo
 from recsys_attn.data.errors import DataError
 
 SPLIT_KINDS = ("leave_one_out", "temporal")
@@ -72,17 +73,8 @@ class Splits:
 
     def item_popularity(self) -> Tensor:
         """Count of each item among training inputs only: ``[n_items + 1]``, index 0 = padding."""
-        lengths = self.train_ends - self.train_starts  # [T]
-        positions = _ranges(self.train_starts, lengths)  # [sum(lengths)]
-        return torch.bincount(self.values[positions], minlength=self.n_items + 1)
-
-
-def _ranges(starts: Tensor, lengths: Tensor) -> Tensor:
-    """Concatenate ``arange(s, s + n)`` for each (s, n), vectorised."""
-    offsets = torch.cumsum(lengths, 0) - lengths  # [R] exclusive prefix sums
-    total = int(lengths.sum())
-    row_start = torch.repeat_interleave(starts - offsets, lengths, output_size=total)  # [total]
-    return torch.arange(total, dtype=torch.long) + row_start
+        _, items = ragged_coo(self.values, self.train_starts, self.train_ends)  # [sum of lengths]
+        return torch.bincount(items, minlength=self.n_items + 1)
 
 
 def split_interactions(interactions: pl.DataFrame, n_items: int, config: SplitConfig) -> Splits:
