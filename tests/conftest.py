@@ -68,13 +68,13 @@ def run_cli(
     )
 
 
-def toy_datamodule(tmp_path: Path, lines: list[str], **settings: Any) -> SeqDataModule:
-    """A set-up datamodule over a small ``user item`` log written into ``tmp_path``."""
+def toy_datamodule(tmp_path: Path, lines: list[str], setup: bool = True, **settings: Any) -> SeqDataModule:
+    """A datamodule (set up unless ``setup=False``) over a small ``user item`` log written into ``tmp_path``."""
     from recsys_attn.data.preprocess import Preparation
     from recsys_attn.data.sources import Source
     from recsys_attn.data.split import SplitConfig
 
-    (tmp_path / "toy").mkdir(exist_ok=True)
+    (tmp_path / "toy").mkdir(parents=True, exist_ok=True)
     (tmp_path / "toy" / "log.txt").write_text("\n".join(lines) + "\n")
     dm = SeqDataModule(
         Source(name="toy", format="user_item", path="toy/log.txt"),
@@ -84,5 +84,6 @@ def toy_datamodule(tmp_path: Path, lines: list[str], **settings: Any) -> SeqData
         cache_dir=str(tmp_path / "cache"),
         **settings,
     )
-    dm.setup("fit")
+    if setup:
+        dm.setup("fit")
     return dm

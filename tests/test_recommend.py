@@ -7,9 +7,6 @@ import pytest
 import torch
 
 from recsys_attn.data.datamodule import SeqDataModule
-from recsys_attn.data.preprocess import Preparation
-from recsys_attn.data.sources import Source
-from recsys_attn.data.split import SplitConfig
 from recsys_attn.models.popularity import Popularity
 from recsys_attn.recommend import recommend
 from tests.conftest import toy_datamodule
@@ -112,12 +109,6 @@ def test_bad_arguments_are_rejected(dm: SeqDataModule, tmp_path: Path) -> None:
         recommend(popularity(dm), dm, split=2)
     with pytest.raises(ValueError, match="k and batch_size"):
         recommend(popularity(dm), dm, k=0)
-    fresh = SeqDataModule(
-        Source(name="toy", format="user_item", path="toy/log.txt"),
-        Preparation(),
-        SplitConfig(),
-        data_dir=str(tmp_path),
-        cache_dir=str(tmp_path / "cache"),
-    )
+    fresh = toy_datamodule(tmp_path / "fresh", ["1 10"], setup=False)
     with pytest.raises(RuntimeError, match="set up"):
         recommend(popularity(dm), fresh)
