@@ -10,7 +10,7 @@ export RECSYS_ATTN_DATA_DIR := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: help install lint format test test-full train sweep bench clean
+.PHONY: help install lint format test test-full train sweep bench bench-precision clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ sweep: ## a Hydra multirun sweep (pass ARGS='model=sasrec,bert4rec model.hidden_
 bench: ## benchmarks: preparation speed and training speed; results go to benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/bench_prepare.py
 	$(BIN)/python benchmarks/bench_train.py
+
+bench-precision: ## fp32 vs bf16-mixed BERT4Rec on ML-1M, one GPU; the speed-up goes to benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/bench_precision.py $(ARGS)
 
 clean: ## remove caches, logs and build files (not the venv)
 	rm -rf .cache logs outputs multirun .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

@@ -21,14 +21,16 @@ import tempfile
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+SECTION = "## Training (`bench_train.py`)"
 HEADER = (
-    "\n## Training (`bench_train.py`)\n\n"
+    f"\n{SECTION}\n\n"
     "| date | machine | command | epochs | s/epoch (median) | fit s | test/ndcg@10 | test/hr@10 |\n"
     "|---|---|---|---|---|---|---|---|\n"
 )
 
 
 def machine() -> str:
+    """The OS, core count and GPU name (when there is one) of this machine."""
     gpu = ""
     try:
         import torch
@@ -40,39 +42,54 @@ def machine() -> str:
     return f"{platform.platform()}, {os.cpu_count()} cores{gpu}"
 
 
+def run_train(epochs: int, overrides: list[str]) -> tuple[dict[str, float], str]:
+    """Run ``recsys_attn.train`` for ``epochs`` in a subprocess; its metrics and the command as shown."""
+    with tempfile.TemporaryDirectory() as tmp:
+        full = [
+            f"trainer.max_epochs={epochs}",
+            "logger=none",
+            "callbacks=none",
+            "trainer.enable_progress_bar=false",
+            f"hydra.run.dir={tmp}/run",
+            *overrides,
+        ]
+        subprocess.run([sys.executable, "-m", "recsys_attn.train", *full], check=True)
+        metrics = json.loads((Path(tmp) / "run" / "metrics.json").read_text())
+    shown = " ".join(o for o in full if not o.startswith("hydra.run.dir"))
+    return metrics, f"python -m recsys_attn.train {shown}"
+
+
+def table_row(metrics: dict[str, float], command: str) -> str:
+    """One RESULTS.md row of the training table."""
+    return (
+        f"| {dt.date.today()} | {machine()} | `{command}` | {metrics['train/epochs']:.0f} "
+        f"| {metrics['time/epoch_s_median']:.2f} | {metrics['time/fit_s']:.1f} "
+        f"| {metrics.get('test/ndcg@10', float('nan')):.4f} | {metrics.get('test/hr@10', float('nan')):.4f} |\n"
+    )
+
+
+def record(lines: str, section: str = SECTION, header: str = HEADER) -> None:
+    """Append ``lines`` under ``section`` of RESULTS.md, writing the section header first if missing."""
+    text = RESULTS.read_text() if RESULTS.exists() else ""
+    with RESULTS.open("a") as fh:  # appends: concurrent benchmark runs do not overwrite each other
+        if not text:
+            fh.write("# Benchmark results\n")
+        if section not in text:
+            fh.write(header)
+        fh.write(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for recsys_attn.train")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        overrides = [
-            f"trainer.max_epochs={args.epochs}",
-            "logger=none",
-            "callbacks=none",
-            "trainer.enable_progress_bar=false",
-            f"hydra.run.dir={tmp}/run",
-            *args.overrides,
-        ]
-        cmd = [sys.executable, "-m", "recsys_attn.train", *overrides]
-        subprocess.run(cmd, check=True)
-        metrics = json.loads((Path(tmp) / "run" / "metrics.json").read_text())
-    shown = " ".join(o for o in overrides if not o.startswith("hydra.run.dir"))
-    row = (
-        f"| {dt.date.today()} | {machine()} | `python -m recsys_attn.train {shown}` | {metrics['train/epochs']:.0f} "
-        f"| {metrics['time/epoch_s_median']:.2f} | {metrics['time/fit_s']:.1f} "
-        f"| {metrics.get('test/ndcg@10', float('nan')):.4f} | {metrics.get('test/hr@10', float('nan')):.4f} |\n"
-    )
+    metrics, command = run_train(args.epochs, args.overrides)
+    row = table_row(metrics, command)
     print(row, end="")
     if not args.no_record:
-        text = RESULTS.read_text() if RESULTS.exists() else ""
-        with RESULTS.open("a") as fh:  # appends: concurrent benchmark runs do not overwrite each other
-            if not text:
-                fh.write("# Benchmark results\n")
-            if "## Training (`bench_train.py`)" not in text:
-                fh.write(HEADER)
-            fh.write(row)
+        record(row)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 
@@ -22,6 +23,8 @@ class EpochTimer(L.Callback):
         self._start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if pl_module.device.type == "cuda":  # kernels run asynchronously: wait for the epoch's last ones
+            torch.cuda.synchronize(pl_module.device)
         self.durations.append(time.perf_counter() - self._start)
         pl_module.log("time/epoch_s", self.durations[-1], on_epoch=True, sync_dist=False, rank_zero_only=True)
 

@@ -18,7 +18,7 @@ from recsys_attn.config import (
 )
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.models.base import RecModule
-from recsys_attn.runner import collect_metrics, print_summary, write_json_atomic
+from recsys_attn.runner import collect_metrics, print_summary, start_run, write_json_atomic
 from recsys_attn.train import output_dir
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def load_module(ckpt_path: str | Path, **overrides: Any) -> RecModule:
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Val/test metrics of ``cfg.ckpt_path`` on ``cfg.data``; writes ``metrics.json`` (rank 0)."""
-    L.seed_everything(cfg.seed, workers=True)
+    start_run(cfg)
     eval_cfg: dict[str, Any] = OmegaConf.to_container(cfg.eval)  # type: ignore[assignment]
     overrides = {k: v for k, v in eval_cfg.items() if v is not None}
     model = load_module(cfg.ckpt_path, **overrides)

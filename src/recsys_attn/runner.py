@@ -13,13 +13,25 @@ from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from recsys_attn.config import build_settings
+from recsys_attn.config import ConfigError, build_settings
 
 log = logging.getLogger(__name__)
+
+MATMUL_PRECISIONS = ("highest", "high", "medium")
+
+
+def start_run(cfg: DictConfig) -> None:
+    """Seed every generator from ``cfg.seed`` and set the float32 matmul precision (TF32 on GPUs when "high")."""
+    L.seed_everything(cfg.seed, workers=True)
+    precision = cfg.get("float32_matmul_precision") or "highest"
+    if precision not in MATMUL_PRECISIONS:
+        raise ConfigError(f"float32_matmul_precision: {precision!r} is not one of {', '.join(MATMUL_PRECISIONS)}")
+    torch.set_float32_matmul_precision(precision)
 
 
 def instantiate_group(cfg: DictConfig | None) -> list[Any]:

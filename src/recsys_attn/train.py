@@ -21,6 +21,7 @@ from recsys_attn.runner import (
     collect_metrics,
     instantiate_group,
     print_summary,
+    start_run,
     write_json_atomic,
 )
 
@@ -37,7 +38,7 @@ def output_dir(cfg: DictConfig) -> Path:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``."""
     check_model_keys(cfg.model)
-    L.seed_everything(cfg.seed, workers=True)
+    start_run(cfg)
     datamodule: SeqDataModule = hydra.utils.instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()
     datamodule.setup("fit")

@@ -1,0 +1,29 @@
+"""The benchmark scripts run end to end (tiny settings, nothing recorded)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO_ROOT
+
+
+def test_bench_precision_reports_both_precisions_and_the_speedup(real_data_dir: Path, tmp_path: Path) -> None:
+    script = REPO_ROOT / "benchmarks" / "bench_precision.py"
+    results = REPO_ROOT / "benchmarks" / "RESULTS.md"
+    before = results.read_text()
+    overrides = ["model=bert4rec", "data=ml-100k", "trainer=cpu", "model.max_len=10", "model.hidden_size=8"]
+    proc = subprocess.run(
+        [sys.executable, str(script), "--no-record", "--epochs", "1", "--", *overrides],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    assert len(rows) == 4, proc.stdout[-2000:]
+    assert "trainer.precision=32-true" in rows[0] and "trainer.precision=bf16-mixed" in rows[1]
+    assert "| 32-true |" in rows[2] and rows[2].endswith("| 1.00x |")
+    assert "| bf16-mixed |" in rows[3] and rows[3].endswith("x |")
+    assert results.read_text() == before  # --no-record leaves the results alone
