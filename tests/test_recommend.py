@@ -57,11 +57,31 @@ def test_test_split_top3_filters_history_and_uses_original_ids(dm: SeqDataModule
 
 
 def test_validation_split_uses_the_shorter_history(dm: SeqDataModule) -> None:
-    recs = recommend(popularity(dm), dm, k=3, split=0)
+    recs = recommend(popularity(dm), dm, k=3, history="val")
     # validation histories: 30 -> 900, 40 -> 700, 50 -> 900 800
     assert items_per_user(recs) == {30: [800, 700, 600], 40: [900, 800, 600], 50: [700, 600, 550]}
-    recs = recommend(popularity(dm), dm, k=1, split=0)
+    recs = recommend(popularity(dm), dm, k=1, history="val")
     assert items_per_user(recs) == {30: [800], 40: [900], 50: [700]}
+
+
+def test_all_history_serves_every_user_after_everything_known(dm: SeqDataModule) -> None:
+    recs = recommend(popularity(dm), dm, k=2, history="all")
+    assert recs["user_id"].unique(maintain_order=True).to_list() == [30, 40, 50, *range(100, 116)]
+    got = items_per_user(recs)
+    assert got[30] == [800, 700]  # history 900 301 302 (the test item 302 is known now)
+    assert got[100] == [800, 700]  # a single-item user (900), in no evaluation set
+    assert got[112] == [900, 800]  # history 600
+
+
+def test_users_by_original_id_in_the_order_given(dm: SeqDataModule) -> None:
+    recs = recommend(popularity(dm), dm, k=1, history="all", users=[112, 30])
+    assert recs["user_id"].to_list() == [112, 30] and recs["item_id"].to_list() == [900, 800]
+    recs = recommend(popularity(dm), dm, k=1, users=["50"])  # ids are cast to the data's id type
+    assert recs["user_id"].to_list() == [50]
+    with pytest.raises(ValueError, match=r"users: 1 id\(s\) not in the data, e.g. \[999\]"):
+        recommend(popularity(dm), dm, history="all", users=[30, 999])
+    with pytest.raises(ValueError, match=r"not among the test set's users \(try history=all\), e.g. \[100\]"):
+        recommend(popularity(dm), dm, users=[100])
 
 
 def test_without_filtering_history_items_stay(dm: SeqDataModule) -> None:
@@ -105,8 +125,8 @@ def test_scores_in_eval_mode_without_grad_then_restores_the_mode(dm: SeqDataModu
 
 
 def test_bad_arguments_are_rejected(dm: SeqDataModule, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="split"):
-        recommend(popularity(dm), dm, split=2)
+    with pytest.raises(ValueError, match="history must be one of val, test, all"):
+        recommend(popularity(dm), dm, history="train")
     with pytest.raises(ValueError, match="k and batch_size"):
         recommend(popularity(dm), dm, k=0)
     fresh = toy_datamodule(tmp_path / "fresh", ["1 10"], setup=False)

@@ -85,6 +85,17 @@ def test_eval_batches_hold_history_target_and_seen(tmp_path: Path) -> None:
     ]
 
 
+def test_whole_histories_cover_every_user_with_everything_known(tmp_path: Path) -> None:
+    dm = make_dm(tmp_path, max_len=3)
+    full = dm.store.evals[2]
+    assert len(full) == 3  # user 3 has no val/test item but is served
+    batch = dm.store.eval_batch(torch.arange(3), 2)
+    assert batch.users.tolist() == [1, 2, 3] and batch.target.tolist() == [0, 0, 0]
+    assert batch.input.tolist() == [[4, 5, 6], [7, 8, 9], [0, 10, 11]]  # the test items included
+    assert batch.seen_items.tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    assert batch.later_rows.numel() == 0
+
+
 def test_cloze_eval_appends_mask(tmp_path: Path) -> None:
     dm = make_dm(tmp_path, max_len=3, sample_kind="cloze")
     test = dm.on_after_batch_transfer(EvalRequest(torch.tensor([0]), 1), 0)
@@ -148,7 +159,7 @@ def test_ml1m_no_leakage(real_data_dir: Path, tmp_path: Path) -> None:
     store = dm.store
     assert len(store.evals[1]) == 6040 and dm.n_items == 3416
     # every training window and every validation input is free of the user's test item
-    val, test = store.evals
+    val, test, _ = store.evals
     assert torch.equal(val.users, test.users)
     assert store.windows.shape[0] == dm.n_users  # one window per user, in user order
     window_has_test = (store.windows.long() == test.targets[:, None]).any(1)

@@ -49,9 +49,11 @@ class SequenceStore:
             starts, ends = _windows(starts, ends, width, settings.window_stride)
         self.windows = left_pad(splits.values, starts, ends, width).int()  # [N, W]
         self.values = splits.values.int()  # [I]
+        # Indexed by split: 0 = validation, 1 = test, 2 = whole histories (recommendations only).
         self.evals = (
             splits.val.subset(settings.max_eval_users),
             splits.test.subset(settings.max_eval_users),
+            splits.full,
         )
 
     @property
@@ -80,7 +82,7 @@ class SequenceStore:
         return cloze_batch(rows, last_only, self.settings.mask_prob, mask_id(self.n_items))
 
     def eval_batch(self, idx: Tensor, split: int) -> EvalBatch:
-        """Evaluation batch for rows ``[B]`` of the validation (0) or test (1) set."""
+        """Evaluation batch for rows ``[B]`` of the validation (0) or test (1) set, or of whole histories (2)."""
         es = self.evals[split]
         starts, ends = es.starts[idx], es.ends[idx]  # [B]
         values = self.values  # int32: only the gathered items are widened below
@@ -92,7 +94,8 @@ class SequenceStore:
             inp = torch.cat([inp, mask_col], dim=1)  # [B, L]
         (inp,) = trim_left(inp)
         seen_rows, seen_items = ragged_coo(values, starts, ends)  # [S], [S]
-        later_rows, later_items = ragged_coo(values, ends + 1, es.user_ends[idx])  # [S'], [S']
+        user_ends = es.user_ends[idx]  # [B] whole histories (split 2) have no target and nothing later
+        later_rows, later_items = ragged_coo(values, torch.minimum(ends + 1, user_ends), user_ends)  # [S'], [S']
         return EvalBatch(
             es.users[idx], inp, es.targets[idx].long(), seen_rows, seen_items.long(), later_rows, later_items.long()
         )

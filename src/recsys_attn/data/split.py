@@ -70,6 +70,9 @@ class Splits:
     val: EvalSet
     test: EvalSet
     n_items: int
+    # Every user's whole sequence as history and no held-out item (targets 0): for serving
+    # recommendations after all that is known, never for training or metrics.
+    full: EvalSet
 
     def item_popularity(self) -> Tensor:
         """Count of each item among training inputs only: ``[n_items + 1]``, index 0 = padding."""
@@ -105,6 +108,7 @@ def split_interactions(interactions: pl.DataFrame, n_items: int, config: SplitCo
         val=eval_set(val_pos),
         test=eval_set(test_pos),
         n_items=n_items,
+        full=EvalSet(user_ids, starts, starts + counts, torch.zeros_like(user_ids), starts + counts),
     )
 
 
