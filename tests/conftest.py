@@ -68,6 +68,37 @@ def run_cli(
     )
 
 
+# Small real-data runs through the CLI: SASRec on ml-1m, short sequences, a few steps, 300 eval users.
+TINY_RUN = (
+    "trainer.accelerator=cpu",
+    "model.max_len=10",
+    "model.hidden_size=16",
+    "data.batch_size=64",
+    "trainer.limit_train_batches=4",
+    "data.max_eval_users=300",
+)
+
+
+def train_cli(tmp: Path, cache: Path, name: str, *overrides: str) -> dict[str, float]:
+    """Train through ``python -m recsys_attn.train`` (``TINY_RUN`` settings) into ``tmp/name``; its metrics."""
+    import json
+
+    run_dir = tmp / name
+    proc = run_cli(
+        "recsys_attn.train", f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache}", *TINY_RUN, *overrides, cwd=tmp
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, real_data_dir: Path, shared_cache: Path) -> Path:
+    """``last.ckpt`` of a one-epoch ``TINY_RUN`` SASRec on ml-1m, trained once per session."""
+    tmp = tmp_path_factory.mktemp("tiny_ckpt")
+    train_cli(tmp, shared_cache, "src", "trainer.max_epochs=1")
+    return tmp / "src" / "checkpoints" / "last.ckpt"
+
+
 def toy_datamodule(tmp_path: Path, lines: list[str], setup: bool = True, **settings: Any) -> SeqDataModule:
     """A datamodule (set up unless ``setup=False``) over a small ``user item`` log written into ``tmp_path``."""
     from recsys_attn.data.preprocess import Preparation

@@ -88,7 +88,7 @@ def test_typo_fails_at_compose_time_naming_the_key(tmp_path: Path) -> None:
     assert lines[0].startswith("error: Could not override 'model.hidden_sizee'")
 
 
-@pytest.mark.parametrize("script", ["recsys-train", "recsys-evaluate", "recsys-prepare"])
+@pytest.mark.parametrize("script", ["recsys-train", "recsys-evaluate", "recsys-prepare", "recsys-predict"])
 def test_console_scripts_find_the_configs_from_any_directory(script: str, tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name(script)
     proc = subprocess.run(

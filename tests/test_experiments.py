@@ -5,25 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
-
-TINY = [
-    "trainer.accelerator=cpu",
-    "model.max_len=10",
-    "model.hidden_size=16",
-    "data.batch_size=64",
-    "trainer.limit_train_batches=4",
-    "data.max_eval_users=300",
-]
-
-
-def train(tmp: Path, cache: Path, name: str, *overrides: str) -> dict[str, float]:
-    run_dir = tmp / name
-    proc = run_cli(
-        "recsys_attn.train", f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache}", *TINY, *overrides, cwd=tmp
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads((run_dir / "metrics.json").read_text())
+from tests.conftest import TINY_RUN, run_cli
+from tests.conftest import train_cli as train
 
 
 def scores(metrics: dict[str, float]) -> dict[str, float]:
@@ -53,11 +36,11 @@ def test_interrupted_run_resumes_to_the_same_result(
     assert scores(resumed) == scores(two_epochs)
 
 
-def test_ddp_two_processes_give_the_same_test_metrics(tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
-    train(tmp_path, shared_cache, "src", "trainer.max_epochs=1")
-    ckpt = tmp_path / "src" / "checkpoints" / "last.ckpt"
+def test_ddp_two_processes_give_the_same_test_metrics(
+    tmp_path: Path, tiny_checkpoint: Path, shared_cache: Path
+) -> None:
     common = [
-        f"ckpt_path={ckpt}",
+        f"ckpt_path={tiny_checkpoint}",
         f"paths.cache_dir={shared_cache}",
         "data.max_eval_users=301",
         "trainer.accelerator=cpu",
@@ -78,14 +61,13 @@ def test_ddp_two_processes_give_the_same_test_metrics(tmp_path: Path, real_data_
     m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert m1["test/users"] == m2["test/users"] == 301.0  # odd count: no user dropped or repeated
     assert m1 == pytest.approx(m2, abs=1e-6)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "src", "two"]  # one run dir per run
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # one run dir per run
 
 
-def test_evaluate_with_other_protocol_options(tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
-    train(tmp_path, shared_cache, "src", "trainer.max_epochs=1")
+def test_evaluate_with_other_protocol_options(tmp_path: Path, tiny_checkpoint: Path, shared_cache: Path) -> None:
     proc = run_cli(
         "recsys_attn.evaluate",
-        f"ckpt_path={tmp_path / 'src' / 'checkpoints' / 'last.ckpt'}",
+        f"ckpt_path={tiny_checkpoint}",
         f"paths.cache_dir={shared_cache}",
         "data.max_eval_users=100",
         "trainer.accelerator=cpu",
@@ -124,7 +106,7 @@ def test_optuna_search_runs_trials_and_summarises(tmp_path: Path, real_data_dir:
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=2",
         "data.max_eval_users=100",
-        *[o for o in TINY if not o.startswith(("model.hidden_size", "trainer.limit_train", "data.max_eval"))],
+        *[o for o in TINY_RUN if not o.startswith(("model.hidden_size", "trainer.limit_train", "data.max_eval"))],
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -38,9 +38,8 @@ def load_module(ckpt_path: str | Path, **overrides: Any) -> RecModule:
     return module
 
 
-def evaluate(cfg: DictConfig) -> dict[str, float]:
-    """Val/test metrics of ``cfg.ckpt_path`` on ``cfg.data``; writes ``metrics.json`` (rank 0)."""
-    start_run(cfg)
+def checkpoint_and_data(cfg: DictConfig) -> tuple[RecModule, SeqDataModule]:
+    """The model of ``cfg.ckpt_path`` (with ``cfg.eval`` overrides) and ``cfg.data`` set up as it was trained."""
     eval_cfg: dict[str, Any] = OmegaConf.to_container(cfg.eval)  # type: ignore[assignment]
     overrides = {k: v for k, v in eval_cfg.items() if v is not None}
     model = load_module(cfg.ckpt_path, **overrides)
@@ -55,6 +54,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             f"data: {cfg.data.source.name} has {datamodule.n_items} items but the checkpoint was trained on "
             f"{model.n_items}; pass the data config it was trained with (data=...)"
         )
+    return model, datamodule
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Val/test metrics of ``cfg.ckpt_path`` on ``cfg.data``; writes ``metrics.json`` (rank 0)."""
+    start_run(cfg)
+    model, datamodule = checkpoint_and_data(cfg)
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     metrics: dict[str, float] = {}
     if "val" in cfg.splits:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from recsys_attn.atomic import write_atomic
 from recsys_attn.config import ConfigError, build_settings
 
 log = logging.getLogger(__name__)
@@ -61,13 +60,7 @@ def collect_metrics(trainer: L.Trainer, prefixes: tuple[str, ...] = ("val/", "te
 
 def write_json_atomic(path: str | Path, data: Mapping[str, Any]) -> None:
     """Write JSON through a temp file + rename, so a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(dict(data), fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(dict(data), indent=2, sort_keys=True) + "\n"))
 
 
 def print_summary(metrics: Mapping[str, float], title: str) -> None:
