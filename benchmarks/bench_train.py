@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fcntl
 import json
 import os
 import platform
@@ -69,14 +70,30 @@ def table_row(metrics: dict[str, float], command: str) -> str:
 
 
 def record(lines: str, section: str = SECTION, header: str = HEADER) -> None:
-    """Append ``lines`` under ``section`` of RESULTS.md, writing the section header first if missing."""
-    text = RESULTS.read_text() if RESULTS.exists() else ""
-    with RESULTS.open("a") as fh:  # appends: concurrent benchmark runs do not overwrite each other
-        if not text:
-            fh.write("# Benchmark results\n")
-        if section not in text:
-            fh.write(header)
-        fh.write(lines)
+    """Add ``lines`` as the last rows of the table under ``section`` in RESULTS.md (created when missing).
+
+    The file is locked while it is rewritten, so concurrent benchmark runs do not lose each other's rows.
+    """
+    with RESULTS.open("a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        text = fh.read() or "# Benchmark results\n"
+        fh.seek(0)
+        fh.truncate()
+        fh.write(with_rows(text, lines, section, header))
+
+
+def with_rows(text: str, lines: str, section: str, header: str) -> str:
+    """``text`` with ``lines`` after the last row of the first table under ``section`` (appended if absent)."""
+    if section not in text:
+        return text.rstrip("\n") + "\n" + header + lines
+    out = text.splitlines(keepends=True)
+    i = next(n for n, line in enumerate(out) if line.startswith(section))
+    while i < len(out) and not out[i].startswith("|"):  # to the table
+        i += 1
+    while i < len(out) and out[i].startswith("|"):  # past its rows
+        i += 1
+    return "".join([*out[:i], lines, *out[i:]])
 
 
 def main() -> None:

@@ -27,3 +27,15 @@ def test_bench_precision_reports_both_precisions_and_the_speedup(real_data_dir: 
     assert "| 32-true |" in rows[2] and rows[2].endswith("| 1.00x |")
     assert "| bf16-mixed |" in rows[3] and rows[3].endswith("x |")
     assert results.read_text() == before  # --no-record leaves the results alone
+
+
+def test_rows_go_to_the_end_of_their_own_table() -> None:
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    try:
+        from bench_train import with_rows
+    finally:
+        sys.path.pop(0)
+    text = "# R\n\n## A\n\n| h |\n|---|\n| a1 |\n\nnote\n\n## B\n\n| h |\n|---|\n| b1 |\n"
+    assert with_rows(text, "| a2 |\n", "## A", "unused") == text.replace("| a1 |\n", "| a1 |\n| a2 |\n")
+    assert with_rows(text, "| b2 |\n", "## B", "unused") == text + "| b2 |\n"
+    assert with_rows(text, "| c1 |\n", "## C", "\n## C\n\n| h |\n|---|\n") == text + "\n## C\n\n| h |\n|---|\n| c1 |\n"
