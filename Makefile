@@ -42,9 +42,10 @@ train: ## the default run: SASRec on ML-1M (pass ARGS='model=bert4rec trainer.ma
 sweep: ## a Hydra multirun sweep (pass ARGS='model=sasrec,bert4rec model.hidden_size=64,128')
 	$(BIN)/python -m recsys_attn.train -m $(ARGS)
 
-bench: ## benchmarks: preparation speed and training speed; results go to benchmarks/RESULTS.md
+bench: ## benchmarks: preparation, training and 1M-item catalogue speed; results go to benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/bench_prepare.py
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_catalog.py
 
 bench-precision: ## fp32 vs bf16-mixed BERT4Rec on ML-1M, one GPU; the speed-up goes to benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/bench_precision.py $(ARGS)

@@ -39,3 +39,15 @@ def test_rows_go_to_the_end_of_their_own_table() -> None:
     assert with_rows(text, "| a2 |\n", "## A", "unused") == text.replace("| a1 |\n", "| a1 |\n| a2 |\n")
     assert with_rows(text, "| b2 |\n", "## B", "unused") == text + "| b2 |\n"
     assert with_rows(text, "| c1 |\n", "## C", "\n## C\n\n| h |\n|---|\n") == text + "\n## C\n\n| h |\n|---|\n| c1 |\n"
+
+
+def test_bench_catalog_times_the_losses_and_ranking(tmp_path: Path) -> None:
+    script = REPO_ROOT / "benchmarks" / "bench_catalog.py"
+    args = ["--items", "5000", "--positions", "64", "--users", "8", "--repeats", "1", "--device", "cpu", "--no-record"]
+    proc = subprocess.run(
+        [sys.executable, str(script), *args], cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    assert [r.split(" | ")[3].split(" ")[0] for r in rows] == ["ce", "sampled_softmax", "full-ranking"]
+    assert "(one logits block)" in rows[0]  # 5,001 x 64 logits fit under ce_max_logits

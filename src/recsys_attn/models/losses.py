@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from recsys_attn.models.chunked_ce import chunked_cross_entropy
+
 
 @dataclass(frozen=True)
 class LossContext:
@@ -27,6 +29,8 @@ class LossContext:
     """Item counts ``[n_items + 1]`` for popularity sampling."""
     gbce_t: float = 0.75
     """gSASRec calibration parameter t in [0, 1]."""
+    ce_max_logits: int = 2**27
+    """Largest ``positions x items`` logits block ``ce`` builds at once; past it, items go in chunks."""
 
 
 LossFn = Callable[[Tensor, Tensor, Tensor, LossContext], Tensor]
@@ -57,7 +61,9 @@ def _pos_neg_logits(hidden: Tensor, targets: Tensor, items: Tensor, k: int, n_it
 
 @register("ce")
 def full_cross_entropy(hidden: Tensor, targets: Tensor, items: Tensor, ctx: LossContext) -> Tensor:
-    """Softmax over the whole catalogue (padding excluded)."""
+    """Softmax over the whole catalogue (padding excluded); in item chunks when the logits would not fit."""
+    if hidden.shape[0] * items.shape[0] > ctx.ce_max_logits:
+        return chunked_cross_entropy(hidden, items, targets, chunk=max(1, ctx.ce_max_logits // hidden.shape[0]))
     logits = hidden @ items.T  # [N, V]
     logits[:, 0] = float("-inf")
     return F.cross_entropy(logits.float(), targets)

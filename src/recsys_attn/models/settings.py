@@ -46,6 +46,9 @@ class TransformerSettings(EvalSettings):
     negative_sampling: str = "uniform"
     """sampled_softmax negatives: ``uniform`` or ``popularity`` (logQ-corrected)."""
     gbce_t: float = 0.75
+    ce_max_logits: int = 2**27
+    """``ce`` loss: the largest positions x items logits block built at once (2**27 floats = 512 MiB);
+    above it the softmax runs over item chunks, with the same value and gradients in less memory."""
     lr: float = 1e-3
     weight_decay: float = 0.0
     """AdamW weight decay, applied to 2-D weights only."""
@@ -62,6 +65,8 @@ class TransformerSettings(EvalSettings):
             raise ConfigError(
                 f"model.negative_sampling: expected uniform or popularity, got {self.negative_sampling!r}"
             )
+        if self.ce_max_logits < 1:
+            raise ConfigError(f"model.ce_max_logits: must be >= 1, got {self.ce_max_logits}")
         if self.activation not in ("gelu", "relu"):
             raise ConfigError(f"model.activation: expected gelu or relu, got {self.activation!r}")
 

@@ -54,7 +54,9 @@ class TransformerRec(RecModule):
         hidden = self.encoder(batch.input)  # [B, L, D]
         sel = batch.target != PAD  # [B, L]
         s = self.settings
-        ctx = LossContext(self.n_items, s.num_negatives, s.negative_sampling, self.item_popularity, s.gbce_t)
+        ctx = LossContext(
+            self.n_items, s.num_negatives, s.negative_sampling, self.item_popularity, s.gbce_t, s.ce_max_logits
+        )
         loss = self.loss_fn(hidden[sel], batch.target[sel], self.encoder.item_weights(self.n_items), ctx)
         self.log(
             "train/loss",
