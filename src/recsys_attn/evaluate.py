@@ -29,7 +29,12 @@ def load_module(ckpt_path: str | Path, **overrides: Any) -> RecModule:
     path = Path(ckpt_path)
     if not path.is_file():
         raise ConfigError(f"ckpt_path: no checkpoint at {path.resolve()}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # truncated file, another format: say which file, not a pickle traceback
+        raise ConfigError(f"ckpt_path: cannot read {path} as a checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(ckpt, dict):
+        raise ConfigError(f"ckpt_path: {path} holds a {type(ckpt).__name__}, not a Lightning checkpoint")
     target = ckpt.get(RecModule.CLASS_KEY)
     if target is None:
         raise ConfigError(f"ckpt_path: {path} was not written by recsys_attn (no {RecModule.CLASS_KEY!r} entry)")
