@@ -84,6 +84,23 @@ def test_users_by_original_id_in_the_order_given(dm: SeqDataModule) -> None:
         recommend(popularity(dm), dm, users=[100])
 
 
+@pytest.mark.parametrize("kind", ["next", "cloze"])
+def test_transformers_serve_whole_histories_without_seen_items(tmp_path: Path, kind: str) -> None:
+    from recsys_attn.models.bert4rec import BERT4Rec
+    from recsys_attn.models.sasrec import SASRec
+
+    dm = toy_datamodule(tmp_path, [*EVAL_LINES, "60 900"], max_len=4, sample_kind=kind)
+    cls = SASRec if kind == "next" else BERT4Rec
+    torch.manual_seed(0)
+    model = cls(dm.n_items, hidden_size=8, num_blocks=1, num_heads=1, max_len=4)
+    recs = recommend(model, dm, k=dm.n_items, history="all")
+    seen = {30: {900, 301, 302}, 40: {700, 401, 402}, 50: {900, 800, 501, 502}, 60: {900}}
+    all_items = set(dm.prepared.items["item_id"].to_list())
+    assert items_per_user(recs).keys() == seen.keys()
+    for user, items in items_per_user(recs).items():
+        assert set(items) == all_items - seen[user]  # every unseen item once, no seen one
+
+
 def test_without_filtering_history_items_stay(dm: SeqDataModule) -> None:
     recs = recommend(popularity(dm, filter_seen=False), dm, k=3)
     assert items_per_user(recs) == {u: [900, 800, 700] for u in (30, 40, 50)}
