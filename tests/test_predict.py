@@ -50,6 +50,24 @@ def test_csv_for_chosen_users_in_their_order(tmp_path: Path, tiny_checkpoint: Pa
     assert recs["user_id"].to_list() == [42] * 3 + [1] * 3 and recs["rank"].to_list() == [0, 1, 2] * 2
 
 
+def test_movielens_ids_through_an_id_map(
+    tmp_path: Path, tiny_checkpoint: Path, shared_cache: Path, real_data_dir: Path
+) -> None:
+    common = ["k=3", "users=[42,1]", "history=test"]
+    code, out = predict(tmp_path, tiny_checkpoint, shared_cache, *common, "output=plain.csv")
+    assert code == 0, out[-3000:]
+    item_map = "data.source.item_id_map=ml-1m/sas_to_original_items.txt"
+    code, out = predict(tmp_path, tiny_checkpoint, shared_cache, *common, item_map, "output=movielens.csv")
+    assert code == 0, out[-3000:]
+    to_movielens = dict(
+        pl.read_csv(real_data_dir / "ml-1m" / "sas_to_original_items.txt", separator=" ", has_header=False).iter_rows()
+    )
+    plain, movielens = pl.read_csv(tmp_path / "plain.csv"), pl.read_csv(tmp_path / "movielens.csv")
+    # the same checkpoint and ranking; only the ids shown change
+    assert movielens["item_id"].to_list() == [to_movielens[i] for i in plain["item_id"].to_list()]
+    assert movielens["score"].to_list() == plain["score"].to_list()
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

@@ -24,6 +24,7 @@ import polars as pl
 
 from recsys_attn.data.download import locate
 from recsys_attn.data.errors import DataError
+from recsys_attn.data.id_maps import id_map_paths, translate_ids
 from recsys_attn.data.prepared import Prepared
 from recsys_attn.data.preprocess import Preparation, preprocess
 from recsys_attn.data.readers import read_interactions
@@ -41,15 +42,17 @@ _FILES = ("interactions", "users", "items")
 _TMP_MARK = ".tmp-"
 
 
-def cache_key(source: Source, prep: Preparation, input_path: Path) -> str:
-    """Hex sha256 of the source and preparation settings, PREP_VERSION and input size+mtime."""
+def cache_key(source: Source, prep: Preparation, input_path: Path, extra_inputs: tuple[Path, ...] = ()) -> str:
+    """Hex sha256 of the source and preparation settings, PREP_VERSION and the inputs' size+mtime."""
     stat = input_path.stat()
-    payload = {
+    payload: dict[str, object] = {
         "source": asdict(source),
         "preparation": asdict(prep),
         "prep_version": PREP_VERSION,
         "input": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns},
     }
+    if extra_inputs:  # id maps: editing one must rebuild the cache too
+        payload["extra_inputs"] = [_stat(p) for p in extra_inputs]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -63,7 +66,8 @@ def load_prepared(source: Source, prep: Preparation, data_dir: str | Path, cache
         cache_dir: Root of the cache; prepared sets go to ``<cache_dir>/prepared/``.
     """
     input_path = locate(source, data_dir)
-    key = cache_key(source, prep, input_path)
+    maps = id_map_paths(source, data_dir)
+    key = cache_key(source, prep, input_path, tuple(maps.values()))
     root = Path(cache_dir).expanduser().absolute() / "prepared"
     folder = root / f"{source.name}-{key[:12]}"
     if (folder / "meta.json").is_file():
@@ -81,7 +85,7 @@ def load_prepared(source: Source, prep: Preparation, data_dir: str | Path, cache
     else:
         log.info("%s: no prepared cache yet; preparing %s", source.name, input_path)
     raw = read_interactions(input_path, source)
-    prepared = preprocess(raw, prep, source.name)
+    prepared = translate_ids(preprocess(raw, prep, source.name), raw, maps, input_path)
     meta = {
         **prepared.meta,
         "source": asdict(source),

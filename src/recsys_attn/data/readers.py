@@ -177,6 +177,25 @@ def read_user_item(path: Path, source: Source) -> pl.DataFrame:
     return _standardise(df)
 
 
+def read_id_map(path: Path) -> pl.DataFrame:
+    """``file_id original_id`` per line (single space, integers): ``file_id``, ``original_id``, ``line``.
+
+    Raises:
+        DataError: A malformed line, or a ``file_id`` listed twice (naming both lines).
+    """
+    expect = "2 space-separated integer fields 'file_id original_id'"
+
+    def diagnose() -> None:
+        _diagnose_fields(path, lambda t: t.split(" "), [_is_int, _is_int], expect)
+
+    df = _read_fixed(path, {"file_id": pl.Int64(), "original_id": pl.Int64()}, " ", expect, diagnose)
+    dup = df.filter(pl.col("file_id").is_duplicated()).sort("line").head(2)
+    if dup.height:
+        first, second = dup["line"].to_list()
+        raise DataError(f"{path}:{second}: id {dup['file_id'][0]} is mapped again (first on line {first})")
+    return df
+
+
 _ML_FIELDS: dict[str, pl.DataType] = {
     "user": pl.Int64(),
     "item": pl.Int64(),

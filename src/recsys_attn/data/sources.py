@@ -40,6 +40,10 @@ class Source:
         columns: For csv/tsv/parquet: ``user``, ``item``, ``timestamp``, ``rating`` mapped to
             column names of the file (``timestamp`` and ``rating`` may be None: not present).
             Missing ``user``/``item`` keys default to columns named so. Other formats ignore it.
+        user_id_map: Optional ``file_id original_id`` per line file (relative to the data directory):
+            the log's user ids are replaced by the original ones (e.g. ML-1M's SASRec numbering back
+            to MovieLens ids), so exports and tables show them.
+        item_id_map: The same for item ids.
     """
 
     name: str
@@ -49,6 +53,8 @@ class Source:
     sha256: str | None = None
     archive_member: str | None = None
     columns: dict[str, str | None] | None = None
+    user_id_map: str | None = None
+    item_id_map: str | None = None
 
     def __post_init__(self) -> None:
         """Validate the fields and normalise ``columns`` to a plain dict."""
