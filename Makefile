@@ -13,7 +13,7 @@ endif
 .PHONY: help install lint format test test-full train sweep bench bench-precision clean
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
 install: ## create .venv and install torch 2.13.0 (CPU) + the package with dev and sweep extras
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
