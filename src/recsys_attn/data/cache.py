@@ -44,12 +44,11 @@ _TMP_MARK = ".tmp-"
 
 def cache_key(source: Source, prep: Preparation, input_path: Path, extra_inputs: tuple[Path, ...] = ()) -> str:
     """Hex sha256 of the source and preparation settings, PREP_VERSION and the inputs' size+mtime."""
-    stat = input_path.stat()
     payload: dict[str, object] = {
         "source": asdict(source),
         "preparation": asdict(prep),
         "prep_version": PREP_VERSION,
-        "input": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns},
+        "input": _stat(input_path),
     }
     if extra_inputs:  # id maps: editing one must rebuild the cache too
         payload["extra_inputs"] = [_stat(p) for p in extra_inputs]

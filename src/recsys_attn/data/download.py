@@ -27,12 +27,17 @@ TIMEOUT_S = 60.0
 _CHUNK = 1 << 20
 
 
+def data_path(path: str | Path, data_dir: str | Path) -> Path:
+    """Absolute form of a data file setting: ``path`` under ``data_dir`` unless absolute."""
+    resolved = Path(path).expanduser()
+    if not resolved.is_absolute():
+        resolved = Path(data_dir).expanduser() / resolved
+    return resolved.absolute()
+
+
 def source_path(source: Source, data_dir: str | Path) -> Path:
     """Absolute path of the source's file: ``source.path`` under ``data_dir`` unless absolute."""
-    path = Path(source.path).expanduser()
-    if not path.is_absolute():
-        path = Path(data_dir).expanduser() / path
-    return path.absolute()
+    return data_path(source.path, data_dir)
 
 
 def sha256_of(path: Path) -> str:

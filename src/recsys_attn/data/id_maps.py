@@ -6,7 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
-from recsys_attn.data.download import source_path
+from recsys_attn.data.download import data_path
 from recsys_attn.data.errors import DataError
 from recsys_attn.data.prepared import Prepared
 from recsys_attn.data.readers import read_id_map
@@ -22,7 +22,7 @@ def id_map_paths(source: Source, data_dir: str | Path) -> dict[str, Path]:
         value = getattr(source, key)
         if value is None:
             continue
-        path = source_path(Source(name=source.name, format=source.format, path=value), data_dir)
+        path = data_path(value, data_dir)
         if not path.is_file():
             raise DataError(f"data.source.{key}: no file at {path}")
         out[column] = path
