@@ -1,6 +1,7 @@
 """Experiment operations through the real CLIs: DDP evaluation, resume, reproducibility, bf16."""
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -36,26 +37,28 @@ def test_interrupted_run_resumes_to_the_same_result(
     assert scores(resumed) == scores(two_epochs)
 
 
+def evaluate(tmp: Path, ckpt: Path, cache: Path, name: str, *overrides: str) -> subprocess.CompletedProcess[str]:
+    """``python -m recsys_attn.evaluate`` of ``ckpt`` on the CPU into ``tmp/name``; must succeed."""
+    proc = run_cli(
+        "recsys_attn.evaluate",
+        f"ckpt_path={ckpt}",
+        f"paths.cache_dir={cache}",
+        "trainer.accelerator=cpu",
+        f"hydra.run.dir={tmp / name}",
+        *overrides,
+        cwd=tmp,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 def test_ddp_two_processes_give_the_same_test_metrics(
     tmp_path: Path, tiny_checkpoint: Path, shared_cache: Path
 ) -> None:
-    common = [
-        f"ckpt_path={tiny_checkpoint}",
-        f"paths.cache_dir={shared_cache}",
-        "data.max_eval_users=301",
-        "trainer.accelerator=cpu",
-    ]
-    one = run_cli("recsys_attn.evaluate", *common, f"hydra.run.dir={tmp_path / 'one'}", cwd=tmp_path)
-    assert one.returncode == 0, one.stderr[-3000:]
-    two = run_cli(
-        "recsys_attn.evaluate",
-        *common,
-        "trainer=ddp",
-        "trainer.devices=2",
-        f"hydra.run.dir={tmp_path / 'two'}",
-        cwd=tmp_path,
+    evaluate(tmp_path, tiny_checkpoint, shared_cache, "one", "data.max_eval_users=301")
+    two = evaluate(
+        tmp_path, tiny_checkpoint, shared_cache, "two", "data.max_eval_users=301", "trainer=ddp", "trainer.devices=2"
     )
-    assert two.returncode == 0, two.stderr[-3000:]
     assert "MEMBER: 2/2" in two.stderr + two.stdout  # really two processes
     m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
     m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
@@ -65,18 +68,15 @@ def test_ddp_two_processes_give_the_same_test_metrics(
 
 
 def test_evaluate_with_other_protocol_options(tmp_path: Path, tiny_checkpoint: Path, shared_cache: Path) -> None:
-    proc = run_cli(
-        "recsys_attn.evaluate",
-        f"ckpt_path={tiny_checkpoint}",
-        f"paths.cache_dir={shared_cache}",
+    evaluate(
+        tmp_path,
+        tiny_checkpoint,
+        shared_cache,
+        "ev",
         "data.max_eval_users=100",
-        "trainer.accelerator=cpu",
         "eval.sampled_eval=uniform",
         "splits=[test]",
-        f"hydra.run.dir={tmp_path / 'ev'}",
-        cwd=tmp_path,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert "test/ndcg@10_s100" in metrics and "test/ndcg@10" in metrics and "val/ndcg@10" not in metrics
     assert metrics["test/ndcg@10_s100"] >= metrics["test/ndcg@10"]  # 100 candidates are easier than all

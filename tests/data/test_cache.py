@@ -18,17 +18,7 @@ from recsys_attn.data.errors import DataError
 from recsys_attn.data.prepared import Prepared
 from recsys_attn.data.preprocess import Preparation
 from recsys_attn.data.sources import Source
-
-LOG = "1 1\n1 2\n1 3\n2 1\n2 2\n3 1\n3 3\n"
-
-
-@pytest.fixture()
-def data_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "data"
-    folder.mkdir()
-    (folder / "log.txt").write_text(LOG)
-    return folder
-
+from tests.data.conftest import LOG
 
 SOURCE = Source(name="toy", format="user_item", path="log.txt")
 

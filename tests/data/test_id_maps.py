@@ -13,19 +13,16 @@ from recsys_attn.data.errors import DataError
 from recsys_attn.data.preprocess import Preparation
 from recsys_attn.data.sources import Source
 
-LOG = "1 1\n1 2\n1 3\n2 1\n2 2\n3 1\n3 3\n"
 ITEM_MAP = "1 1198\n2 3552\n3 356\n"
 USER_MAP = "1 10\n2 20\n3 30\n"
 
 
 @pytest.fixture()
-def data_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "data"
-    folder.mkdir()
-    (folder / "log.txt").write_text(LOG)
-    (folder / "items.txt").write_text(ITEM_MAP)
-    (folder / "users.txt").write_text(USER_MAP)
-    return folder
+def data_dir(data_dir: Path) -> Path:
+    """The toy log of conftest, with map files for its items and users."""
+    (data_dir / "items.txt").write_text(ITEM_MAP)
+    (data_dir / "users.txt").write_text(USER_MAP)
+    return data_dir
 
 
 def source(**maps: str) -> Source:
