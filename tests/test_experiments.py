@@ -37,6 +37,36 @@ def test_interrupted_run_resumes_to_the_same_result(
     assert scores(resumed) == scores(two_epochs)
 
 
+def test_last_ckpt_is_the_last_epoch_and_resumes_without_repeating(
+    tmp_path: Path, real_data_dir: Path, shared_cache: Path
+) -> None:
+    import torch
+
+    # Monitoring "epoch" in min mode: epoch 0 stays the best, so no later epoch is a new best.
+    never_best = ("callbacks.model_checkpoint.monitor=epoch", "callbacks.model_checkpoint.mode=min")
+    train(tmp_path, shared_cache, "whole", "trainer.max_epochs=3", *never_best)
+    train(tmp_path, shared_cache, "cut", "trainer.max_epochs=2", *never_best)
+    cut_last = torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert cut_last["epoch"] == 1  # the state after the last epoch run, not after the best (epoch 0)
+    resumed = train(
+        tmp_path,
+        shared_cache,
+        "resumed",
+        "trainer.max_epochs=3",
+        f"ckpt_path={tmp_path / 'cut' / 'checkpoints' / 'last.ckpt'}",
+        *never_best,
+    )
+    assert resumed["train/epochs"] == 3.0
+    whole_last = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", weights_only=False)
+    resumed_last = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert resumed_last["global_step"] == whole_last["global_step"]  # one more epoch, nothing repeated
+    for name, value in whole_last["state_dict"].items():
+        assert torch.equal(resumed_last["state_dict"][name], value), name
+    # Every epoch's training time is reported once, over the resumed run too (3 epochs, not 2 or 4).
+    timer = next(v for k, v in resumed_last["callbacks"].items() if "EpochTimer" in k)
+    assert len(timer["durations"]) == 3 and len(timer["val_durations"]) == 3
+
+
 def evaluate(tmp: Path, ckpt: Path, cache: Path, name: str, *overrides: str) -> subprocess.CompletedProcess[str]:
     """``python -m recsys_attn.evaluate`` of ``ckpt`` on the CPU into ``tmp/name``; must succeed."""
     proc = run_cli(

@@ -263,3 +263,17 @@ def test_sampled_ranks_popularity_in_range() -> None:
     assert ranks.dtype == torch.long and ranks.shape == (64,)
     assert ((ranks >= 0) & (ranks <= 100)).all()
     assert ranks.unique().numel() > 10  # a real spread of ranks, not a constant
+
+
+def test_non_finite_scores_count_against_the_model() -> None:
+    nan, inf = float("nan"), float("inf")
+    # A diverged model (every score NaN) ranks every target last, never first.
+    scores = torch.full((2, 6), nan)
+    ranks = target_ranks(scores, torch.tensor([1, 4]), torch.tensor([1]), torch.tensor([2]))
+    assert torch.equal(ranks, torch.tensor([4, 3]))  # 5 items minus the target (minus 1 seen item in row 1)
+    # A NaN competitor beats a finite target; an infinite target still loses to everything.
+    scores = torch.tensor([[0.0, 0.9, nan, 0.1, 0.2], [0.0, inf, 0.5, -inf, 0.2]])
+    assert torch.equal(target_ranks(scores, torch.tensor([1, 1])), torch.tensor([1, 3]))
+    metric = NDCG(10)
+    metric.update(target_ranks(torch.full((3, 20), nan), torch.tensor([1, 2, 3])))
+    assert float(metric.compute()) == 0.0

@@ -10,33 +10,76 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import Tensor
+
+from recsys_attn.errors import TrainingError
 
 
 class EpochTimer(L.Callback):
-    """Wall-clock seconds of each training epoch (training only, validation excluded)."""
+    """Wall-clock seconds of each epoch's training and of its validation pass, kept apart.
+
+    The durations travel in checkpoints so a resumed run reports every epoch it ran; they are restored
+    only when fitting, so testing the best checkpoint after fit does not roll them back.
+    """
 
     def __init__(self) -> None:
         self.durations: list[float] = []
-        self._start = 0.0
+        """Training seconds per epoch (validation excluded)."""
+        self.val_durations: list[float] = []
+        """Seconds per validation pass during fit."""
+        self._mark = 0.0
+        self._train_s = 0.0
+        self._val_start = 0.0
+        self._stage: str | None = None
+        self._val_logged = True
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._stage = stage  # Lightning calls setup before it restores callback states
+
+    def _now(self, pl_module: L.LightningModule) -> float:
+        if pl_module.device.type == "cuda":  # kernels run asynchronously: wait for the last ones
+            torch.cuda.synchronize(pl_module.device)
+        return time.perf_counter()
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start = time.perf_counter()
+        self._mark, self._train_s = self._now(pl_module), 0.0
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._val_start = self._now(pl_module)
+            self._train_s += self._val_start - self._mark
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._mark = self._now(pl_module)
+            self.val_durations.append(self._mark - self._val_start)
+            self._val_logged = False
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if pl_module.device.type == "cuda":  # kernels run asynchronously: wait for the epoch's last ones
-            torch.cuda.synchronize(pl_module.device)
-        self.durations.append(time.perf_counter() - self._start)
+        self.durations.append(self._train_s + self._now(pl_module) - self._mark)
         pl_module.log("time/epoch_s", self.durations[-1], on_epoch=True, sync_dist=False, rank_zero_only=True)
+        if not self._val_logged:  # Lightning allows no logging in on_validation_end
+            pl_module.log("time/val_s", self.val_durations[-1], on_epoch=True, sync_dist=False, rank_zero_only=True)
+            self._val_logged = True
 
     @property
     def median(self) -> float:
+        """Median training seconds per epoch."""
         return statistics.median(self.durations) if self.durations else float("nan")
 
+    @property
+    def val_median(self) -> float:
+        """Median seconds per validation pass."""
+        return statistics.median(self.val_durations) if self.val_durations else float("nan")
+
     def state_dict(self) -> dict[str, Any]:
-        return {"durations": self.durations}
+        return {"durations": self.durations, "val_durations": self.val_durations}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if self._stage not in (None, "fit"):
+            return
         self.durations = list(state_dict.get("durations", []))
+        self.val_durations = list(state_dict.get("val_durations", []))
 
 
 class ResumableCheckpoint(ModelCheckpoint):
@@ -44,7 +87,8 @@ class ResumableCheckpoint(ModelCheckpoint):
 
     Lightning drops the best score and path when ``dirpath`` changed since the checkpoint was written,
     so a resumed run would test its own best instead of the overall best. Files of the earlier run are
-    referenced, never deleted.
+    referenced, never deleted. ``last.ckpt`` is the state after every epoch, so resuming from it never
+    repeats training and evaluating it scores the final model.
     """
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -56,6 +100,60 @@ class ResumableCheckpoint(ModelCheckpoint):
             self.kth_best_model_path = state_dict.get("kth_best_model_path", "")
             self.kth_value = state_dict.get("kth_value", self.kth_value)
 
+    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Tensor]) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        self._last_written_step = trainer.global_step
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Refresh ``last.ckpt`` after every epoch (Lightning only does when it saved a new best)."""
+        super().on_train_epoch_end(trainer, pl_module)
+        skip = trainer.fast_dev_run or trainer.sanity_checking or trainer.state.fn != "fit"
+        if self.save_last and not skip and getattr(self, "_last_written_step", None) != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
     def _remove_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         if self.dirpath is not None and Path(filepath).resolve().parent == Path(self.dirpath).resolve():
             super()._remove_checkpoint(trainer, filepath)
+
+
+class NonFiniteLossGuard(L.Callback):
+    """Stops training with a clear error as soon as the loss is NaN or infinite.
+
+    The flag is accumulated on the device every step and read (one host sync) every
+    ``log_every_n_steps`` and before each validation, so a diverged model never reaches a checkpoint.
+    """
+
+    def __init__(self) -> None:
+        self._first_bad: Tensor | None = None  # [] global step of the first non-finite loss, -1 = none
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if not isinstance(loss, Tensor):
+            return
+        step = torch.tensor(trainer.global_step, device=loss.device)  # []
+        if self._first_bad is None or self._first_bad.device != loss.device:
+            self._first_bad = torch.tensor(-1, device=loss.device)
+        fresh = ~torch.isfinite(loss.detach()) & (self._first_bad < 0)  # []
+        self._first_bad = torch.where(fresh, step, self._first_bad)
+        if loss.device.type == "cpu" or trainer.global_step % max(trainer.log_every_n_steps, 1) == 0:
+            self._check(trainer, pl_module)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit":
+            self._check(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(trainer, pl_module)
+
+    def _check(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._first_bad is None or int(self._first_bad) < 0:
+            return
+        settings = getattr(pl_module, "settings", None)
+        lr = getattr(settings, "lr", None)
+        raise TrainingError(
+            f"training diverged: the loss became non-finite (NaN or inf) at global step {int(self._first_bad)} "
+            f"(epoch {trainer.current_epoch}); likely cause: a learning rate too high (model.lr={lr}) "
+            f"or an overflow under trainer.precision={trainer.precision}; no checkpoint of this state was kept"
+        )

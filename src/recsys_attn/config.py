@@ -11,6 +11,10 @@ from typing import Any, TypeVar
 
 from omegaconf import OmegaConf
 
+from recsys_attn.errors import ConfigError, RecsysError
+
+__all__ = ["CONF_DIR", "ConfigError", "build_settings", "one_line", "register_resolvers", "run_entry_point"]
+
 
 def register_resolvers() -> None:
     """Register the custom resolvers used by ``conf/`` (idempotent)."""
@@ -25,10 +29,6 @@ T = TypeVar("T")
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 """The repository's ``conf/`` (an absolute path, so console scripts find it from any directory)."""
-
-
-class ConfigError(ValueError):
-    """A configuration value or key is wrong; the message names the key."""
 
 
 def build_settings(cls: type[T], values: Mapping[str, Any], where: str) -> T:
@@ -59,5 +59,5 @@ def run_entry_point(hydra_main: Callable[[], Any]) -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:
         hydra_main()
-    except (HydraException, ConfigError, DataError) as exc:
+    except (HydraException, RecsysError, DataError) as exc:
         sys.exit(f"error: {one_line(exc)}")

@@ -27,18 +27,21 @@ def target_ranks(
         n_items: catalogue size (default ``V - 1``).
 
     Returns:
-        ``[B]`` number of candidates scoring greater than or equal to the target.
+        ``[B]`` number of candidates scoring greater than or equal to the target (or NaN); a target
+        whose own score is not finite ranks after every candidate.
     """
     n_items = scores.shape[1] - 1 if n_items is None else n_items
-    scores = scores[:, : n_items + 1].float().clone()  # [B, n_items + 1]
+    scores = scores[:, : n_items + 1].float()  # [B, n_items + 1]
     rows = torch.arange(scores.shape[0], device=scores.device)  # [B]
     target_score = scores[rows, targets]  # [B]
+    competes = torch.ones_like(scores, dtype=torch.bool)  # [B, n_items + 1]
     if seen_rows is not None and seen_items is not None:
-        scores[seen_rows, seen_items] = float("-inf")
-    scores[:, PAD] = float("-inf")
-    scores[rows, targets] = float("-inf")  # the target is not its own competitor
-    beats = (scores >= target_score[:, None]) & (scores > float("-inf"))  # [B, n_items + 1]
-    return beats.sum(1)  # [B]
+        competes[seen_rows, seen_items] = False
+    competes[:, PAD] = False
+    competes[rows, targets] = False  # the target is not its own competitor
+    # A diverged model must not score well: NaN competitors beat the target, a non-finite target loses to all.
+    beats = (scores >= target_score[:, None]) | scores.isnan() | ~target_score.isfinite()[:, None]  # [B, n_items + 1]
+    return (beats & competes).sum(1)  # [B]
 
 
 def sampled_ranks(

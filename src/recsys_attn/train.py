@@ -11,7 +11,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from recsys_attn.callbacks import EpochTimer
+from recsys_attn.callbacks import EpochTimer, NonFiniteLossGuard
 from recsys_attn.config import CONF_DIR, run_entry_point  # importing config registers the resolvers
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.loggers import build_loggers, finish_run
@@ -49,7 +49,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         _convert_="all",
     )
     timer = EpochTimer()
-    callbacks = [*instantiate_group(cfg.get("callbacks")), timer]
+    callbacks = [*instantiate_group(cfg.get("callbacks")), timer, NonFiniteLossGuard()]
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg) or False)
     for lg in trainer.loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
@@ -68,6 +68,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         {
             "time/fit_s": fit_s,
             "time/epoch_s_median": timer.median,
+            "time/val_s_median": timer.val_median,
             "train/epochs": float(trainer.current_epoch),
         }
     )
