@@ -111,3 +111,11 @@ def test_unknown_key_in_a_config_file_fails_before_training() -> None:
 
 def test_repo_root_is_the_project() -> None:
     assert (REPO_ROOT / "pyproject.toml").is_file()
+
+
+def test_model_files_override_trainer_and_callback_defaults(tmp_path: Path) -> None:
+    cfg = compose_train("model=popularity", tmp=tmp_path)
+    assert cfg.trainer.max_epochs == 1 and cfg.trainer.limit_train_batches == 1  # not the 200 epochs of trainer/
+    assert compose_train("model=popularity", "trainer=cpu", tmp=tmp_path).trainer.max_epochs == 1
+    assert compose_train("model=popularity", "trainer.max_epochs=3", tmp=tmp_path).trainer.max_epochs == 3
+    assert compose_train("model=sasrec", tmp=tmp_path).trainer.max_epochs == 200

@@ -86,6 +86,21 @@ def test_bad_settings_fail_with_one_line_naming_the_key_and_write_nothing(
     assert not list(tmp_path.glob("recs*")) and not (tmp_path / "run" / "recommendations.parquet").exists()
 
 
+def test_a_diverged_checkpoint_fails_instead_of_writing_nothing(
+    tmp_path: Path, tiny_checkpoint: Path, shared_cache: Path
+) -> None:
+    import torch
+
+    ckpt = torch.load(tiny_checkpoint, weights_only=False)
+    name = next(k for k, v in ckpt["state_dict"].items() if v.is_floating_point() and v.dim() == 2)
+    ckpt["state_dict"][name] = torch.full_like(ckpt["state_dict"][name], float("nan"))
+    torch.save(ckpt, tmp_path / "nan.ckpt")
+    code, out = predict(tmp_path, tmp_path / "nan.ckpt", shared_cache, "k=3")
+    assert code == 1
+    assert "non-finite weights" in out.strip().splitlines()[-1] and "model.lr" in out
+    assert not (tmp_path / "run" / "recommendations.parquet").exists()
+
+
 def test_write_atomic_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
     target = tmp_path / "out" / "recs.csv"
 

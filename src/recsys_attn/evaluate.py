@@ -17,6 +17,7 @@ from recsys_attn.config import (
     run_entry_point,
 )
 from recsys_attn.data.datamodule import SeqDataModule
+from recsys_attn.errors import TrainingError
 from recsys_attn.models.base import RecModule
 from recsys_attn.runner import collect_metrics, print_summary, start_run, write_json_atomic
 from recsys_attn.train import output_dir
@@ -40,6 +41,12 @@ def load_module(ckpt_path: str | Path, **overrides: Any) -> RecModule:
         raise ConfigError(f"ckpt_path: {path} was not written by recsys_attn (no {RecModule.CLASS_KEY!r} entry)")
     cls: type[RecModule] = hydra.utils.get_class(target)
     module = cls.load_from_checkpoint(path, map_location="cpu", **overrides)
+    bad = [name for name, t in module.state_dict().items() if t.is_floating_point() and not bool(t.isfinite().all())]
+    if bad:
+        raise TrainingError(
+            f"ckpt_path: {path} holds non-finite weights ({len(bad)} tensors, e.g. {bad[0]}): the training diverged; "
+            "retrain with a lower model.lr"
+        )
     return module
 
 

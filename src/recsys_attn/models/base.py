@@ -10,6 +10,7 @@ from torch import Tensor
 
 from recsys_attn.config import build_settings
 from recsys_attn.data.batches import EvalBatch
+from recsys_attn.errors import TrainingError
 from recsys_attn.metrics import _RankMetric, ranking_metrics, sampled_ranks, target_ranks
 from recsys_attn.models.settings import EvalSettings
 
@@ -100,6 +101,8 @@ class RecModule(L.LightningModule):
         """
         # A copy: score() may return a view of a buffer (Popularity), which must not be written to.
         scores = self.score(batch.input)[:, : self.n_items + 1].float().clone()  # [B, n_items + 1]
+        if bool(scores.isnan().any()):
+            raise TrainingError("the model scores items as NaN (diverged weights); retrain with a lower model.lr")
         scores[:, 0] = float("-inf")
         if self.settings.filter_seen:
             scores[batch.seen_rows, batch.seen_items] = float("-inf")
