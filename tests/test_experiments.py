@@ -117,6 +117,16 @@ def test_bf16_mixed_runs_on_cpu(tmp_path: Path, real_data_dir: Path, shared_cach
     assert 0.0 <= metrics["test/ndcg@10"] <= 1.0
 
 
+def test_bf16_mixed_evaluation_scores_like_fp32(tmp_path: Path, tiny_checkpoint: Path, shared_cache: Path) -> None:
+    # The same weights under both precisions: bf16 scores would tie items with the target (counted against it).
+    metrics = {}
+    for precision in ("32-true", "bf16-mixed"):
+        evaluate(tmp_path, tiny_checkpoint, shared_cache, precision, f"trainer.precision={precision}", "splits=[test]")
+        metrics[precision] = json.loads((tmp_path / precision / "metrics.json").read_text())
+    assert abs(metrics["32-true"]["test/ndcg@10"] - metrics["bf16-mixed"]["test/ndcg@10"]) < 5e-4
+    assert abs(metrics["32-true"]["test/mrr"] - metrics["bf16-mixed"]["test/mrr"]) < 5e-4
+
+
 def test_evaluate_rejects_a_missing_checkpoint(tmp_path: Path) -> None:
     proc = run_cli("recsys_attn.evaluate", f"ckpt_path={tmp_path / 'nope.ckpt'}", cwd=tmp_path, timeout=120)
     assert proc.returncode != 0 and "ckpt_path: no checkpoint at" in proc.stderr

@@ -403,3 +403,17 @@ def test_sampled_protocol_never_draws_items_the_user_interacted_with_later() -> 
     assert sampled["test/mrr_s100"].item() == pytest.approx(1 / 3)
     full = model.eval_metrics["test"]["full"].compute()
     assert full["test/mrr"].item() == pytest.approx(1 / 4)  # the full ranking is unaffected
+
+
+@pytest.mark.parametrize("cls", [SASRec, BERT4Rec])
+def test_scores_are_fp32_under_bf16_autocast(cls: type[TransformerRec]) -> None:
+    torch.manual_seed(0)
+    model = cls(N_ITEMS, **TINY).eval()
+    items = WINDOWS[:, 1:]  # [2, 8]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        hidden = model.encoder(items)[:, -1]  # [2, D]
+        scores = model.score(items)  # [2, n_items + 1]
+    assert scores.dtype == torch.float32  # a bf16 product would tie many items
+    # the product itself is exact fp32: equal to fp32 arithmetic on the same (bf16) states
+    expected = hidden.float() @ model.encoder.item_weights(N_ITEMS).float().T
+    assert torch.allclose(scores, expected, rtol=1e-6, atol=1e-6)

@@ -15,6 +15,16 @@ from recsys_attn.metrics import _RankMetric, ranking_metrics, sampled_ranks, tar
 from recsys_attn.models.settings import EvalSettings
 
 
+def fp32_scores(users: Tensor, items: Tensor) -> Tensor:
+    """Scores ``[B, V]`` of user states ``[B, D]`` against item vectors ``[V, D]``, always in fp32.
+
+    Autocast is off for this product: bf16 scores (8 mantissa bits) tie many items with the target,
+    and ties count against the model, so a bf16-mixed run would be scored lower than its weights deserve.
+    """
+    with torch.autocast(device_type=users.device.type, enabled=False):
+        return users.float() @ items.float().T  # [B, V]
+
+
 class UserCount(_RankMetric):
     """Number of evaluated users (summed over devices)."""
 

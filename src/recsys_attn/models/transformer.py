@@ -10,7 +10,7 @@ from torch import Tensor
 
 from recsys_attn.constants import PAD
 from recsys_attn.data.batches import TrainBatch
-from recsys_attn.models.base import RecModule
+from recsys_attn.models.base import RecModule, fp32_scores
 from recsys_attn.models.encoder import SequenceEncoder
 from recsys_attn.models.losses import LossContext, get_loss
 from recsys_attn.models.settings import TransformerSettings
@@ -48,7 +48,7 @@ class TransformerRec(RecModule):
 
     def score(self, items: Tensor) -> Tensor:
         last = self.encoder(items)[:, -1]  # [B, D] state after the history (cloze: at MASK)
-        return last @ self.encoder.item_weights(self.n_items).T  # [B, n_items + 1]
+        return fp32_scores(last, self.encoder.item_weights(self.n_items))  # [B, n_items + 1] fp32 under autocast
 
     def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor:
         hidden = self.encoder(batch.input)  # [B, L, D]
