@@ -107,7 +107,7 @@ class ResumableCheckpoint(ModelCheckpoint):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Refresh ``last.ckpt`` after every epoch (Lightning only does when it saved a new best)."""
         super().on_train_epoch_end(trainer, pl_module)
-        skip = trainer.fast_dev_run or trainer.sanity_checking or trainer.state.fn != "fit"
+        skip = bool(getattr(trainer, "fast_dev_run", False)) or trainer.sanity_checking or trainer.state.fn != "fit"
         if self.save_last and not skip and getattr(self, "_last_written_step", None) != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
@@ -137,7 +137,10 @@ class NonFiniteLossGuard(L.Callback):
             self._first_bad = torch.tensor(-1, device=loss.device)
         fresh = ~torch.isfinite(loss.detach()) & (self._first_bad < 0)  # []
         self._first_bad = torch.where(fresh, step, self._first_bad)
-        if loss.device.type == "cpu" or trainer.global_step % max(trainer.log_every_n_steps, 1) == 0:
+        if (
+            loss.device.type == "cpu"
+            or trainer.global_step % max(int(getattr(trainer, "log_every_n_steps", 50)), 1) == 0
+        ):
             self._check(trainer, pl_module)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -54,10 +54,8 @@ def run_entry_point(hydra_main: Callable[[], Any]) -> None:
     """
     from hydra.errors import HydraException
 
-    from recsys_attn.data.errors import DataError
-
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:
         hydra_main()
-    except (HydraException, RecsysError, DataError) as exc:
+    except (HydraException, RecsysError) as exc:
         sys.exit(f"error: {one_line(exc)}")

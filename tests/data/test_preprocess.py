@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import polars as pl
@@ -109,9 +110,45 @@ def test_dedup_drops_exact_duplicates_keeping_the_first_line() -> None:
     assert preprocess(raw_log(rows), Preparation(dedup=False), "toy").n_interactions == 5
 
 
-def test_dedup_treats_missing_timestamps_as_equal() -> None:
-    raw = raw_log([(1, 1), (1, 2), (1, 1)])
-    assert pairs(raw, Preparation()) == [(1, 1), (1, 2)]
+def test_dedup_without_timestamps_keeps_re_consumption() -> None:
+    # user 1 returns to item 1 after item 2: signal, kept; user 2's lines interleave with user 1's
+    raw = raw_log([(1, 1), (2, 7), (1, 2), (1, 1), (2, 8), (2, 7)])
+    assert pairs(raw, Preparation()) == [(1, 1), (1, 2), (1, 1), (2, 7), (2, 8), (2, 7)]
+
+
+def test_dedup_without_timestamps_drops_a_users_consecutive_repeats() -> None:
+    # user 2's line between user 1's two (1, 1) does not break user 1's run; a new rating does
+    r = [(1, 1, None, 4.0), (2, 1, None, 4.0), (1, 1, None, 4.0), (1, 1, None, 5.0), (1, 2), (1, 2)]
+    rows = [*r, (2, 1, None, 4.0), (1, 1, None, 4.0)]  # user 1 back to item 1: kept
+    p = preprocess(raw_log(rows), Preparation(), "toy")
+    assert p.interactions.rows() == [(1, 1, None), (1, 1, None), (1, 2, None), (1, 1, None), (2, 1, None)]
+    assert preprocess(raw_log(rows), Preparation(dedup=False), "toy").n_interactions == 8
+
+
+@pytest.mark.parametrize(
+    ("rows", "prep", "step"),
+    [
+        ([(1, 1, 1, 1.0), (1, 2, 2, 1.0), (2, 1, 3, 5.0)], Preparation(rating_threshold=4), "rating filter"),
+        ([(1, 1), (1, 1), (1, 1), (1, 1), (2, 1)], Preparation(), "dedup"),  # 3 of 5 rows
+        ([(1, 1), (1, 2), (2, 1), (3, 1)], Preparation(min_user_interactions=2), "k-core"),  # 2 of 3 users
+    ],
+)
+def test_a_step_dropping_most_rows_or_users_warns_naming_it(
+    rows: list[tuple[Any, ...]], prep: Preparation, step: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="recsys_attn.data.preprocess"):
+        preprocess(raw_log(rows), prep, "toy")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"toy: {step} dropped more than half of the data")
+
+
+def test_dropping_half_or_less_does_not_warn(caplog: pytest.LogCaptureFixture) -> None:
+    # dedup drops 1 of 5 rows; k-core (items >= 2) then 2 of 4 rows and none of the 2 users
+    raw = raw_log([(1, 1), (1, 1), (1, 2), (2, 1), (2, 3)])
+    with caplog.at_level(logging.WARNING, logger="recsys_attn.data.preprocess"):
+        assert preprocess(raw, Preparation(min_item_interactions=2), "toy").n_interactions == 2
+    assert caplog.records == []
 
 
 def test_rating_threshold_keeps_ratings_at_or_above() -> None:

@@ -32,7 +32,7 @@ from recsys_attn.data.sources import Source
 
 log = logging.getLogger(__name__)
 
-PREP_VERSION = 1
+PREP_VERSION = 2  # 2: without timestamps, dedup drops only consecutive repeats
 """Bump when readers or preprocessing change their output, to invalidate every cache."""
 
 STALE_TEMP_S = 24 * 3600.0

@@ -24,8 +24,9 @@ class Preparation:
     Attributes:
         rating_threshold: Keep interactions with ``rating >= rating_threshold`` (None: keep all).
             Needs a rating column.
-        dedup: Drop exact duplicate rows (same user, item, timestamp and rating), keeping the
-            first in file order.
+        dedup: Drop duplicate rows, keeping the first in file order: with timestamps, rows equal on
+            user, item, timestamp and rating; without, only a user's consecutive repeats of an
+            item (and rating) in file order, since re-consuming an item later is signal.
         min_user_interactions: Iterative k-core: drop users with fewer interactions, until stable.
         min_item_interactions: Iterative k-core: drop items with fewer interactions, until stable.
     """
@@ -98,10 +99,12 @@ def preprocess(raw: pl.DataFrame, prep: Preparation, source_name: str) -> Prepar
                 f"data set {source_name!r}: data.preparation.rating_threshold="
                 f"{prep.rating_threshold} needs ratings, but the source has no rating column"
             )
-        df = df.filter(pl.col("rating") >= prep.rating_threshold)
+        kept = df.filter(pl.col("rating") >= prep.rating_threshold)
+        df = _step(source_name, "rating filter", df, kept, "data.preparation.rating_threshold")
     if prep.dedup:
-        df = drop_duplicates(df)
-    df = k_core(df, prep.min_user_interactions, prep.min_item_interactions)
+        df = _step(source_name, "dedup", df, drop_duplicates(df), "data.preparation.dedup")
+    kept = k_core(df, prep.min_user_interactions, prep.min_item_interactions)
+    df = _step(source_name, "k-core", df, kept, "data.preparation.min_user/item_interactions")
     if df.height == 0:
         raise DataError(
             f"data set {source_name!r}: no interactions left after preparation "
@@ -138,15 +141,37 @@ def preprocess(raw: pl.DataFrame, prep: Preparation, source_name: str) -> Prepar
     return Prepared(interactions=interactions, users=users, items=items, meta=meta)
 
 
-def drop_duplicates(df: pl.DataFrame) -> pl.DataFrame:
-    """Drop rows equal to an earlier line on user, item, timestamp and rating (nulls equal).
+def _step(source_name: str, step: str, before: pl.DataFrame, after: pl.DataFrame, setting: str) -> pl.DataFrame:
+    """Return ``after``, warning when ``step`` dropped more than half of the rows or of the users."""
+    if after.height == before.height:
+        return after
+    users = (before["user"].n_unique(), after["user"].n_unique())
+    if 2 * after.height < before.height or 2 * users[1] < users[0]:
+        log.warning(
+            "%s: %s dropped more than half of the data: %d of %d rows, %d of %d users; check %s",
+            source_name,
+            step,
+            before.height - after.height,
+            before.height,
+            users[0] - users[1],
+            users[0],
+            setting,
+        )
+    return after
 
+
+def drop_duplicates(df: pl.DataFrame) -> pl.DataFrame:
+    """Drop duplicates of an earlier line (nulls equal), as ``Preparation.dedup`` describes.
+
+    With timestamps: rows equal on user, item, timestamp and rating. Without (every timestamp
+    null): rows equal on item and rating to the same user's previous row in file order.
     Sort-based: on a few cores one multi-key sort beats a hash table of millions of rows. The
-    result is in key order; callers sort it afterwards.
+    result is in sort order; callers sort it afterwards.
     """
-    keys = ["user", "item", "timestamp", "rating"]
+    timed = df["timestamp"].null_count() < df.height
+    keys = ["user", "item", "timestamp", "rating"] if timed else ["user", "item", "rating"]
     repeated = pl.all_horizontal([pl.col(k).eq_missing(pl.col(k).shift(1)) for k in keys])
-    return df.sort([*keys, "line"], nulls_last=True).filter(~repeated)
+    return df.sort([*keys, "line"] if timed else ["user", "line"], nulls_last=True).filter(~repeated)
 
 
 def _id_map(df: pl.DataFrame, key: str) -> pl.DataFrame:

@@ -23,6 +23,12 @@ DEFAULT_COLUMNS: dict[str, str | None] = {
 }
 """Column names assumed for a tabular format when ``columns`` leaves a key out."""
 
+ID_TYPES: tuple[str, ...] = ("auto", "int", "str")
+"""Values of ``Source.id_type``."""
+
+TEXT_ID_FORMATS: frozenset[str] = TABULAR_FORMATS | {"sequences"}
+"""Formats whose ids may be text; the others' are integers by definition."""
+
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -44,6 +50,11 @@ class Source:
             the log's user ids are replaced by the original ones (e.g. ML-1M's SASRec numbering back
             to MovieLens ids), so exports and tables show them.
         item_id_map: The same for item ids.
+        encoding: Text encoding of the file (any ASCII-compatible Python codec: ``utf-8``,
+            ``latin-1``, ``cp1252``...); decoded strictly, a byte that is not valid is an error.
+        id_type: ``auto``: ids are integers when every id of a column is one, else text (with a
+            warning when only a few are not); ``int``: a non-integer id is an error; ``str``: ids
+            are text (csv/tsv/parquet/sequences only).
     """
 
     name: str
@@ -55,6 +66,8 @@ class Source:
     columns: dict[str, str | None] | None = None
     user_id_map: str | None = None
     item_id_map: str | None = None
+    encoding: str = "utf-8"
+    id_type: str = "auto"
 
     def __post_init__(self) -> None:
         """Validate the fields and normalise ``columns`` to a plain dict."""
@@ -77,6 +90,20 @@ class Source:
         if self.url is not None and self.url.lower().endswith(".zip") and not self.archive_member:
             raise DataError(
                 f"data.source.url={self.url!r} is a zip archive: set data.source.archive_member to the file to extract"
+            )
+        try:  # '\n' and the separators must be the bytes the readers split on
+            ascii_compatible = "\n\r\t ,:".encode(self.encoding) == b"\n\r\t ,:"
+        except (LookupError, TypeError, UnicodeError):
+            ascii_compatible = False
+        if not ascii_compatible:
+            raise DataError(
+                f"data.source.encoding={self.encoding!r} is not a known ASCII-compatible encoding "
+                "(e.g. utf-8, latin-1, cp1252)"
+            )
+        if self.id_type not in ID_TYPES or (self.id_type == "str" and self.format not in TEXT_ID_FORMATS):
+            raise DataError(
+                f"data.source.id_type={self.id_type!r} must be one of {', '.join(ID_TYPES)} "
+                f"('str' only for formats {', '.join(sorted(TEXT_ID_FORMATS))})"
             )
         object.__setattr__(self, "columns", _normalise_columns(self.columns, self.format))
 
