@@ -38,20 +38,22 @@ def test_sizes_and_popularity(tmp_path: Path) -> None:
 
 def test_next_item_samples_are_exact(tmp_path: Path) -> None:
     dm = make_dm(tmp_path, max_len=3, sample_kind="next")
-    batch = train_batch(dm, [0, 1, 2])
+    # user 2 has one training item (7): nothing to predict, so it is no training sample
+    assert dm.store.n_train_samples == 2 and dm.store.n_untrainable == 1
+    batch = train_batch(dm, [0, 1])
     # user 1's training items 1..4, window of max_len + 1 = 4 items -> input 1 2 3, target 2 3 4
     assert batch.input[0].tolist() == [1, 2, 3] and batch.target[0].tolist() == [2, 3, 4]
-    assert batch.input[1].tolist() == [0, 0, 0] and batch.target[1].tolist() == [0, 0, 0]
-    assert batch.input[2].tolist() == [0, 0, 10] and batch.target[2].tolist() == [0, 0, 11]
+    assert batch.input[1].tolist() == [0, 0, 10] and batch.target[1].tolist() == [0, 0, 11]
 
 
 def test_sliding_windows(tmp_path: Path) -> None:
     dm = make_dm(tmp_path, max_len=2, sample_kind="next", window_stride=1)
-    # user 1 (1..4): windows of 3 ending at 4, 3 -> [2,3,4], [1,2,3]; users 2, 3: one each
-    assert dm.store.n_train_samples == 4
-    batch = train_batch(dm, [0, 1, 2, 3])
-    assert batch.input.tolist() == [[2, 3], [1, 2], [0, 0], [0, 10]]
-    assert batch.target.tolist() == [[3, 4], [2, 3], [0, 0], [0, 11]]
+    # user 1 (1..4): windows of 3 ending at 4, 3 -> [2,3,4], [1,2,3]; user 3: one; user 2 has nothing to predict
+    assert dm.store.n_train_samples == 3
+    batch = train_batch(dm, [0, 1, 2])
+    assert batch.input.tolist() == [[2, 3], [1, 2], [0, 10]]
+    assert batch.target.tolist() == [[3, 4], [2, 3], [0, 11]]
+    assert batch.seq is not None and batch.seq.tolist() == [0, 0, 1]  # both windows of user 1 share a history
 
 
 def test_cloze_samples_with_last_item_copies(tmp_path: Path) -> None:
@@ -168,3 +170,23 @@ def test_ml1m_no_leakage(real_data_dir: Path, tmp_path: Path) -> None:
     assert not window_has_val.any()
     batch = store.eval_batch(torch.arange(len(val)), 0)
     assert not (batch.input == test.targets[:, None]).any()
+
+
+def test_training_batches_know_their_sequence_and_skip_sequences_with_nothing_to_predict(tmp_path: Path) -> None:
+    # user 1: 5 items (3 for training), user 2: 3 items (1 for training: no next-item target), user 3: 4 items
+    lines = [f"1 {i}" for i in (1, 2, 3, 4, 5)] + [f"2 {i}" for i in (6, 7, 8)] + [f"3 {i}" for i in (2, 6, 7, 8)]
+    dm = toy_datamodule(tmp_path, lines, max_len=4)
+    store = dm.store
+    assert store.n_train_samples == 2 and store.n_untrainable == 1
+    batch = store.train_batch(torch.arange(2))
+    assert batch.seq is not None and batch.seq.tolist() == [0, 1]
+    # each sequence's history holds exactly its training items
+    assert store.history.contains(torch.tensor([0, 0, 0, 1, 1]), torch.tensor([1, 2, 3, 4, 2])).tolist() == [
+        True,
+        True,
+        True,
+        False,
+        True,
+    ]
+    cloze = toy_datamodule(tmp_path / "cloze", lines, max_len=4, sample_kind="cloze", cloze_last_item_samples=False)
+    assert cloze.store.n_train_samples == 3 and cloze.store.n_untrainable == 0  # one item can be masked

@@ -195,3 +195,38 @@ def test_losses_are_differentiable_scalars(name: str) -> None:
     assert hidden.grad is not None and torch.isfinite(hidden.grad).all() and hidden.grad.abs().sum() > 0
     assert items.grad is not None and torch.isfinite(items.grad).all()
     assert torch.equal(items.grad[0], torch.zeros(4))  # padding's embedding is never scored
+
+
+def test_negatives_never_come_from_the_positions_history() -> None:
+    from recsys_attn.data.history import HistoryIndex
+    from recsys_attn.models.losses import negatives_outside_history
+
+    torch.manual_seed(0)
+    n_items = 12
+    # Three training sequences; the second holds all items but 11 and 12, the third 11 of 12.
+    values = torch.tensor([1, 2, 3, *range(1, 11), *range(1, 12)])
+    starts, ends = torch.tensor([0, 3, 13]), torch.tensor([3, 13, 24])
+    history = HistoryIndex.build(values, starts, ends, n_items)
+    seq = torch.tensor([0, 1, 2, 1, 0])  # [N] sequence of each position
+    ctx = LossContext(n_items, history=history, seq=seq)
+    neg = torch.cat([negatives_outside_history(5, 40, ctx, torch.device("cpu")) for _ in range(50)], 1)  # [5, 2000]
+    assert not bool(history.contains(seq[:, None], neg).any())
+    assert set(neg[2].tolist()) == {12} and set(neg[1].tolist()) == {11, 12}
+    assert set(neg[0].tolist()) == set(range(4, 13))  # every item outside the history can be drawn
+    # the old behaviour (no history) draws history items too: the check above can fail
+    anywhere = negatives_outside_history(5, 2000, LossContext(n_items), torch.device("cpu"))
+    assert bool(history.contains(seq[:, None], anywhere).any())
+
+
+def test_sampled_softmax_masks_shared_negatives_in_the_history(monkeypatch: pytest.MonkeyPatch) -> None:
+    from recsys_attn.data.history import HistoryIndex
+
+    fix_negatives(monkeypatch, torch.tensor([3, 3]))
+    # position 0 (sequence 0) holds item 3 in its history, position 1 (sequence 1) does not
+    history = HistoryIndex.build(torch.tensor([1, 3, 2]), torch.tensor([0, 2]), torch.tensor([2, 3]), N_ITEMS)
+    ctx = LossContext(N_ITEMS, num_negatives=2, history=history, seq=torch.tensor([0, 1]))
+    loss = get_loss("sampled_softmax")(HIDDEN, TARGETS, ITEMS, ctx)
+    log_q = -math.log(N_ITEMS)
+    # row 0: only its positive is left (loss 0); row 1: target logit 2 against two negatives of logit 2
+    row1 = -(2 - log_q) + math.log(3 * math.exp(2 - log_q))
+    assert float(loss) == pytest.approx((0.0 + row1) / 2, rel=1e-6)

@@ -15,6 +15,7 @@ class TrainBatch(NamedTuple):
 
     input: Tensor  # [B, L] left-padded item ids (MASK at masked positions for cloze)
     target: Tensor  # [B, L] item to predict at each position, PAD = no loss
+    seq: Tensor | None = None  # [B] training sequence of each row (sampled negatives avoid its items)
 
 
 class EvalBatch(NamedTuple):

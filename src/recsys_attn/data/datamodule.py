@@ -26,6 +26,7 @@ from recsys_attn.data.batches import (
     trim_left,
 )
 from recsys_attn.data.cache import load_prepared
+from recsys_attn.data.history import HistoryIndex
 from recsys_attn.data.prepared import Prepared
 from recsys_attn.data.preprocess import Preparation
 from recsys_attn.data.sampling import IndexBatches
@@ -45,8 +46,16 @@ class SequenceStore:
         starts, ends = splits.train_starts, splits.train_ends  # [T]
         if settings.max_train_users is not None:
             starts, ends = starts[: settings.max_train_users], ends[: settings.max_train_users]
+        # A sequence trains only if it has something to predict: next-item needs two items, cloze one.
+        trainable = (ends - starts) >= (2 if settings.sample_kind == "next" else 1)  # [T]
+        self.n_untrainable = int((~trainable).sum())
+        starts, ends = starts[trainable], ends[trainable]
+        self.history = HistoryIndex.build(splits.values, starts, ends, n_items)
+        """Each training sequence's items (``model.negatives_exclude_history`` draws negatives outside them)."""
+        seq = torch.arange(starts.numel())  # [T']
         if settings.window_stride is not None and settings.sample_kind == "next":
-            starts, ends = _windows(starts, ends, width, settings.window_stride)
+            seq, starts, ends = _windows(starts, ends, width, settings.window_stride)
+        self.window_seq = seq  # [N] training sequence of each window
         self.windows = left_pad(splits.values, starts, ends, width).int()  # [N, W]
         self.values = splits.values.int()  # [I]
         # Indexed by split: 0 = validation, 1 = test, 2 = whole histories (recommendations only).
@@ -69,6 +78,7 @@ class SequenceStore:
             return self
         moved = copy.copy(self)
         moved.windows, moved.values = self.windows.to(device), self.values.to(device)
+        moved.window_seq = self.window_seq.to(device)
         moved.evals = tuple(e.map(lambda t: t.to(device)) for e in self.evals)  # type: ignore[assignment]
         return moved
 
@@ -76,10 +86,11 @@ class SequenceStore:
         """Training batch for sample indices ``[B]`` (vectorised, on idx's device)."""
         n = self.windows.shape[0]
         rows = self.windows[idx % n].long()  # [B, W]
+        seq = self.window_seq[idx % n]  # [B]
         if self.settings.sample_kind == "next":
-            return next_item_batch(rows)
+            return next_item_batch(rows)._replace(seq=seq)
         last_only = idx >= n  # [B]
-        return cloze_batch(rows, last_only, self.settings.mask_prob, mask_id(self.n_items))
+        return cloze_batch(rows, last_only, self.settings.mask_prob, mask_id(self.n_items))._replace(seq=seq)
 
     def eval_batch(self, idx: Tensor, split: int) -> EvalBatch:
         """Evaluation batch for rows ``[B]`` of the validation (0) or test (1) set, or of whole histories (2)."""
@@ -101,14 +112,17 @@ class SequenceStore:
         )
 
 
-def _windows(starts: Tensor, ends: Tensor, width: int, stride: int) -> tuple[Tensor, Tensor]:
-    """Sliding windows of ``width`` ending every ``stride`` items back from each sequence's end."""
+def _windows(starts: Tensor, ends: Tensor, width: int, stride: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Sliding windows of ``width`` ending every ``stride`` items back from each sequence's end.
+
+    Returns the sequence of each window, its start and its end.
+    """
     lengths = ends - starts  # [T]
     n_windows = 1 + torch.div((lengths - width).clamp_min(0) + stride - 1, stride, rounding_mode="floor")
     seq = torch.repeat_interleave(torch.arange(lengths.numel()), n_windows)  # [N]
     first = torch.cumsum(n_windows, 0) - n_windows  # [T]
     k = torch.arange(seq.numel()) - first[seq]  # [N] window number within its sequence
-    return starts[seq], ends[seq] - k * stride
+    return seq, starts[seq], ends[seq] - k * stride
 
 
 class _Requests:
@@ -161,11 +175,13 @@ class SeqDataModule(L.LightningDataModule):
         self.splits = split_interactions(self.prepared.interactions, self.prepared.n_items, self.split)
         self._store = SequenceStore(self.splits, s, self.prepared.n_items)
         log.info(
-            "data %s: %d users, %d items; %d training samples, %d val / %d test users evaluated",
+            "data %s: %d users, %d items; %d training samples (%d sequences with nothing to predict left out), "
+            "%d val / %d test users evaluated",
             self.source.name,
             self.n_users,
             self.n_items,
             self.store.n_train_samples,
+            self.store.n_untrainable,
             len(self.store.evals[0]),
             len(self.store.evals[1]),
         )

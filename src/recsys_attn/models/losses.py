@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from recsys_attn.data.history import HistoryIndex
 from recsys_attn.models.chunked_ce import chunked_cross_entropy
 
 
@@ -31,6 +32,10 @@ class LossContext:
     """gSASRec calibration parameter t in [0, 1]."""
     ce_max_logits: int = 2**27
     """Largest ``positions x items`` logits block ``ce`` builds at once; past it, items go in chunks."""
+    history: HistoryIndex | None = None
+    """Training items of each sequence: sampled negatives are drawn outside them (None = anywhere)."""
+    seq: Tensor | None = None
+    """``[N]`` training sequence of each position, to look ``history`` up."""
 
 
 LossFn = Callable[[Tensor, Tensor, Tensor, LossContext], Tensor]
@@ -52,9 +57,19 @@ def uniform_negatives(shape: tuple[int, ...], n_items: int, device: torch.device
     return torch.randint(1, n_items + 1, shape, device=device)
 
 
-def _pos_neg_logits(hidden: Tensor, targets: Tensor, items: Tensor, k: int, n_items: int) -> tuple[Tensor, Tensor]:
+def negatives_outside_history(n: int, k: int, ctx: LossContext, device: torch.device) -> Tensor:
+    """``[n, k]`` uniform item ids, none in its position's training history (as the SASRec reference code).
+
+    Without a history (``model.negatives_exclude_history=false``) they are uniform over the catalogue.
+    """
+    if ctx.history is None or ctx.seq is None:
+        return uniform_negatives((n, k), ctx.n_items, device)
+    return ctx.history.sample_outside(ctx.seq[:, None].expand(n, k))  # [n, k]
+
+
+def _pos_neg_logits(hidden: Tensor, targets: Tensor, items: Tensor, k: int, ctx: LossContext) -> tuple[Tensor, Tensor]:
     pos = (hidden * items[targets]).sum(-1)  # [N]
-    neg_ids = uniform_negatives((targets.numel(), k), n_items, hidden.device)  # [N, k]
+    neg_ids = negatives_outside_history(targets.numel(), k, ctx, hidden.device)  # [N, k]
     neg = torch.einsum("nd,nkd->nk", hidden, items[neg_ids])  # [N, k]
     return pos, neg
 
@@ -72,14 +87,14 @@ def full_cross_entropy(hidden: Tensor, targets: Tensor, items: Tensor, ctx: Loss
 @register("bce")
 def bce_one_negative(hidden: Tensor, targets: Tensor, items: Tensor, ctx: LossContext) -> Tensor:
     """Binary cross-entropy with one uniform negative per position (the SASRec paper)."""
-    pos, neg = _pos_neg_logits(hidden, targets, items, 1, ctx.n_items)  # [N], [N, 1]
+    pos, neg = _pos_neg_logits(hidden, targets, items, 1, ctx)  # [N], [N, 1]
     return (F.softplus(-pos) + F.softplus(neg[:, 0])).mean()
 
 
 @register("bpr")
 def bpr(hidden: Tensor, targets: Tensor, items: Tensor, ctx: LossContext) -> Tensor:
     """Pairwise BPR: -log sigmoid(pos - neg) with one uniform negative per position."""
-    pos, neg = _pos_neg_logits(hidden, targets, items, 1, ctx.n_items)
+    pos, neg = _pos_neg_logits(hidden, targets, items, 1, ctx)
     return F.softplus(-(pos - neg[:, 0])).mean()
 
 
@@ -88,7 +103,8 @@ def sampled_softmax(hidden: Tensor, targets: Tensor, items: Tensor, ctx: LossCon
     """Softmax over the target and ``num_negatives`` shared sampled items, logQ-corrected.
 
     Every candidate's logit is shifted by ``-log Q(item)`` (Q: the sampling distribution), which makes
-    the sampled softmax an unbiased estimate of the full one; negatives equal to the target are dropped.
+    the sampled softmax an unbiased estimate of the full one; negatives equal to the target (or, with a
+    history, in the position's training history) are dropped.
     """
     k = ctx.num_negatives
     if ctx.sampling == "popularity":
@@ -104,7 +120,10 @@ def sampled_softmax(hidden: Tensor, targets: Tensor, items: Tensor, ctx: LossCon
         log_q = torch.full((items.shape[0],), -math.log(ctx.n_items), device=hidden.device)  # [V]
     pos = (hidden * items[targets]).sum(-1, keepdim=True) - log_q[targets, None]  # [N, 1]
     neg = hidden @ items[neg_ids].T - log_q[neg_ids][None, :]  # [N, k]
-    neg = neg.masked_fill(neg_ids[None, :] == targets[:, None], float("-inf"))
+    drop = neg_ids[None, :] == targets[:, None]  # [N, k]
+    if ctx.history is not None and ctx.seq is not None:  # shared negatives: mask those in each history
+        drop |= ctx.history.contains(ctx.seq[:, None], neg_ids[None, :])
+    neg = neg.masked_fill(drop, float("-inf"))
     logits = torch.cat([pos, neg], dim=1).float()  # [N, 1 + k]
     return F.cross_entropy(logits, torch.zeros_like(targets))
 
@@ -118,7 +137,7 @@ def gbce(hidden: Tensor, targets: Tensor, items: Tensor, ctx: LossContext) -> Te
     k = ctx.num_negatives
     alpha = k / max(ctx.n_items - 1, 1)
     beta = alpha * (ctx.gbce_t * (1.0 - 1.0 / alpha) + 1.0 / alpha)
-    pos, neg = _pos_neg_logits(hidden, targets, items, k, ctx.n_items)  # [N], [N, k]
+    pos, neg = _pos_neg_logits(hidden, targets, items, k, ctx)  # [N], [N, k]
     return (beta * F.softplus(-pos) + F.softplus(neg).sum(-1)).mean()
 
 

@@ -45,6 +45,9 @@ class TransformerSettings(EvalSettings):
     """Negatives per position (gbce) or per batch (sampled_softmax)."""
     negative_sampling: str = "uniform"
     """sampled_softmax negatives: ``uniform`` or ``popularity`` (logQ-corrected)."""
+    negatives_exclude_history: bool = True
+    """Sampled negatives (bce, bpr, gbce, sampled_softmax) are never items of the user's own training
+    history, as in the SASRec paper's code; false draws them from the whole catalogue."""
     gbce_t: float = 0.75
     ce_max_logits: int = 2**27
     """``ce`` loss: the largest positions x items logits block built at once (2**27 floats = 512 MiB);

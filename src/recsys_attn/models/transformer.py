@@ -10,6 +10,7 @@ from torch import Tensor
 
 from recsys_attn.constants import PAD
 from recsys_attn.data.batches import TrainBatch
+from recsys_attn.data.history import HistoryIndex
 from recsys_attn.models.base import RecModule, fp32_scores
 from recsys_attn.models.encoder import SequenceEncoder
 from recsys_attn.models.losses import LossContext, get_loss
@@ -43,6 +44,14 @@ class TransformerRec(RecModule):
             ff_mult=s.ff_mult,
         )
 
+    history: HistoryIndex | None = None
+    """Training items per sequence, attached from the datamodule at fit (negatives avoid them)."""
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if stage == "fit" and self.settings.negatives_exclude_history and dm is not None:
+            self.history = dm.store.history
+
     def forward(self, items: Tensor) -> Tensor:
         return self.encoder(items)  # [B, L, D]
 
@@ -54,8 +63,19 @@ class TransformerRec(RecModule):
         hidden = self.encoder(batch.input)  # [B, L, D]
         sel = batch.target != PAD  # [B, L]
         s = self.settings
+        history, seq = None, None
+        if self.history is not None and batch.seq is not None:
+            self.history = history = self.history.to(hidden.device)  # moved once, kept on the training device
+            seq = batch.seq[:, None].expand_as(sel)[sel]  # [N] training sequence of each position
         ctx = LossContext(
-            self.n_items, s.num_negatives, s.negative_sampling, self.item_popularity, s.gbce_t, s.ce_max_logits
+            self.n_items,
+            s.num_negatives,
+            s.negative_sampling,
+            self.item_popularity,
+            s.gbce_t,
+            s.ce_max_logits,
+            history,
+            seq,
         )
         loss = self.loss_fn(hidden[sel], batch.target[sel], self.encoder.item_weights(self.n_items), ctx)
         self.log(
