@@ -119,3 +119,23 @@ def test_model_files_override_trainer_and_callback_defaults(tmp_path: Path) -> N
     assert compose_train("model=popularity", "trainer=cpu", tmp=tmp_path).trainer.max_epochs == 1
     assert compose_train("model=popularity", "trainer.max_epochs=3", tmp=tmp_path).trainer.max_epochs == 3
     assert compose_train("model=sasrec", tmp=tmp_path).trainer.max_epochs == 200
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_preset_cites_the_recipe_it_follows(experiment: str) -> None:
+    head = (CONF_DIR / "experiment" / f"{experiment}.yaml").read_text().split("defaults:")[0]
+    assert "github.com/" in head and "Table" in head, experiment
+
+
+def test_presets_match_the_reproduction_recipes(tmp_path: Path) -> None:
+    bert = compose_train("experiment=bert4rec_ml-1m", tmp=tmp_path)
+    assert (bert.model.norm_first, bert.model.weight_decay, bert.model.schedule, bert.model.warmup_steps) == (
+        False,
+        0.0,
+        "constant",
+        0,
+    )
+    assert bert.data.cloze_last_item_samples is False and bert.callbacks.early_stopping.smoothing == 0.8
+    for name in ("sasrec_ml-1m", "sasrec_ml-1m_bce", "sasrec_beauty"):
+        m = compose_train(f"experiment={name}", tmp=tmp_path).model
+        assert (m.hidden_size, m.dropout, list(m.betas), m.lr) == (64, 0.1, [0.9, 0.999], 1e-3), name

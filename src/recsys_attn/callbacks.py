@@ -9,7 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch import Tensor
 
 from recsys_attn.errors import TrainingError
@@ -160,3 +160,36 @@ class NonFiniteLossGuard(L.Callback):
             f"(epoch {trainer.current_epoch}); likely cause: a learning rate too high (model.lr={lr}) "
             f"or an overflow under trainer.precision={trainer.precision}; no checkpoint of this state was kept"
         )
+
+
+class SmoothedEarlyStopping(EarlyStopping):
+    """Early stopping on an exponential moving average of the monitored metric.
+
+    A noisy, slowly rising curve (BERT4Rec's Cloze training) dips below its best for a while before
+    rising again; patience counted on the raw value cuts such a run while it still learns. Here the
+    patience counts validations without improvement of ``ema = smoothing * ema + (1 - smoothing) * value``
+    (``smoothing=0`` is plain early stopping). The model kept is still the best raw checkpoint.
+    """
+
+    def __init__(self, *args: Any, smoothing: float = 0.0, **kwargs: Any) -> None:
+        if not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"callbacks.early_stopping.smoothing: expected a value in [0, 1), got {smoothing!r}")
+        super().__init__(*args, **kwargs)
+        self.smoothing = smoothing
+        self.smoothed: Tensor | None = None
+
+    def _evaluate_stopping_criteria(self, current: Tensor) -> tuple[bool, str | None]:
+        if bool(torch.isfinite(current)):
+            prev = self.smoothed
+            self.smoothed = (
+                current if prev is None else self.smoothing * prev.to(current) + (1 - self.smoothing) * current
+            )
+            current = self.smoothed
+        return super()._evaluate_stopping_criteria(current)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "smoothed": self.smoothed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.smoothed = state_dict.get("smoothed")
