@@ -42,5 +42,5 @@ def test_smoothing_state_resumes() -> None:
 
 
 def test_smoothing_out_of_range_names_the_key() -> None:
-    with pytest.raises(ValueError, match="callbacks.early_stopping.smoothing"):
+    with pytest.raises(ValueError, match=r"callbacks\.early_stopping\.smoothing"):
         SmoothedEarlyStopping(monitor="m", smoothing=1.0)
