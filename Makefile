@@ -10,7 +10,7 @@ export RECSYS_ATTN_DATA_DIR := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: help install lint format test test-full train sweep bench bench-precision clean
+.PHONY: help install lint format test test-full train sweep bench bench-precision reproduce clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -49,6 +49,10 @@ bench: ## benchmarks: preparation, training and 1M-item catalogue speed; results
 
 bench-precision: ## fp32 vs bf16-mixed BERT4Rec on ML-1M, one GPU; the speed-up goes to benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/bench_precision.py $(ARGS)
+
+reproduce: ## train PRESET=<experiment> to convergence (resumes when run again); row to benchmarks/REPRODUCE.md
+	@test -n "$(PRESET)" || { echo "usage: make reproduce PRESET=sasrec_ml-1m [ARGS='trainer=gpu']"; exit 2; }
+	$(BIN)/python benchmarks/reproduce.py $(PRESET) $(ARGS)
 
 clean: ## remove caches, logs and build files (not the venv)
 	rm -rf .cache logs outputs multirun .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

@@ -16,6 +16,7 @@ from recsys_attn.config import CONF_DIR, run_entry_point  # importing config reg
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.loggers import build_loggers, finish_run
 from recsys_attn.models.base import RecModule
+from recsys_attn.progress import EpochProgress
 from recsys_attn.runner import (
     check_model_keys,
     collect_metrics,
@@ -49,7 +50,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         _convert_="all",
     )
     timer = EpochTimer()
-    callbacks = [*instantiate_group(cfg.get("callbacks")), timer, NonFiniteLossGuard()]
+    progress = EpochProgress(cfg.get("optimized_metric") or "val/ndcg@10")
+    callbacks = [*instantiate_group(cfg.get("callbacks")), timer, NonFiniteLossGuard(), progress]
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg) or False)
     for lg in trainer.loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]

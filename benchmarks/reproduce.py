@@ -1,0 +1,341 @@
+"""Reproduce a published figure: train an experiment preset to convergence, resumably, and record it.
+
+    make reproduce PRESET=sasrec_ml-1m ARGS='trainer=gpu'
+    python benchmarks/reproduce.py sasrec_ml-1m trainer=gpu                      # the same
+    python benchmarks/reproduce.py sasrec_ml-1m trainer=gpu --results-dir /tmp/r # tables elsewhere
+
+Trains ``experiment=<preset>`` (plus any Hydra overrides) through ``python -m recsys_attn.train`` in one fixed
+run directory, ``<paths.log_dir>/reproduce/<preset>/`` (``--run-dir`` to choose another), until the preset's
+early stopping on val/ndcg@10 stops it or max_epochs is reached. The best checkpoint is then tested
+(``metrics.json``) and one row goes to benchmarks/REPRODUCE.md and benchmarks/reproduce.csv.
+
+Started again, the same command carries on where the run stopped:
+- ``<run dir>/checkpoints/last.ckpt`` exists: it resumes from it (``ckpt_path=``), after a killed job, a
+  Ctrl-C, a ``trainer.max_time`` stop, or a first run with a smaller ``trainer.max_epochs``; a killed job
+  carries on from its last finished epoch, with the same final metrics as an uninterrupted run. Lightning
+  counts ``trainer.max_time`` over the whole run (its timer is saved in the checkpoint): raise it to continue.
+  It checks the time after every step, so that stop may cut its last epoch short.
+- the run has finished (``metrics.json`` newer than ``last.ckpt``, and early stopping stopped it or it reached
+  max_epochs): nothing is trained; the row is recorded again. Delete the run directory to start over.
+  (Stopped early but cut off before its test: the best checkpoint is tested, without training.)
+- there is no ``last.ckpt``: it starts from scratch.
+
+Wall time is summed over every invocation of the run, in ``<run dir>/reproduce_state.json``: a completed
+invocation counts its ``time/fit_s``; one that was killed or failed counts until its last ``last.ckpt`` (the
+work after it is redone by the next invocation). s/epoch is that wall time (training and validation) over
+the epochs trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import datetime as dt
+import fcntl
+import io
+import json
+import logging
+import math
+import pickle
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from bench_train import machine, with_rows
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+
+from recsys_attn.config import CONF_DIR, one_line
+from recsys_attn.progress import format_duration
+from recsys_attn.runner import write_json_atomic
+
+log = logging.getLogger("reproduce")
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS_DIR = Path(__file__).resolve().parent
+MARKDOWN = "REPRODUCE.md"
+CSV = "reproduce.csv"
+LEDGER = "reproduce_state.json"
+
+_PAPER = "Klenitskiy & Vasilev, RecSys 2023"
+PUBLISHED: dict[str, tuple[float, str]] = {
+    "sasrec_ml-1m": (0.1821, f"{_PAPER}: SASRec, cross-entropy"),
+    "sasrec_ml-1m_bce": (0.1341, f"{_PAPER}: SASRec, BCE + 1 negative"),
+    "bert4rec_ml-1m": (0.1537, f"{_PAPER}: BERT4Rec"),
+    "sasrec_beauty": (0.0327, f"{_PAPER}: SASRec, cross-entropy"),
+}
+"""Published test/ndcg@10 of each preset, with its source."""
+
+COLUMNS = (
+    "preset",
+    "commit",
+    "machine",
+    "date",
+    "epochs",
+    "converged",
+    "wall_s",
+    "s_per_epoch",
+    "val_ndcg@10",
+    "test_ndcg@10",
+    "test_hr@10",
+    "published_ndcg@10",
+    "source",
+)
+TITLE = (
+    "# Reproductions of published results\n\n"
+    "One row per `make reproduce PRESET=<experiment> [ARGS='<overrides>']` (`benchmarks/reproduce.py`): the preset\n"
+    "trained to convergence (early stopping on val/ndcg@10), resumed across interruptions, its best checkpoint\n"
+    "tested under ../shared/PROTOCOL.md. Wall time is summed over every invocation of the run; s/epoch counts\n"
+    "training and validation. Published: test ndcg@10 under the same protocol, from Klenitskiy & Vasilev,\n"
+    '"Turning Dross Into Gold Loss: is BERT4Rec really better than SASRec?" (RecSys 2023); difference is test\n'
+    "minus published. The same rows are in `reproduce.csv`.\n"
+)
+SECTION = "## Runs (`reproduce.py`)"
+HEADER = (
+    f"\n{SECTION}\n\n"
+    "| preset | commit | machine | date | epochs | converged | wall time | s/epoch | val ndcg@10 | test ndcg@10 "
+    "| test hr@10 | published ndcg@10 | source | difference |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+)
+
+
+@dataclasses.dataclass
+class Invocation:
+    """One start of ``reproduce.py`` that trained (or tried to)."""
+
+    started: float
+    """``time.time()`` when training was launched."""
+    commit: str
+    machine: str
+    overrides: list[str]
+    status: str = "running"
+    """running, completed, or stopped (killed, interrupted or failed before writing metrics.json)."""
+    fit_s: float = 0.0
+
+
+def load_ledger(run_dir: Path) -> list[Invocation]:
+    path = run_dir / LEDGER
+    if not path.is_file():
+        return []
+    return [Invocation(**entry) for entry in json.loads(path.read_text())["invocations"]]
+
+
+def save_ledger(run_dir: Path, ledger: list[Invocation]) -> None:
+    write_json_atomic(run_dir / LEDGER, {"invocations": [dataclasses.asdict(i) for i in ledger]})
+
+
+def settle(ledger: list[Invocation], run_dir: Path) -> None:
+    """Close invocations still marked running: completed when a later metrics.json exists, else stopped.
+
+    A stopped invocation counts the seconds from its start to its last ``last.ckpt`` (0 when it wrote none).
+    """
+    metrics, last = run_dir / "metrics.json", run_dir / "checkpoints" / "last.ckpt"
+    for inv in ledger:
+        if inv.status != "running":
+            continue
+        if metrics.is_file() and metrics.stat().st_mtime >= inv.started:
+            inv.status, inv.fit_s = "completed", float(json.loads(metrics.read_text())["time/fit_s"])
+        else:
+            saved = last.stat().st_mtime if last.is_file() else inv.started
+            inv.status, inv.fit_s = "stopped", max(saved - inv.started, 0.0)
+
+
+def compose_preset(preset: str, overrides: list[str]) -> Any:
+    """The composed ``train`` config of ``experiment=<preset>`` and ``overrides`` (a typo fails here)."""
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("train", overrides=[f"experiment={preset}", *overrides])
+
+
+@dataclasses.dataclass(frozen=True)
+class LastCheckpoint:
+    """What reproduce.py reads from ``last.ckpt``."""
+
+    epochs: int
+    """Epochs completed when it was written."""
+    stopped_early: bool
+    """EarlyStopping had stopped the run (its state in the checkpoint)."""
+
+
+def read_last(path: Path) -> LastCheckpoint | None:
+    """``path`` read as a Lightning checkpoint; None when there is no such file."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
+        raise SystemExit(f"error: {path}: not a readable checkpoint ({exc}); delete it to start the run over") from exc
+    stopped = any(
+        key.startswith("EarlyStopping") and int(value.get("stopped_epoch", 0)) > 0
+        for key, value in state.get("callbacks", {}).items()
+    )
+    return LastCheckpoint(int(state["epoch"]) + 1, stopped)
+
+
+def convergence(stopped_early: bool, epochs: int, max_epochs: float) -> str:
+    """``yes`` (early stopping), ``no (max_epochs)`` or ``no (interrupted)`` (a time limit, ...)."""
+    if stopped_early:
+        return "yes"
+    return "no (max_epochs)" if epochs >= max_epochs else "no (interrupted)"
+
+
+def git_commit() -> str:
+    """The short commit of the repository, ``-dirty`` when tracked files differ from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
+        )
+    except OSError:
+        return "unknown"
+    if head.returncode:
+        return "unknown"
+    return head.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
+
+
+def run_train(preset: str, overrides: list[str], run_dir: Path, resume: Path | None) -> int:
+    """``python -m recsys_attn.train experiment=<preset>`` into ``run_dir``; its exit status."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "recsys_attn.train",
+        f"experiment={preset}",
+        f"hydra.run.dir={run_dir}",
+        "trainer.enable_progress_bar=false",  # the per-epoch progress line is logged instead
+        *([f"ckpt_path={resume}"] if resume else []),
+        *overrides,
+    ]
+    log.info("running %s", " ".join(cmd[1:]))
+    with subprocess.Popen(cmd) as proc:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:  # the child got the same SIGINT and shuts down by itself
+            return proc.wait()
+
+
+def _distinct(values: list[str]) -> str:
+    return " + ".join(dict.fromkeys(values))
+
+
+def make_row(preset: str, metrics: dict[str, float], ledger: list[Invocation], converged: str) -> dict[str, str]:
+    """The reproduce.csv row (``COLUMNS``) of a finished run."""
+    epochs = int(metrics["train/epochs"])
+    wall_s = sum(inv.fit_s for inv in ledger)
+    published, source = PUBLISHED.get(preset, (math.nan, ""))
+    return {
+        "preset": preset,
+        "commit": _distinct([inv.commit for inv in ledger]),
+        "machine": _distinct([inv.machine for inv in ledger]),
+        "date": dt.date.today().isoformat(),
+        "epochs": str(epochs),
+        "converged": converged,
+        "wall_s": f"{wall_s:.1f}",
+        "s_per_epoch": f"{wall_s / epochs:.2f}" if epochs else "",
+        "val_ndcg@10": f"{metrics.get('val/ndcg@10', math.nan):.4f}",
+        "test_ndcg@10": f"{metrics.get('test/ndcg@10', math.nan):.4f}",
+        "test_hr@10": f"{metrics.get('test/hr@10', math.nan):.4f}",
+        "published_ndcg@10": "" if math.isnan(published) else f"{published:.4f}",
+        "source": source,
+    }
+
+
+def markdown_row(row: dict[str, str], overrides: list[str]) -> str:
+    """One REPRODUCE.md row; the overrides, if any, are shown with the preset."""
+    preset = f"`{row['preset']}`" + (f" `{' '.join(overrides)}`" if overrides else "")
+    difference = ""
+    if row["published_ndcg@10"]:
+        test, published = float(row["test_ndcg@10"]), float(row["published_ndcg@10"])
+        difference = f"{test - published:+.4f} ({100 * (test / published - 1):+.1f}%)"
+    wall = format_duration(float(row["wall_s"]))
+    cells = [preset, *(row[c] for c in COLUMNS[1:6]), wall, *(row[c] for c in COLUMNS[7:]), difference]
+    return "| " + " | ".join(cells) + " |\n"
+
+
+def rewrite_locked(path: Path, edit: Callable[[str], str]) -> None:
+    """Replace the text of ``path`` by ``edit(text)`` under an exclusive lock (concurrent runs lose no rows)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        text = fh.read()
+        fh.seek(0)
+        fh.truncate()
+        fh.write(edit(text))
+
+
+def record(row: dict[str, str], overrides: list[str], results_dir: Path) -> None:
+    """Add ``row`` to ``results_dir``/REPRODUCE.md and ``results_dir``/reproduce.csv (created when missing)."""
+    line = markdown_row(row, overrides)
+    rewrite_locked(results_dir / MARKDOWN, lambda text: with_rows(text or TITLE, line, SECTION, HEADER))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writerow(row)
+    rewrite_locked(results_dir / CSV, lambda text: (text or ",".join(COLUMNS) + "\n") + out.getvalue())
+
+
+def reproduce(preset: str, overrides: list[str], run_dir: Path | None, results_dir: Path) -> dict[str, str] | None:
+    """Train (or resume) ``preset`` in its run directory, then record its row; None when training stopped."""
+    for option in overrides:
+        if option.startswith(("hydra.run.dir=", "ckpt_path=")):
+            key = option.split("=")[0]
+            raise SystemExit(f"error: {key} is set by reproduce.py: it resumes from --run-dir's own last.ckpt")
+    cfg = compose_preset(preset, overrides)
+    run_dir = (run_dir or Path(cfg.paths.log_dir) / "reproduce" / preset).resolve()
+    max_epochs = cfg.trainer.max_epochs if cfg.trainer.max_epochs not in (None, -1) else math.inf
+    metrics_path, last_path = run_dir / "metrics.json", run_dir / "checkpoints" / "last.ckpt"
+    last = read_last(last_path)
+    ledger = load_ledger(run_dir) if last else []  # no checkpoint: the run starts over
+    settle(ledger, run_dir)
+
+    tested = last is not None and metrics_path.is_file() and metrics_path.stat().st_mtime >= last_path.stat().st_mtime
+    epochs = int(json.loads(metrics_path.read_text())["train/epochs"]) if tested else 0
+    if last is not None and tested and (last.stopped_early or epochs >= max_epochs):
+        log.info("%s has finished (%d epochs): recording it again without training", run_dir, epochs)
+    else:
+        if ledger and ledger[-1].overrides != overrides:
+            log.info("overrides changed since the last invocation: %s -> %s", ledger[-1].overrides, overrides)
+        # stopped early but cut off before its test: resume without training, to test the best checkpoint
+        stop = [f"trainer.max_epochs={last.epochs}"] if last and last.stopped_early else []
+        log.info("%s %s", "resuming from" if last else "starting", last_path if last else run_dir)
+        ledger.append(Invocation(time.time(), git_commit(), machine(), list(overrides)))
+        save_ledger(run_dir, ledger)
+        status = run_train(preset, [*overrides, *stop], run_dir, last_path if last else None)
+        settle(ledger, run_dir)
+        save_ledger(run_dir, ledger)
+        if status != 0 or ledger[-1].status != "completed":
+            log.error("training stopped (exit status %d); run the same command again to resume", status)
+            return None
+        last = read_last(last_path)
+    metrics = json.loads(metrics_path.read_text())
+    stopped_early = last is not None and last.stopped_early
+    row = make_row(preset, metrics, ledger, convergence(stopped_early, int(metrics["train/epochs"]), max_epochs))
+    record(row, overrides, results_dir)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("preset", help="an experiment file of conf/experiment/, e.g. sasrec_ml-1m")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for recsys_attn.train, e.g. trainer=gpu")
+    parser.add_argument("--run-dir", type=Path, help="run directory (default <paths.log_dir>/reproduce/<preset>)")
+    parser.add_argument(
+        "--results-dir", type=Path, default=RESULTS_DIR, help=f"where {MARKDOWN} and {CSV} are (default benchmarks/)"
+    )
+    args = parser.parse_intermixed_args(argv)  # overrides may come after the options too
+    logging.basicConfig(level=logging.INFO, format="[reproduce] %(message)s")
+    try:
+        row = reproduce(args.preset, args.overrides, args.run_dir, args.results_dir)
+    except HydraException as exc:
+        sys.exit(f"error: {one_line(exc)}")
+    if row is None:
+        return 1
+    print(markdown_row(row, args.overrides), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

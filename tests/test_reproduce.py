@@ -1,0 +1,199 @@
+"""benchmarks/reproduce.py: a preset trained in its own run directory, resumed, recorded (tables in tmp only)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+SCRIPT = REPO_ROOT / "benchmarks" / "reproduce.py"
+# SASRec-CE preset settings on ml-100k, tiny: a few steps per epoch, 100 evaluated users.
+TINY = (
+    "data=ml-100k",
+    "trainer.accelerator=cpu",
+    "model.max_len=10",
+    "model.hidden_size=16",
+    "data.batch_size=64",
+    "trainer.limit_train_batches=4",
+    "data.max_eval_users=100",
+    "logger=none",
+)
+SCORES = ("val_ndcg@10", "test_ndcg@10", "test_hr@10")
+
+
+@pytest.fixture(scope="module")
+def rp() -> ModuleType:
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    try:
+        import reproduce
+    finally:
+        sys.path.pop(0)
+    return reproduce
+
+
+@pytest.fixture(scope="module")
+def real_tables() -> tuple[str, bool]:
+    """benchmarks/REPRODUCE.md before the tests, and whether reproduce.csv existed: the tests must not touch them."""
+    benchmarks = REPO_ROOT / "benchmarks"
+    return (benchmarks / "REPRODUCE.md").read_text(), (benchmarks / "reproduce.csv").exists()
+
+
+def reproduce_cli(tmp: Path, cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python benchmarks/reproduce.py sasrec_ml-1m <TINY> <args>`` from ``tmp``, tables in ``tmp/results``."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "sasrec_ml-1m",
+            *TINY,
+            f"paths.cache_dir={cache}",
+            "--results-dir",
+            "results",
+            *args,
+        ],
+        cwd=tmp,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def csv_rows(tmp: Path) -> list[dict[str, str]]:
+    with (tmp / "results" / "reproduce.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def scores(run_dir: Path) -> dict[str, float]:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
+
+
+def test_a_run_cut_short_resumes_to_the_uninterrupted_result(
+    tmp_path: Path, real_data_dir: Path, shared_cache: Path, real_tables: tuple[str, bool]
+) -> None:
+    patient = "callbacks.early_stopping.patience=100"
+    reproduce_cli(tmp_path, shared_cache, patient, "trainer.max_epochs=2")  # "killed" after 2 epochs
+    resumed = reproduce_cli(tmp_path, shared_cache, patient, "trainer.max_epochs=4")
+    run_dir = tmp_path / "logs" / "reproduce" / "sasrec_ml-1m"  # the fixed run directory of the preset
+    assert f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}" in resumed.stderr
+    reproduce_cli(tmp_path, shared_cache, patient, "trainer.max_epochs=4", "--run-dir", "straight")
+
+    first, second, straight = csv_rows(tmp_path)
+    assert (first["epochs"], first["converged"]) == ("2", "no (max_epochs)")
+    assert (second["epochs"], second["converged"]) == ("4", "no (max_epochs)")
+    assert [second[k] for k in SCORES] == [straight[k] for k in SCORES]
+    assert scores(run_dir) == scores(tmp_path / "straight")  # every val/* and test/* metric, exactly
+
+    ledger = json.loads((run_dir / "reproduce_state.json").read_text())["invocations"]
+    assert [i["status"] for i in ledger] == ["completed", "completed"]
+    wall_s = sum(i["fit_s"] for i in ledger)  # both invocations' time/fit_s
+    assert (second["wall_s"], second["s_per_epoch"]) == (f"{wall_s:.1f}", f"{wall_s / 4:.2f}")
+    assert (second["published_ndcg@10"], second["source"].split(":")[0]) == (
+        "0.1821",
+        "Klenitskiy & Vasilev, RecSys 2023",
+    )
+    log = (run_dir / "train.log").read_text()
+    assert "epoch 3/4 · train " in log and "to max_epochs" in log  # the progress line reaches train.log
+    assert "epoch 1/4 · " not in log  # the second invocation carried on from epoch 3
+
+    again = reproduce_cli(tmp_path, shared_cache, patient, "trainer.max_epochs=4")  # finished: record only
+    assert "recording it again without training" in again.stderr and "recsys_attn.train" not in again.stderr
+    assert len(json.loads((run_dir / "reproduce_state.json").read_text())["invocations"]) == 2
+    assert csv_rows(tmp_path)[-1] == second
+
+    markdown = (tmp_path / "results" / "REPRODUCE.md").read_text()
+    table = [line for line in markdown.splitlines() if line.startswith("| `sasrec_ml-1m`")]
+    assert len(table) == 4 and table[1].split(" | ")[5] == "no (max_epochs)"
+    assert markdown.startswith((REPO_ROOT / "benchmarks" / "REPRODUCE.md").read_text())  # same header
+    assert (REPO_ROOT / "benchmarks" / "REPRODUCE.md").read_text() == real_tables[0]
+    assert (REPO_ROOT / "benchmarks" / "reproduce.csv").exists() == real_tables[1]
+
+
+def test_early_stopping_counts_as_converged_and_is_not_trained_again(
+    tmp_path: Path, real_data_dir: Path, shared_cache: Path
+) -> None:
+    # lr 0: every epoch scores the same, so patience 1 stops after epoch 2 of 4, an epoch that is not a new best;
+    # last.ckpt (written after every epoch) must still record the stop, or the run would be resumed
+    stop_early = ("callbacks.early_stopping.patience=1", "model.lr=0.0")
+    reproduce_cli(tmp_path, shared_cache, *stop_early, "trainer.max_epochs=4")
+    again = reproduce_cli(tmp_path, shared_cache, *stop_early, "trainer.max_epochs=4")
+    assert "recording it again without training" in again.stderr
+
+    run_dir = tmp_path / "logs" / "reproduce" / "sasrec_ml-1m"
+    (run_dir / "metrics.json").unlink()  # as if killed while testing: test the best checkpoint, train nothing
+    tested = reproduce_cli(tmp_path, shared_cache, *stop_early, "trainer.max_epochs=4")
+    assert tested.stderr.count("trainer.max_epochs=4 trainer.max_epochs=2") == 1
+    assert "epoch 3/4" not in (run_dir / "train.log").read_text()
+    rows = csv_rows(tmp_path)
+    assert [(r["epochs"], r["converged"]) for r in rows] == [("2", "yes")] * 3
+    assert [r["test_ndcg@10"] for r in rows[1:]] == [rows[0]["test_ndcg@10"]] * 2
+
+
+def test_a_killed_invocation_counts_until_its_last_checkpoint(rp: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "checkpoints").mkdir()
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    last.write_bytes(b"")
+    os.utime(last, (1000.0, 1000.0))
+    ledger = [
+        rp.Invocation(started=100.0, commit="a", machine="m", overrides=[], status="completed", fit_s=50.0),
+        rp.Invocation(started=900.0, commit="b", machine="m", overrides=[]),  # killed 100 s after it started
+    ]
+    rp.settle(ledger, tmp_path)
+    assert [(i.status, i.fit_s) for i in ledger] == [("completed", 50.0), ("stopped", 100.0)]
+
+    (tmp_path / "metrics.json").write_text(json.dumps({"time/fit_s": 7.5}))
+    os.utime(tmp_path / "metrics.json", (1300.0, 1300.0))
+    ledger += [rp.Invocation(started=1200.0, commit="b", machine="m", overrides=[])]  # this one finished
+    ledger += [rp.Invocation(started=1400.0, commit="b", machine="m", overrides=[])]  # killed before a checkpoint
+    rp.settle(ledger, tmp_path)
+    assert [(i.status, i.fit_s) for i in ledger[2:]] == [("completed", 7.5), ("stopped", 0.0)]
+
+    row = rp.make_row("sasrec_ml-1m", {"train/epochs": 4.0, "test/ndcg@10": 0.2}, ledger, "yes")
+    assert (row["wall_s"], row["s_per_epoch"], row["commit"]) == ("157.5", "39.38", "a + b")
+
+
+def test_convergence_labels(rp: ModuleType) -> None:
+    assert rp.convergence(True, 37, 300) == "yes"
+    assert rp.convergence(False, 300, 300) == "no (max_epochs)"
+    assert rp.convergence(False, 31, 300) == "no (interrupted)"  # e.g. trainer.max_time
+    assert rp.convergence(False, 31, float("inf")) == "no (interrupted)"
+
+
+def test_rows_go_to_both_tables_and_unknown_presets_have_no_published_figure(rp: ModuleType, tmp_path: Path) -> None:
+    ledger = [rp.Invocation(0.0, "abc", "Linux, 2 cores", [], status="completed", fit_s=90.0)]
+    metrics = {"train/epochs": 3.0, "val/ndcg@10": 0.1, "test/ndcg@10": 0.09, "test/hr@10": 0.2}
+    known = rp.make_row("bert4rec_ml-1m", metrics, ledger, "yes")
+    unknown = rp.make_row("my_preset", metrics, ledger, "no (max_epochs)")
+    assert (known["published_ndcg@10"], unknown["published_ndcg@10"], unknown["source"]) == ("0.1537", "", "")
+    rp.record(known, ["trainer=gpu"], tmp_path)
+    rp.record(unknown, [], tmp_path)
+
+    with (tmp_path / "reproduce.csv").open() as fh:
+        reader = csv.DictReader(fh)
+        assert tuple(reader.fieldnames or ()) == rp.COLUMNS
+        assert list(reader) == [known, unknown]  # the machine's comma survives
+    rows = [line for line in (tmp_path / "REPRODUCE.md").read_text().splitlines() if line.startswith("| `")]
+    assert rows[0].startswith("| `bert4rec_ml-1m` `trainer=gpu` | abc | Linux, 2 cores |")
+    assert rows[0].endswith("| 0.1537 | " + known["source"] + " | -0.0637 (-41.4%) |")
+    assert rows[1].endswith("| 0.0900 | 0.2000 |  |  |  |")
+
+
+def test_run_dir_and_checkpoint_belong_to_the_script(rp: ModuleType, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"hydra\.run\.dir is set by reproduce\.py"):
+        rp.main(["sasrec_ml-1m", f"hydra.run.dir={tmp_path}", "--results-dir", str(tmp_path)])
+    with pytest.raises(SystemExit, match=r"ckpt_path is set by reproduce\.py"):
+        rp.main(["sasrec_ml-1m", "ckpt_path=x.ckpt", "--results-dir", str(tmp_path)])
+    with pytest.raises(SystemExit, match="Could not find 'experiment/nope'"):
+        rp.main(["nope", "--results-dir", str(tmp_path)])
