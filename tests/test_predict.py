@@ -74,7 +74,9 @@ def test_movielens_ids_through_an_id_map(
         ("output=recs.xlsx", "error: output: recs.xlsx must end in one of .parquet, .csv"),
         ("history=train", "error: history: 'train' is not one of val, test, all"),
         ("users=[1,999999]", "error: users: 1 id(s) not in the data, e.g. [999999]"),
-        ("k=0", "error: k and batch_size must be >= 1, got k=0"),
+        ("k=0", "error: k: must be >= 1 (got 0)"),
+        ("batch_size=0", "error: batch_size: must be >= 1 (got 0)"),
+        ("max_users=0", "error: max_users: must be >= 1 (got 0)"),
     ],
 )
 def test_bad_settings_fail_with_one_line_naming_the_key_and_write_nothing(

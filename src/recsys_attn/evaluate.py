@@ -8,7 +8,6 @@ from typing import Any
 
 import hydra
 import lightning as L
-import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from recsys_attn.config import (
@@ -19,23 +18,26 @@ from recsys_attn.config import (
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.errors import TrainingError
 from recsys_attn.models.base import RecModule
-from recsys_attn.runner import collect_metrics, print_summary, start_run, write_json_atomic
+from recsys_attn.runner import (
+    check_setting,
+    collect_metrics,
+    print_summary,
+    read_checkpoint,
+    start_run,
+    write_json_atomic,
+)
 from recsys_attn.train import output_dir
 
 log = logging.getLogger(__name__)
+
+SPLITS = ("val", "test")
+"""The sets ``evaluate`` can score (``splits=[val, test]``)."""
 
 
 def load_module(ckpt_path: str | Path, **overrides: Any) -> RecModule:
     """Rebuild the recommender saved in ``ckpt_path`` (its class is recorded in the checkpoint)."""
     path = Path(ckpt_path)
-    if not path.is_file():
-        raise ConfigError(f"ckpt_path: no checkpoint at {path.resolve()}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # truncated file, another format: say which file, not a pickle traceback
-        raise ConfigError(f"ckpt_path: cannot read {path} as a checkpoint ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(ckpt, dict):
-        raise ConfigError(f"ckpt_path: {path} holds a {type(ckpt).__name__}, not a Lightning checkpoint")
+    ckpt = read_checkpoint(path)
     target = ckpt.get(RecModule.CLASS_KEY)
     if target is None:
         raise ConfigError(f"ckpt_path: {path} was not written by recsys_attn (no {RecModule.CLASS_KEY!r} entry)")
@@ -71,7 +73,10 @@ def checkpoint_and_data(cfg: DictConfig) -> tuple[RecModule, SeqDataModule]:
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Val/test metrics of ``cfg.ckpt_path`` on ``cfg.data``; writes ``metrics.json`` (rank 0)."""
-    start_run(cfg)
+    check_setting(cfg, "splits", list[str])
+    if not cfg.splits or not set(cfg.splits) <= set(SPLITS):
+        raise ConfigError(f"splits: expected a non-empty list of {', '.join(SPLITS)} (got {list(cfg.splits)!r})")
+    start_run(cfg, ckpt_required=True)
     model, datamodule = checkpoint_and_data(cfg)
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     metrics: dict[str, float] = {}

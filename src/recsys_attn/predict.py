@@ -15,7 +15,7 @@ from recsys_attn.atomic import write_atomic
 from recsys_attn.config import CONF_DIR, ConfigError, run_entry_point
 from recsys_attn.evaluate import checkpoint_and_data
 from recsys_attn.recommend import HISTORIES, recommend
-from recsys_attn.runner import start_run
+from recsys_attn.runner import check_setting, start_run
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,10 @@ def predict(cfg: DictConfig) -> pl.DataFrame:
         raise ConfigError(f"output: {output} must end in one of {', '.join(WRITERS)}")
     if cfg.history not in HISTORIES:
         raise ConfigError(f"history: {cfg.history!r} is not one of {', '.join(HISTORIES)}")
-    start_run(cfg)
+    check_setting(cfg, "k", int, minimum=1)
+    check_setting(cfg, "batch_size", int, minimum=1)
+    check_setting(cfg, "max_users", int | None, minimum=1)
+    start_run(cfg, ckpt_required=True)
     model, datamodule = checkpoint_and_data(cfg)
     model.to(_device(cfg.device))
     users = OmegaConf.to_container(cfg.users) if cfg.users is not None else None

@@ -116,7 +116,8 @@ def test_invalid_setting_value_raises_config_error(key: str, value: str) -> None
 
 
 def test_unknown_loss_fails_at_construction() -> None:
-    with pytest.raises(KeyError, match=r"model\.loss: unknown loss 'hinge'"):
+    known = ", ".join(sorted(LOSSES))
+    with pytest.raises(ConfigError, match=rf"^model\.loss: expected one of {known} \(got 'hinge'\)$"):
         SASRec(N_ITEMS, loss="hinge")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from recsys_attn.config import ConfigError
+from recsys_attn.config import MAX_SEED, check_ranges, check_types
 
 SAMPLE_KINDS = ("next", "cloze")
 LOADERS = ("device", "dataloader")
@@ -43,22 +43,22 @@ class DataSettings:
     """Seeds the shuffling and masking streams (set from the top-level ``seed``)."""
 
     def __post_init__(self) -> None:
+        check_types(self, "data")
         checks = [
-            (self.sample_kind in SAMPLE_KINDS, "sample_kind", f"one of {SAMPLE_KINDS}"),
-            (self.loader in LOADERS, "loader", f"one of {LOADERS}"),
-            (self.max_len >= 2, "max_len", "an integer >= 2"),
-            (0.0 < self.mask_prob <= 1.0, "mask_prob", "a probability in (0, 1]"),
+            ("sample_kind", self.sample_kind in SAMPLE_KINDS, f"expected one of {', '.join(SAMPLE_KINDS)}"),
+            ("max_len", self.max_len >= 2, "must be >= 2"),
+            ("mask_prob", 0.0 < self.mask_prob <= 1.0, "must be in (0, 1]"),
+            ("window_stride", self.window_stride is None or self.window_stride >= 1, "expected null or >= 1"),
+            ("batch_size", self.batch_size >= 1, "must be >= 1"),
+            ("eval_batch_size", self.eval_batch_size >= 1, "must be >= 1"),
+            ("loader", self.loader in LOADERS, f"expected one of {', '.join(LOADERS)}"),
+            ("num_workers", self.num_workers >= 0, "must be >= 0"),
+            ("max_eval_users", self.max_eval_users is None or self.max_eval_users >= 1, "expected null (all) or >= 1"),
             (
-                self.batch_size >= 1 and self.eval_batch_size >= 1,
-                "batch_size",
-                "positive batch sizes",
+                "max_train_users",
+                self.max_train_users is None or self.max_train_users >= 1,
+                "expected null (all) or >= 1",
             ),
-            (
-                self.window_stride is None or self.window_stride >= 1,
-                "window_stride",
-                "null or >= 1",
-            ),
+            ("seed", 0 <= self.seed <= MAX_SEED, f"must be in [0, {MAX_SEED}]"),
         ]
-        for ok, key, expected in checks:
-            if not ok:
-                raise ConfigError(f"data.{key}: expected {expected}, got {getattr(self, key)!r}")
+        check_ranges(self, "data", checks)

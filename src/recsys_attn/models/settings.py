@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from recsys_attn.config import ConfigError
+from recsys_attn.config import check_ranges, check_types
+from recsys_attn.models.losses import LOSSES
 
 
 @dataclass(frozen=True)
@@ -22,8 +23,18 @@ class EvalSettings:
     """Longest input sequence (the datamodule reads it from here)."""
 
     def __post_init__(self) -> None:
-        if self.sampled_eval not in (None, "uniform", "popularity"):
-            raise ConfigError(f"model.sampled_eval: expected null, uniform or popularity, got {self.sampled_eval!r}")
+        check_types(self, "model")  # every field of every subclass, before any range check reads it
+        checks = [
+            ("eval_ks", len(self.eval_ks) > 0 and min(self.eval_ks) >= 1, "expected a non-empty list of integers >= 1"),
+            (
+                "sampled_eval",
+                self.sampled_eval in (None, "uniform", "popularity"),
+                "expected null, uniform or popularity",
+            ),
+            ("sampled_negatives", self.sampled_negatives >= 1, "must be >= 1"),
+            ("max_len", self.max_len >= 2, "must be >= 2"),
+        ]
+        check_ranges(self, "model", checks)
 
 
 @dataclass(frozen=True)
@@ -62,16 +73,37 @@ class TransformerSettings(EvalSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.schedule not in ("constant", "cosine", "linear"):
-            raise ConfigError(f"model.schedule: expected constant, cosine or linear, got {self.schedule!r}")
-        if self.negative_sampling not in ("uniform", "popularity"):
-            raise ConfigError(
-                f"model.negative_sampling: expected uniform or popularity, got {self.negative_sampling!r}"
-            )
-        if self.ce_max_logits < 1:
-            raise ConfigError(f"model.ce_max_logits: must be >= 1, got {self.ce_max_logits}")
-        if self.activation not in ("gelu", "relu"):
-            raise ConfigError(f"model.activation: expected gelu or relu, got {self.activation!r}")
+        checks = [
+            ("hidden_size", self.hidden_size >= 1, "must be >= 1"),
+            ("num_blocks", self.num_blocks >= 1, "must be >= 1"),
+            (
+                "num_heads",
+                self.num_heads >= 1 and self.hidden_size % self.num_heads == 0,
+                f"must be >= 1 and divide model.hidden_size={self.hidden_size}",
+            ),
+            ("dropout", 0.0 <= self.dropout < 1.0, "must be in [0, 1)"),
+            ("activation", self.activation in ("gelu", "relu"), "expected gelu or relu"),
+            ("ff_mult", self.ff_mult >= 1, "must be >= 1"),
+            ("loss", self.loss in LOSSES, f"expected one of {', '.join(sorted(LOSSES))}"),
+            ("num_negatives", self.num_negatives >= 1, "must be >= 1"),
+            (
+                "negative_sampling",
+                self.negative_sampling in ("uniform", "popularity"),
+                "expected uniform or popularity",
+            ),
+            ("gbce_t", 0.0 <= self.gbce_t <= 1.0, "must be in [0, 1]"),
+            ("ce_max_logits", self.ce_max_logits >= 1, "must be >= 1"),
+            ("lr", self.lr > 0.0, "must be > 0"),
+            ("weight_decay", self.weight_decay >= 0.0, "must be >= 0"),
+            (
+                "betas",
+                len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas),
+                "expected two numbers in [0, 1), e.g. [0.9, 0.98]",
+            ),
+            ("warmup_steps", self.warmup_steps >= 0, "must be >= 0"),
+            ("schedule", self.schedule in ("constant", "cosine", "linear"), "expected constant, cosine or linear"),
+        ]
+        check_ranges(self, "model", checks)
 
 
 @dataclass(frozen=True)
@@ -79,3 +111,7 @@ class ClozeSettings(TransformerSettings):
     """BERT4Rec: the transformer settings plus the masking rate the datamodule uses."""
 
     mask_prob: float = 0.2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_ranges(self, "model", [("mask_prob", 0.0 < self.mask_prob <= 1.0, "must be in (0, 1]")])
