@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from recsys_attn.data.errors import MAX_QUOTED, DataError, shorten
-from recsys_attn.data.readers import read_interactions
+from recsys_attn.data.formats import read_interactions
 from recsys_attn.data.sources import Source
 
 BIG = "x" * 2_000_000  # a 2 MB field

@@ -11,7 +11,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from recsys_attn.data.errors import DataError
-from recsys_attn.data.readers import OUTPUT_COLUMNS, READERS, read_interactions
+from recsys_attn.data.formats import READERS, read_interactions
+from recsys_attn.data.readers import OUTPUT_COLUMNS
 from recsys_attn.data.sources import Source
 
 SchemaDict = dict[str, type[pl.DataType]]

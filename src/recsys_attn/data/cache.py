@@ -24,10 +24,10 @@ import polars as pl
 
 from recsys_attn.data.download import locate
 from recsys_attn.data.errors import DataError
+from recsys_attn.data.formats import read_interactions
 from recsys_attn.data.id_maps import id_map_paths, translate_ids
 from recsys_attn.data.prepared import Prepared
 from recsys_attn.data.preprocess import Preparation, preprocess
-from recsys_attn.data.readers import read_interactions
 from recsys_attn.data.sources import Source
 
 log = logging.getLogger(__name__)

@@ -38,7 +38,7 @@ class HistoryIndex:
         count = torch.bincount(seq_of, minlength=starts.numel())  # [S]
         first = torch.cumsum(count, 0) - count  # [S]
         rank = torch.arange(keys.numel()) - first[seq_of]  # [H] index within its sequence
-        gaps = seq_of * (n_items + 1) + (keys - seq_of * (n_items + 1)) - rank - 1  # [H]
+        gaps = keys - rank - 1  # [H] = sequence * width + items below this one outside the history
         return cls(keys, gaps, first, count, n_items)
 
     def to(self, device: torch.device) -> HistoryIndex:

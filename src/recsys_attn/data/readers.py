@@ -27,33 +27,12 @@ if TYPE_CHECKING:
 Reader = Callable[[Path, "Source"], pl.DataFrame]
 """A reader: ``(path, source) -> frame`` with the standard columns."""
 
-READERS: dict[str, Reader] = {}
-"""Registry of readers by ``Source.format`` name."""
-
 OUTPUT_COLUMNS: tuple[str, ...] = ("user", "item", "timestamp", "rating", "line")
 
 _INT_RE = re.compile(r"^-?\d+$")
 _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 _INT64 = (-(2**63), 2**63 - 1)
 _HEAD_BYTES = 1 << 16  # read up front: is the file readable, non-empty, with LF or CRLF line ends?
-
-
-def register(name: str) -> Callable[[Reader], Reader]:
-    """Decorator adding a reader to ``READERS`` under ``name``."""
-
-    def add(reader: Reader) -> Reader:
-        READERS[name] = reader
-        return reader
-
-    return add
-
-
-def read_interactions(path: Path, source: Source) -> pl.DataFrame:
-    """Read ``path`` with the reader registered for ``source.format``."""
-    reader = READERS.get(source.format)
-    if reader is None:
-        raise DataError(f"data.source.format={source.format!r} is unknown; known formats: {', '.join(sorted(READERS))}")
-    return reader(Path(path), source)
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,7 +230,6 @@ def _standardise(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-@register("user_item")
 def read_user_item(path: Path, source: Source) -> pl.DataFrame:
     """``user item`` per line, single-space separated ints, each user's lines in time order."""
     expect = "2 space-separated integer fields 'user item'"
@@ -284,14 +262,12 @@ _ML_FIELDS: dict[str, pl.DataType] = {
 _ML_CHECKS = [_is_int, _is_int, _is_float, _is_int]
 
 
-@register("movielens_100k")
 def read_movielens_100k(path: Path, source: Source) -> pl.DataFrame:
     """MovieLens-100K ``u.data``: tab-separated ``user item rating timestamp``, no header."""
     expect = "4 tab-separated fields 'user item rating timestamp' (integers, rating a number)"
     return _standardise(_read_fixed(path, _ML_FIELDS, "\t", expect, _ML_CHECKS, source.encoding))
 
 
-@register("movielens_dat")
 def read_movielens_dat(path: Path, source: Source) -> pl.DataFrame:
     """MovieLens-1M/10M ``ratings.dat``: ``user::item::rating::timestamp``, no header."""
     expect = "4 '::'-separated fields 'user::item::rating::timestamp'"
@@ -309,13 +285,8 @@ def read_movielens_dat(path: Path, source: Source) -> pl.DataFrame:
     return _standardise(df.drop(gaps))
 
 
-@register("movielens_csv")
 def read_movielens_csv(path: Path, source: Source) -> pl.DataFrame:
     """MovieLens ``ratings.csv`` with the header ``userId,movieId,rating,timestamp``."""
     expect = "4 comma-separated fields 'userId,movieId,rating,timestamp'"
     header = ("userId", "movieId", "rating", "timestamp")
     return _standardise(_read_fixed(path, _ML_FIELDS, ",", expect, _ML_CHECKS, source.encoding, header=header))
-
-
-# Formats whose ids may be text (csv, tsv, parquet, sequences) live apart; importing registers them.
-from recsys_attn.data import tabular as _tabular  # noqa: E402, F401

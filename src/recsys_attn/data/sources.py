@@ -38,7 +38,7 @@ class Source:
 
     Attributes:
         name: Cache key, e.g. ``"ml-1m"`` (letters, digits, ``.``, ``_``, ``-``).
-        format: Reader registry key, one of ``recsys_attn.data.readers.READERS``.
+        format: Reader registry key, one of ``recsys_attn.data.formats.READERS``.
         path: File path, relative to the data directory (or absolute).
         url: Public home of the file; a ``.zip`` URL means ``archive_member`` is extracted from it.
         sha256: Expected sha256 of the (extracted) file, or None to skip the check.
@@ -71,7 +71,7 @@ class Source:
 
     def __post_init__(self) -> None:
         """Validate the fields and normalise ``columns`` to a plain dict."""
-        from recsys_attn.data.readers import READERS  # readers import this module
+        from recsys_attn.data.formats import READERS  # the readers import this module
 
         if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
             raise DataError(

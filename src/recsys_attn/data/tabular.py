@@ -20,7 +20,6 @@ from recsys_attn.data.readers import (
     _read_csv,
     _Rows,
     _standardise,
-    register,
 )
 
 if TYPE_CHECKING:
@@ -173,19 +172,16 @@ def _read_tabular(path: Path, source: Source, separator: str | None) -> pl.DataF
     return _standardise(df)
 
 
-@register("csv")
 def read_csv(path: Path, source: Source) -> pl.DataFrame:
     """Comma-separated file with a header; ``source.columns`` names the columns."""
     return _read_tabular(path, source, ",")
 
 
-@register("tsv")
 def read_tsv(path: Path, source: Source) -> pl.DataFrame:
     """Tab-separated file with a header; ``source.columns`` names the columns."""
     return _read_tabular(path, source, "\t")
 
 
-@register("parquet")
 def read_parquet(path: Path, source: Source) -> pl.DataFrame:
     """Parquet file; ``source.columns`` names the columns; ``line`` is the 1-based row number."""
     return _read_tabular(path, source, None)
@@ -195,7 +191,6 @@ def read_parquet(path: Path, source: Source) -> pl.DataFrame:
 # One-line-per-user sequences.
 
 
-@register("sequences")
 def read_sequences(path: Path, source: Source) -> pl.DataFrame:
     """One line per user, ``user i1 i2 ...`` (whitespace-separated, items in time order).
 
