@@ -170,7 +170,7 @@ def read_last(path: Path) -> LastCheckpoint | None:
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
         raise SystemExit(f"error: {path}: not a readable checkpoint ({exc}); delete it to start the run over") from exc
     stopped = any(
-        key.startswith("EarlyStopping") and int(value.get("stopped_epoch", 0)) > 0
+        key.split("{")[0].endswith("EarlyStopping") and int(value.get("stopped_epoch", 0)) > 0  # or a subclass
         for key, value in state.get("callbacks", {}).items()
     )
     return LastCheckpoint(int(state["epoch"]) + 1, stopped)

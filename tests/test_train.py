@@ -62,9 +62,8 @@ def test_short_run_writes_checkpoints_logs_and_metrics(tmp_path: Path, real_data
     assert (run_dir / ".hydra" / "config.yaml").is_file()
 
 
-@pytest.mark.parametrize("lr", ["1e30", "inf"])
 def test_a_diverging_run_stops_with_a_clear_error(
-    lr: str, tmp_path: Path, real_data_dir: Path, shared_cache: Path
+    tmp_path: Path, real_data_dir: Path, shared_cache: Path
 ) -> None:
     run_dir = tmp_path / "run"
     proc = run_cli(
@@ -77,11 +76,11 @@ def test_a_diverging_run_stops_with_a_clear_error(
         "trainer.max_epochs=3",
         "trainer.limit_train_batches=5",
         "data.max_eval_users=100",
-        f"model.lr={lr}",
+        "model.lr=1e30",  # finite, so it passes the settings check (inf is refused there) and diverges
         cwd=tmp_path,
     )
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: training diverged") and "global step" in last and f"model.lr={float(lr)}" in last
+    assert last.startswith("error: training diverged") and "global step" in last and "model.lr=1e+30" in last
     assert not (run_dir / "metrics.json").exists()
     assert not list((run_dir / "checkpoints").glob("*.ckpt")) if (run_dir / "checkpoints").exists() else True
