@@ -46,6 +46,20 @@ def test_next_item_samples_are_exact(tmp_path: Path) -> None:
     assert batch.input[1].tolist() == [0, 0, 10] and batch.target[1].tolist() == [0, 0, 11]
 
 
+@pytest.mark.parametrize(("kind", "grouping", "expected"), [("next", 8, 4.0), ("next", 1, None), ("cloze", 8, 10 / 3)])
+def test_grouped_batches_carry_the_loss_positions_of_a_random_batch(
+    tmp_path: Path, kind: str, grouping: int, expected: float | None
+) -> None:
+    dm = make_dm(
+        tmp_path, max_len=3 if kind == "next" else 4, sample_kind=kind, mask_prob=1.0, length_grouping=grouping
+    )
+    # next: user 1 has 3 targets, user 3 one -> 2 per sample; cloze (every item masked): windows of 4, 1 and 2
+    # items, each also once with only its last item masked -> (4 + 1 + 2 + 3 x 1) / 6 = 5/3 per sample
+    assert dm.store.sample_lengths.tolist() == ([4, 2] if kind == "next" else [4, 1, 2] * 2)
+    got = train_batch(dm, [0, 1]).expected_targets
+    assert got == expected if expected is None else got == pytest.approx(expected)
+
+
 def test_sliding_windows(tmp_path: Path) -> None:
     dm = make_dm(tmp_path, max_len=2, sample_kind="next", window_stride=1)
     # user 1 (1..4): windows of 3 ending at 4, 3 -> [2,3,4], [1,2,3]; user 3: one; user 2 has nothing to predict
@@ -190,3 +204,30 @@ def test_training_batches_know_their_sequence_and_skip_sequences_with_nothing_to
     ]
     cloze = toy_datamodule(tmp_path / "cloze", lines, max_len=4, sample_kind="cloze", cloze_last_item_samples=False)
     assert cloze.store.n_train_samples == 3 and cloze.store.n_untrainable == 0  # one item can be masked
+
+
+def _padded_tokens(batches: list[torch.Tensor], lengths: torch.Tensor) -> int:
+    return sum(int(lengths[b].max()) * b.numel() for b in batches)
+
+
+def test_length_grouping_keeps_every_sample_once_and_cuts_padding() -> None:
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 200, (1000,), generator=g)  # [n]
+    epoch = {"e": 0}
+
+    def batches(group: int, rank: int = 0, world: int = 1) -> list[torch.Tensor]:
+        ib = IndexBatches(1000, 32, shuffle=True, seed=3, epoch_fn=lambda: epoch["e"], rank=rank, world_size=world,
+                          lengths=lengths, group=group)  # fmt: skip
+        return list(ib)
+
+    plain, grouped = batches(1), batches(8)
+    assert sorted(torch.cat(grouped).tolist()) == list(range(1000))  # a permutation: nothing lost or repeated
+    assert [b.numel() for b in grouped] == [32] * 31 + [8]  # full batches, the short one last
+    assert _padded_tokens(grouped, lengths) < 0.7 * _padded_tokens(plain, lengths)
+    assert all(int(lengths[b].max() - lengths[b].min()) < 60 for b in grouped[:-1])  # similar lengths together
+    assert [torch.equal(a, b) for a, b in zip(grouped, batches(8), strict=True)] == [True] * 32  # repeatable
+    epoch["e"] = 1
+    assert not torch.equal(torch.cat(grouped), torch.cat(batches(8)))  # reshuffled each epoch
+    ranks = [batches(8, r, 3) for r in range(3)]
+    assert len({len(r) for r in ranks}) == 1  # DDP: every rank has as many batches
+    assert set(torch.cat([torch.cat(r) for r in ranks]).tolist()) == set(range(1000))

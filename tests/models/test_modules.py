@@ -166,6 +166,26 @@ def test_training_step_uses_only_positions_with_a_target(monkeypatch: pytest.Mon
     assert captured["ctx"].n_items == N_ITEMS
 
 
+def test_training_step_ce_equals_the_plain_softmax_of_the_old_implementation() -> None:
+    """Same loss as the implementation before the fused CE and length grouping (85f9768), on a fixed batch."""
+    torch.manual_seed(0)
+    model = SASRec(N_ITEMS, **TINY)
+    batch = next_batch()
+    hidden = model.encoder(batch.input)[batch.target != PAD]  # [N, D]
+    logits = hidden @ model.encoder.item_weights(N_ITEMS).T  # [N, V]
+    logits[:, 0] = float("-inf")
+    want = torch.nn.functional.cross_entropy(logits, batch.target[batch.target != PAD])
+    assert abs(model.training_step(batch, 0).item() - want.item()) < 1e-5
+
+
+def test_length_grouped_batches_weigh_each_position_as_a_random_batch_would() -> None:
+    torch.manual_seed(0)
+    model = SASRec(N_ITEMS, **TINY)
+    plain = model.training_step(next_batch(), 0)  # mean over the 14 positions with a target
+    scaled = model.training_step(next_batch()._replace(expected_targets=7.0), 0)
+    assert scaled.item() == pytest.approx(plain.item() * 14 / 7.0, rel=1e-6)
+
+
 # --- learning ---------------------------------------------------------------------------------
 
 

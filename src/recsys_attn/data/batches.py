@@ -16,6 +16,9 @@ class TrainBatch(NamedTuple):
     input: Tensor  # [B, L] left-padded item ids (MASK at masked positions for cloze)
     target: Tensor  # [B, L] item to predict at each position, PAD = no loss
     seq: Tensor | None = None  # [B] training sequence of each row (sampled negatives avoid its items)
+    expected_targets: float | None = None
+    """Loss positions a random batch of this size holds on average; set when batches are grouped by
+    length, so the model scales the mean loss to weigh each position as a random batch would."""
 
 
 class EvalBatch(NamedTuple):

@@ -13,7 +13,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from recsys_attn.config import build_settings
-from recsys_attn.constants import mask_id
+from recsys_attn.constants import PAD, mask_id
 from recsys_attn.data.batches import (
     EvalBatch,
     EvalRequest,
@@ -58,6 +58,11 @@ class SequenceStore:
         self.window_seq = seq  # [N] training sequence of each window
         self.windows = left_pad(splits.values, starts, ends, width).int()  # [N, W]
         self.values = splits.values.int()  # [I]
+        real = (self.windows != PAD).sum(1)  # [N] real items per window
+        self.sample_lengths = real.repeat(self.n_train_samples // max(real.numel(), 1))  # [n_train_samples]
+        """Real items in each training sample (cloze: the last-item copies repeat them); batches group by it."""
+        self.mean_targets = _mean_targets(real, settings, self.n_train_samples > real.numel())
+        """Loss positions per training sample over an epoch (expected, for cloze masking)."""
         # Indexed by split: 0 = validation, 1 = test, 2 = whole histories (recommendations only).
         self.evals = (
             splits.val.subset(settings.max_eval_users),
@@ -87,10 +92,12 @@ class SequenceStore:
         n = self.windows.shape[0]
         rows = self.windows[idx % n].long()  # [B, W]
         seq = self.window_seq[idx % n]  # [B]
+        expected = idx.numel() * self.mean_targets if self.settings.length_grouping > 1 else None
         if self.settings.sample_kind == "next":
-            return next_item_batch(rows)._replace(seq=seq)
+            return next_item_batch(rows)._replace(seq=seq, expected_targets=expected)
         last_only = idx >= n  # [B]
-        return cloze_batch(rows, last_only, self.settings.mask_prob, mask_id(self.n_items))._replace(seq=seq)
+        batch = cloze_batch(rows, last_only, self.settings.mask_prob, mask_id(self.n_items))
+        return batch._replace(seq=seq, expected_targets=expected)
 
     def eval_batch(self, idx: Tensor, split: int) -> EvalBatch:
         """Evaluation batch for rows ``[B]`` of the validation (0) or test (1) set, or of whole histories (2)."""
@@ -110,6 +117,18 @@ class SequenceStore:
         return EvalBatch(
             es.users[idx], inp, es.targets[idx].long(), seen_rows, seen_items.long(), later_rows, later_items.long()
         )
+
+
+def _mean_targets(real: Tensor, settings: DataSettings, last_item_copies: bool) -> float:
+    """Average loss positions per training sample, from the real items ``[N]`` of each window."""
+    if real.numel() == 0:
+        return 0.0
+    if settings.sample_kind == "next":
+        return float((real - 1).clamp_min(0).double().mean())
+    per_window = settings.mask_prob * real.double()  # [N] expected masked items
+    if last_item_copies:  # each window also comes once with only its last item masked
+        per_window = (per_window + 1.0) / 2.0
+    return float(per_window.mean())
 
 
 def _windows(starts: Tensor, ends: Tensor, width: int, stride: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -243,6 +262,8 @@ class SeqDataModule(L.LightningDataModule):
             epoch_fn=self._epoch,
             rank=rank,
             world_size=world,
+            lengths=self.store.sample_lengths,
+            group=self.settings.length_grouping,
         )
         return self._loader(batches, TrainRequest, self.store.train_batch)
 

@@ -29,6 +29,9 @@ class DataSettings:
     window_stride: int | None = None
     """Next-item: extra windows every ``window_stride`` items over longer histories (None = off)."""
     batch_size: int = 128
+    length_grouping: int = 8
+    """Training batches are cut from runs of ``length_grouping x batch_size`` shuffled samples sorted by
+    length (less padding, the loss scaled so each position weighs as in a random batch); 1 = random batches."""
     eval_batch_size: int = 256
     loader: str = "device"
     """``device``: the whole data on the accelerator, batches built there; ``dataloader``: workers."""
@@ -50,6 +53,7 @@ class DataSettings:
             ("mask_prob", 0.0 < self.mask_prob <= 1.0, "must be in (0, 1]"),
             ("window_stride", self.window_stride is None or self.window_stride >= 1, "expected null or >= 1"),
             ("batch_size", self.batch_size >= 1, "must be >= 1"),
+            ("length_grouping", self.length_grouping >= 1, "must be >= 1 (1 = random batches)"),
             ("eval_batch_size", self.eval_batch_size >= 1, "must be >= 1"),
             ("loader", self.loader in LOADERS, f"expected one of {', '.join(LOADERS)}"),
             ("num_workers", self.num_workers >= 0, "must be >= 0"),

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from recsys_attn.data.history import HistoryIndex
 from recsys_attn.models.chunked_ce import chunked_cross_entropy
+from recsys_attn.models.fused_ce import fused_cross_entropy
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,15 @@ def _pos_neg_logits(hidden: Tensor, targets: Tensor, items: Tensor, k: int, ctx:
 
 @register("ce")
 def full_cross_entropy(hidden: Tensor, targets: Tensor, items: Tensor, ctx: LossContext) -> Tensor:
-    """Softmax over the whole catalogue (padding excluded); in item chunks when the logits would not fit."""
+    """Softmax over the whole catalogue (padding excluded); in item chunks when the logits would not fit.
+
+    On the CPU, where streaming the ``[N, V]`` logits through memory dominates, the fused two-pass
+    version; on accelerators the plain one (autocast's matmul precision, fused kernels).
+    """
     if hidden.shape[0] * items.shape[0] > ctx.ce_max_logits:
         return chunked_cross_entropy(hidden, items, targets, chunk=max(1, ctx.ce_max_logits // hidden.shape[0]))
+    if hidden.device.type == "cpu":
+        return fused_cross_entropy(hidden, items, targets)
     logits = hidden @ items.T  # [N, V]
     logits[:, 0] = float("-inf")
     return F.cross_entropy(logits.float(), targets)

@@ -86,6 +86,8 @@ class TransformerRec(RecModule):
             on_epoch=True,
             batch_size=int(sel.sum()),
         )
+        if batch.expected_targets:  # length-grouped batches: weigh each position as a random batch would
+            return loss * (sel.sum() / batch.expected_targets)
         return loss
 
     def configure_optimizers(self) -> Any:

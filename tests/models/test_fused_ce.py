@@ -1,0 +1,59 @@
+"""Fused cross-entropy: the value and gradients of ``F.cross_entropy`` over all items but padding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import recsys_attn.models.fused_ce as fused
+from recsys_attn.models.fused_ce import fused_cross_entropy
+from recsys_attn.models.losses import LossContext, get_loss
+
+
+def reference(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The ``ce`` loss as it was computed before the fused version (commit 85f9768)."""
+    logits = hidden @ items.T  # [N, V]
+    logits[:, 0] = float("-inf")
+    return F.cross_entropy(logits.float(), targets)
+
+
+def case(n: int = 300, v: int = 257, d: int = 16, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    hidden = (torch.randn(n, d, generator=g) * 2).requires_grad_()
+    items = torch.randn(v, d, generator=g).requires_grad_()
+    targets = torch.randint(1, v, (n,), generator=g)
+    return hidden, items, targets
+
+
+@pytest.mark.parametrize("rows", [1, 7, 128, 300, 4096])
+def test_value_and_gradients_match_the_plain_cross_entropy(rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fused, "ROWS", rows)
+    hidden, items, targets = case()
+    want = reference(hidden, items, targets)
+    want_h, want_w = torch.autograd.grad(want, (hidden, items))
+    got = fused_cross_entropy(hidden, items, targets)
+    got_h, got_w = torch.autograd.grad(2.5 * got, (hidden, items))  # an upstream gradient is applied
+    assert abs(got.item() - want.item()) < 1e-5
+    assert torch.allclose(got_h, 2.5 * want_h, atol=1e-6) and torch.allclose(got_w, 2.5 * want_w, atol=1e-6)
+    assert torch.all(got_w[0] == 0)  # padding gets no gradient
+
+
+def test_the_ce_loss_uses_it_on_the_cpu_and_keeps_its_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def spy(h: torch.Tensor, w: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        calls.append(h.shape[0])
+        return fused_cross_entropy(h, w, t)
+
+    monkeypatch.setattr("recsys_attn.models.losses.fused_cross_entropy", spy)
+    hidden, items, targets = case()
+    got = get_loss("ce")(hidden, targets, items, LossContext(n_items=items.shape[0] - 1))
+    assert calls == [300] and abs(got.item() - reference(hidden, items, targets).item()) < 1e-5
+
+
+def test_under_bf16_autocast_the_loss_is_computed_in_fp32() -> None:
+    hidden, items, targets = case()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = fused_cross_entropy(hidden, items, targets)
+    assert got.dtype == torch.float32 and abs(got.item() - reference(hidden, items, targets).item()) < 1e-5
