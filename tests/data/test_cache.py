@@ -12,6 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from recsys_attn import atomic
 from recsys_attn.data import cache
 from recsys_attn.data.cache import PREP_VERSION, load_prepared, read_prepared
 from recsys_attn.data.errors import DataError
@@ -129,18 +130,18 @@ def test_stale_temp_folder_is_ignored_and_cleaned(data_dir: Path, tmp_path: Path
     p = load_prepared(SOURCE, Preparation(), data_dir, cache_dir)
     final = Path(p.meta["cache_path"])
     # simulate a killed run: a half-written temp folder, old, next to where a new build goes
-    stale = final.parent / f"toy-000000000000{cache._TMP_MARK}abc"
+    stale = final.parent / f"toy-000000000000{atomic.TMP_MARK}abc"
     stale.mkdir()
     (stale / "interactions.parquet").write_bytes(b"partial")
-    old = time.time() - 2 * cache.STALE_TEMP_S
+    old = time.time() - 2 * atomic.STALE_TEMP_S
     os.utime(stale, (old, old))
-    fresh = final.parent / f"toy-111111111111{cache._TMP_MARK}def"  # maybe a live writer
+    fresh = final.parent / f"toy-111111111111{atomic.TMP_MARK}def"  # maybe a live writer
     fresh.mkdir()
     load_prepared(SOURCE, Preparation(min_item_interactions=1), data_dir, cache_dir)
     names = folders(cache_dir)
     assert stale.name not in names
     assert fresh.name in names
-    assert len([n for n in names if cache._TMP_MARK not in n]) == 2
+    assert len([n for n in names if atomic.TMP_MARK not in n]) == 2
 
 
 def test_destination_written_meanwhile_is_kept(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
