@@ -11,6 +11,7 @@ import pytest
 
 from recsys_attn.atomic import TMP_MARK, write_atomic
 from recsys_attn.errors import RecsysError, WriteError
+from tests.conftest import read_only_folder
 
 
 def listing(folder: Path) -> list[str]:
@@ -84,19 +85,6 @@ def test_a_refused_temporary_names_the_target(tmp_path: Path, monkeypatch: pytes
     with pytest.raises(WriteError) as err:
         write_atomic(target, lambda tmp: tmp.write_text("x"))
     assert str(err.value) == f"{target}: cannot write ({os.strerror(code)})"
-
-
-def read_only_folder(path: Path) -> Path:
-    """``path`` made a folder this process cannot write in; skip where chmod does not stop it (root)."""
-    path.mkdir()
-    path.chmod(0o555)
-    try:
-        (path / "probe").touch()
-    except PermissionError:
-        return path
-    (path / "probe").unlink()
-    path.chmod(0o755)
-    pytest.skip("chmod does not stop this process writing (root with CAP_DAC_OVERRIDE); the refusal is simulated above")
 
 
 def test_a_read_only_folder_is_one_line(tmp_path: Path) -> None:
