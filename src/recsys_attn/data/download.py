@@ -35,11 +35,6 @@ def data_path(path: str | Path, data_dir: str | Path) -> Path:
     return resolved.absolute()
 
 
-def source_path(source: Source, data_dir: str | Path) -> Path:
-    """Absolute path of the source's file: ``source.path`` under ``data_dir`` unless absolute."""
-    return data_path(source.path, data_dir)
-
-
 def sha256_of(path: Path) -> str:
     """Hex sha256 of a file, read in chunks."""
     digest = hashlib.sha256()
@@ -60,18 +55,16 @@ def locate(source: Source, data_dir: str | Path) -> Path:
         DataError: The file is absent and could not be downloaded, or the download's checksum
             does not match ``source.sha256``.
     """
-    path = source_path(source, data_dir)
+    path = data_path(source.path, data_dir)
     if path.is_file():
-        if source.sha256 is not None:
-            actual = sha256_of(path)
-            if actual != source.sha256.lower():
-                log.warning(
-                    "%s: sha256 %s differs from data.source.sha256=%s of %r; used as given",
-                    path,
-                    actual,
-                    source.sha256,
-                    source.name,
-                )
+        if source.sha256 is not None and (actual := sha256_of(path)) != source.sha256.lower():
+            log.warning(
+                "%s: sha256 %s differs from data.source.sha256=%s of %r; used as given",
+                path,
+                actual,
+                source.sha256,
+                source.name,
+            )
         return path
     if path.exists():
         raise DataError(f"{path} exists but is not a file (data set {source.name!r})")

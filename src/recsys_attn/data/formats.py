@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from recsys_attn.data import readers
-from recsys_attn.data.errors import DataError
 from recsys_attn.data.readers import Fixed, Reader
 
 if TYPE_CHECKING:
@@ -48,8 +47,5 @@ READERS: dict[str, Reader] = {
 
 
 def read_interactions(path: Path, source: Source) -> pl.DataFrame:
-    """Read ``path`` with the reader of ``source.format``."""
-    reader = READERS.get(source.format)
-    if reader is None:
-        raise DataError(f"data.source.format={source.format!r} is unknown; known formats: {', '.join(sorted(READERS))}")
-    return reader(Path(path), source)
+    """Read ``path`` with the reader of ``source.format`` (a ``Source`` names a known format)."""
+    return READERS[source.format](Path(path), source)

@@ -43,7 +43,8 @@ class Layout:
     Attributes:
         separator: The one character between fields.
         expect: What the file holds, for messages (``2 space-separated integer fields 'user item'``).
-        checks: A test of each field in file order (fixed formats); empty: as many fields as the header names.
+        checks: A test of each field in file order (fixed formats); empty: as many fields as the header names,
+            or any number of fields without a header.
         header: The first line names the columns.
         quoted: Fields may be quoted (``"a,b"``), as in csv and tsv.
     """
@@ -150,7 +151,8 @@ def first_bad_line(path: Path, layout: Layout, encoding: str) -> None:
     csv.field_size_limit(2**31 - 1)  # a long field (a review text) is no error here; restored below
     try:
         records = _records(path, layout, encoding)
-        expect, n_fields, content = layout.expect, len(layout.checks), False
+        expect, content = layout.expect, False
+        n_fields: int | None = len(layout.checks) or None  # None: any number
         if layout.header:
             names = next(records, (1, []))[1] or []
             if not layout.checks:
@@ -158,12 +160,11 @@ def first_bad_line(path: Path, layout: Layout, encoding: str) -> None:
                 kind = f"{n_fields} {SEPARATOR_NAMES[layout.separator]}-separated fields"
                 expect = f"{kind} as in the header '{shorten(layout.separator.join(names))}'"
         for line, fields in records:
-            content = content or fields != []
-            if fields == [] or (
-                fields is not None  # (no checks: any fields)
-                and len(fields) == n_fields
-                and all(ok(f) for ok, f in zip(layout.checks, fields, strict=False))
-            ):
+            if fields == []:  # a blank line
+                continue
+            content = True
+            checked = zip(layout.checks, fields or [], strict=False)  # no checks: any values
+            if fields is not None and n_fields in (None, len(fields)) and all(ok(f) for ok, f in checked):
                 continue
             too_big = [f for f in fields or [] if _INT_RE.match(f) and not is_int(f)]
             if too_big and len(fields or []) == n_fields:

@@ -75,25 +75,28 @@ class Fixed:
     header: tuple[str, ...] = ()
 
     def __call__(self, path: Path, source: Source) -> pl.DataFrame:
-        return _standardise(read_fixed(path, self, source.encoding))
+        return _standardise(self.read(path, source.encoding))
 
-
-def read_fixed(path: Path, fmt: Fixed, encoding: str) -> pl.DataFrame:
-    """The typed fields of each line of ``path`` (gaps dropped) and ``line``; blank lines are skipped."""
-    columns = [f or f"_gap{i}" for i, f in enumerate(fmt.fields)]
-    layout = Layout(fmt.separator, fmt.expect, tuple(_FIELDS[f][1] for f in fmt.fields), header=bool(fmt.header))
-    check_file(path, fmt.expect)
-    if fmt.header and (found := header(path, layout, encoding)) != list(fmt.header):
-        joined = fmt.separator.join
-        raise DataError(f"{path}:1: expected the header '{joined(fmt.header)}', got '{shorten(joined(found))}'")
-    schema = {name: _FIELDS[f][0] for name, f in zip(fmt.header or columns, fmt.fields, strict=True)}
-    df = read_text(path, layout, encoding, schema=schema).rename(dict(zip(schema, columns, strict=True)))
-    # a short line reads as nulls, text in a gap as a value: the line scan names the line
-    wrong = [pl.col(c).is_null() if f else pl.col(c).is_not_null() for c, f in zip(columns, fmt.fields, strict=True)]
-    if df.select(pl.any_horizontal(wrong).any()).item():
-        first_bad_line(path, layout, encoding)
-        raise DataError(f"{path}: could not be parsed as {fmt.expect}")
-    return df.drop([c for c, f in zip(columns, fmt.fields, strict=True) if not f])
+    def read(self, path: Path, encoding: str) -> pl.DataFrame:
+        """The typed fields of each line of ``path`` (gaps dropped) and ``line``; blank lines are skipped."""
+        columns = [f or f"_gap{i}" for i, f in enumerate(self.fields)]
+        layout = Layout(
+            self.separator, self.expect, tuple(_FIELDS[f][1] for f in self.fields), header=bool(self.header)
+        )
+        check_file(path, self.expect)
+        if self.header and (found := header(path, layout, encoding)) != list(self.header):
+            joined = self.separator.join
+            raise DataError(f"{path}:1: expected the header '{joined(self.header)}', got '{shorten(joined(found))}'")
+        schema = {name: _FIELDS[f][0] for name, f in zip(self.header or columns, self.fields, strict=True)}
+        df = read_text(path, layout, encoding, schema=schema).rename(dict(zip(schema, columns, strict=True)))
+        # a short line reads as nulls, text in a gap as a value: the line scan names the line
+        wrong = [
+            pl.col(c).is_null() if f else pl.col(c).is_not_null() for c, f in zip(columns, self.fields, strict=True)
+        ]
+        if df.select(pl.any_horizontal(wrong).any()).item():
+            first_bad_line(path, layout, encoding)
+            raise DataError(f"{path}: could not be parsed as {self.expect}")
+        return df.drop([c for c, f in zip(columns, self.fields, strict=True) if not f])
 
 
 def read_id_map(path: Path) -> pl.DataFrame:
@@ -103,7 +106,7 @@ def read_id_map(path: Path) -> pl.DataFrame:
         DataError: A malformed line, or a ``file_id`` listed twice (naming both lines).
     """
     fmt = Fixed(" ", "2 space-separated integer fields 'file_id original_id'", ("file_id", "original_id"))
-    df = read_fixed(path, fmt, "utf-8")
+    df = fmt.read(path, "utf-8")
     dup = df.filter(pl.col("file_id").is_duplicated()).sort("line").head(2)
     if dup.height:
         first, second = dup["line"].to_list()
@@ -156,10 +159,6 @@ def read_tabular(path: Path, source: Source, separator: str | None) -> pl.DataFr
     return _standardise(df)
 
 
-def _any_text(text: str) -> bool:
-    return True
-
-
 def read_sequences(path: Path, source: Source) -> pl.DataFrame:
     """One line per user, ``user i1 i2 ...`` (whitespace-separated, items in time order).
 
@@ -167,7 +166,7 @@ def read_sequences(path: Path, source: Source) -> pl.DataFrame:
     each user's items by position.
     """
     expect = "one line per user 'user item1 item2 ...' (whitespace-separated)"
-    layout = Layout("\x1f", expect, (_any_text,))  # \x1f (unit separator) never occurs in text: a line is one field
+    layout = Layout("\x1f", expect)  # \x1f (unit separator) never occurs in text: a line is one field
     check_file(path, expect)
     lines = read_text(path, layout, source.encoding, schema={"text": pl.String})
     tokens = pl.col("text").str.extract_all(r"\S+")
