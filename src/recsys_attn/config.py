@@ -157,7 +157,7 @@ def _user_error(exc: BaseException) -> str | None:
     """The one-line message of the user's error behind ``exc`` (and Hydra's wrappers), or None for a bug."""
     chain = []
     cause: BaseException | None = exc
-    while cause is not None:
+    while cause is not None and cause not in chain:
         chain.append(cause)
         cause = cause.__cause__
     for cause in chain:
