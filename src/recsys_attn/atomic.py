@@ -43,7 +43,7 @@ def write_atomic(path: str | Path, write: Callable[[Path], object], folder: bool
     path = Path(path)
     created = list(itertools.takewhile(lambda p: not p.exists(), path.parents))  # deepest first
     tmp = path.with_name(f".{path.name}{TMP_MARK}{secrets.token_hex(4)}")
-    done = False
+    made = done = False
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale(path.parent)
@@ -51,11 +51,11 @@ def write_atomic(path: str | Path, write: Callable[[Path], object], folder: bool
             tmp.mkdir()
         else:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the mode open() gives
+        made = True
         write(tmp)
         for part in [*sorted(tmp.rglob("*")), tmp] if folder else [tmp]:
             _sync(part)
         os.replace(tmp, path)
-        _sync(path.parent)  # the rename itself
         done = True
     except Exception as exc:
         reason = _refusal(exc)
@@ -63,10 +63,13 @@ def write_atomic(path: str | Path, write: Callable[[Path], object], folder: bool
             raise
         raise WriteError(f"{path}: cannot write ({reason})") from exc
     finally:
-        _remove(tmp)
+        if made and not done:
+            _remove(tmp)
         for parent in created if not done else []:
             with contextlib.suppress(OSError):
                 parent.rmdir()
+    with contextlib.suppress(OSError):  # the rename made durable; some file systems cannot sync a folder
+        _sync(path.parent)
     return path
 
 
