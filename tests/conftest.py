@@ -118,3 +118,16 @@ def toy_datamodule(tmp_path: Path, lines: list[str], setup: bool = True, **setti
     if setup:
         dm.setup("fit")
     return dm
+
+
+def read_only_folder(path: Path) -> Path:
+    """``path`` made a folder this process cannot write in; skip where chmod does not stop it (root)."""
+    path.mkdir()
+    path.chmod(0o555)
+    try:
+        (path / "probe").touch()
+    except PermissionError:
+        return path
+    (path / "probe").unlink()
+    path.chmod(0o755)
+    pytest.skip("chmod does not stop this process writing (root with CAP_DAC_OVERRIDE); simulated refusals cover it")

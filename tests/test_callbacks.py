@@ -1,9 +1,19 @@
-"""Our Lightning callbacks in isolation: smoothed early stopping."""
+"""Our Lightning callbacks in isolation: smoothed early stopping, atomic checkpoints."""
 
+import errno
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
 import pytest
 import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
 
-from recsys_attn.callbacks import SmoothedEarlyStopping
+from recsys_attn.callbacks import ResumableCheckpoint, SmoothedEarlyStopping
+from recsys_attn.config import run_entry_point
+from recsys_attn.errors import WriteError
 
 # A noisy, still-rising validation curve (Cloze training): the raw value dips below its best for 3 checks.
 RISING = [0.010, 0.015, 0.018, 0.017, 0.016, 0.016, 0.017, 0.018, 0.025]
@@ -44,3 +54,61 @@ def test_smoothing_state_resumes() -> None:
 def test_smoothing_out_of_range_names_the_key() -> None:
     with pytest.raises(ValueError, match=r"callbacks\.early_stopping\.smoothing"):
         SmoothedEarlyStopping(monitor="m", smoothing=1.0)
+
+
+class _Tiny(L.LightningModule):
+    """One weight, one batch: just enough for Lightning to save a checkpoint."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(1, 1)
+
+    def training_step(self, batch: list[Tensor], batch_idx: int) -> Tensor:
+        return self.layer(batch[0]).sum()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self) -> DataLoader[tuple[Tensor, ...]]:
+        return DataLoader(TensorDataset(torch.ones(2, 1)), batch_size=2)
+
+
+def fit_one_epoch(dirpath: Path) -> None:
+    checkpoint = ResumableCheckpoint(
+        dirpath=dirpath, filename="epoch_{epoch:03d}", save_last=True, auto_insert_metric_name=False
+    )
+    trainer = L.Trainer(
+        max_epochs=1,
+        callbacks=[checkpoint],
+        logger=False,
+        accelerator="cpu",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(_Tiny())
+
+
+def test_checkpoints_are_written_whole_beside_their_final_name(tmp_path: Path) -> None:
+    fit_one_epoch(tmp_path / "checkpoints")
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["epoch_000.ckpt", "last.ckpt"]
+    assert torch.load(tmp_path / "checkpoints" / "epoch_000.ckpt", weights_only=False)["epoch"] == 0
+
+
+def test_a_full_disk_while_checkpointing_leaves_no_partial_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write_bytes = Path.write_bytes
+
+    def disk_fills_half_way(self: Path, data: Any) -> int:
+        real_write_bytes(self, bytes(data)[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_bytes", disk_fills_half_way)
+    folder = tmp_path / "checkpoints"
+    with pytest.raises(WriteError) as err:
+        fit_one_epoch(folder)
+    assert str(err.value) == f"{folder / 'epoch_000.ckpt'}: cannot write (No space left on device)"
+    assert list(tmp_path.rglob("*")) == []  # no truncated epoch_000.ckpt, no temporary, not even their folder
+    with pytest.raises(SystemExit) as exit_:
+        run_entry_point(lambda: fit_one_epoch(folder))
+    assert exit_.value.code == f"error: {folder / 'epoch_000.ckpt'}: cannot write (No space left on device)"

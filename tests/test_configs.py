@@ -1,5 +1,6 @@
 """Every config file and group option composes, and builds its objects."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -139,3 +140,30 @@ def test_presets_match_the_reproduction_recipes(tmp_path: Path) -> None:
     for name in ("sasrec_ml-1m", "sasrec_ml-1m_bce", "sasrec_beauty"):
         m = compose_train(f"experiment={name}", tmp=tmp_path).model
         assert (m.hidden_size, m.dropout, list(m.betas), m.lr) == (64, 0.1, [0.9, 0.999], 1e-3), name
+
+
+def hydra_dirs(entry: str) -> tuple[str, str]:
+    """The run and sweep directories a run of ``entry`` would get if started now."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(entry, return_hydra_config=True)
+    return str(cfg.hydra.run.dir), str(cfg.hydra.sweep.dir)
+
+
+@pytest.mark.parametrize("entry", ["train", "evaluate", "predict", "prepare"])
+def test_two_runs_started_in_the_same_second_get_their_own_directories(entry: str) -> None:
+    first, second = hydra_dirs(entry), hydra_dirs(entry)  # milliseconds apart
+    for a, b in zip(first, second, strict=True):
+        assert a != b and a < b  # distinct, and names sort in start order
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d{6}", Path(a).name), a
+    assert Path(first[0]).parent == Path.cwd() / "logs" / entry / "runs"
+
+
+def test_a_sweep_keeps_one_directory_for_all_its_jobs(tmp_path: Path, real_data_dir: Path) -> None:
+    proc = run_cli(
+        "recsys_attn.prepare", "-m", "data=ml-100k,ml-100k", f"paths.cache_dir={tmp_path / 'cache'}", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (sweep,) = (tmp_path / "logs" / "prepare" / "multiruns").iterdir()
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+    assert (sweep / "summary.csv").is_file()  # the end-of-sweep callback found the same directory

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -284,3 +287,39 @@ def test_entry_points_name_a_required_value_left_unset() -> None:
     with pytest.raises(SystemExit) as exc:
         run_entry_point(main)
     assert exc.value.code == "error: data.source.path: required; set it on the command line (data.source.path=...)"
+
+
+def exit_message(main: Callable[[], object]) -> object:
+    with pytest.raises(SystemExit) as exc:
+        run_entry_point(main)
+    return exc.value.code
+
+
+def raise_(exc: BaseException) -> Callable[[], None]:
+    def main() -> None:
+        raise exc
+
+    return main
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS, errno.ENOSPC])
+def test_a_file_system_that_refuses_a_write_is_one_line_naming_the_path(code: int) -> None:
+    refused = OSError(code, os.strerror(code), "/logs/train/runs/x")  # e.g. Hydra making the run directory
+    assert exit_message(raise_(refused)) == f"error: /logs/train/runs/x: {os.strerror(code)}"
+    wrapped = ValueError("Unable to configure handler 'file'")  # logging's wrapper of the same failure
+    wrapped.__cause__ = refused
+    assert exit_message(raise_(wrapped)) == f"error: /logs/train/runs/x: {os.strerror(code)}"
+
+
+def test_a_full_disk_that_names_no_file_names_the_run_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # a write() that failed: no file name
+    assert exit_message(raise_(full)) == "error: No space left on device"
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", OmegaConf.create({"hydra": {"runtime": {"output_dir": "/r"}}}))
+    assert exit_message(raise_(full)) == "error: /r: No space left on device"
+
+
+def test_other_os_errors_keep_their_traceback() -> None:
+    with pytest.raises(ConnectionResetError):  # not a file-system refusal: a bug or the network, shown in full
+        run_entry_point(raise_(ConnectionResetError(errno.ECONNRESET, "reset")))

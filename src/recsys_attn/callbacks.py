@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import statistics
 import time
 from pathlib import Path
@@ -9,9 +10,11 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch import Tensor
 
+from recsys_attn.atomic import write_atomic
 from recsys_attn.errors import TrainingError
 
 
@@ -82,14 +85,35 @@ class EpochTimer(L.Callback):
         self.val_durations = list(state_dict.get("val_durations", []))
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint whole or not at all: a temporary file in its own folder, synced, renamed (``write_atomic``).
+
+    Lightning's default stages the file in the system temp folder and moves it into place, which across
+    file systems is a copy onto the final name: a full disk left a truncated ``epoch_000.ckpt``.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None or "://" in str(path):  # remote storage: Lightning's own way
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        buffer = io.BytesIO()  # torch's own file writer reports a full disk as a RuntimeError, not an OSError
+        torch.save(checkpoint, buffer)
+        write_atomic(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
+
+
 class ResumableCheckpoint(ModelCheckpoint):
     """ModelCheckpoint that keeps tracking the best model when a run resumes into a new run directory.
 
     Lightning drops the best score and path when ``dirpath`` changed since the checkpoint was written,
     so a resumed run would test its own best instead of the overall best. Files of the earlier run are
     referenced, never deleted. ``last.ckpt`` is the state after every epoch, so resuming from it never
-    repeats training and evaluating it scores the final model.
+    repeats training and evaluating it scores the final model. Checkpoints are written atomically
+    (``AtomicCheckpointIO``) unless the trainer was given a checkpoint IO of its own.
     """
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # Lightning's default
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)

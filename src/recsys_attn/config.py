@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import sys
@@ -128,10 +129,11 @@ def one_line(exc: BaseException) -> str:
 
 
 def run_entry_point(hydra_main: Callable[[], Any]) -> None:
-    """Run a ``@hydra.main`` function; configuration and data errors exit with one line naming the key.
+    """Run a ``@hydra.main`` function; errors a user can fix exit with one line naming the key or path.
 
     Hydra would print a multi-line report; with ``HYDRA_FULL_ERROR`` set it raises instead, so the
-    errors a user can fix become one line here, while bugs keep their full traceback.
+    errors a user can fix become one line here (configuration and data errors, and a file system that
+    refuses a write: read-only, no permission, disk full), while bugs keep their full traceback.
     """
     from hydra.errors import HydraException
 
@@ -140,15 +142,36 @@ def run_entry_point(hydra_main: Callable[[], Any]) -> None:
         hydra_main()
     except MissingMandatoryValue as exc:  # a ``???`` left unset, e.g. data.source.path of data=interactions
         sys.exit(f"error: {exc.full_key}: required; set it on the command line ({exc.full_key}=...)")
-    except (HydraException, RecsysError) as exc:
-        sys.exit(f"error: {one_line(_user_error(exc))}")
+    except Exception as exc:
+        message = _user_error(exc)
+        if message is None and not isinstance(exc, HydraException):
+            raise
+        sys.exit(f"error: {one_line(exc) if message is None else message}")
 
 
-def _user_error(exc: BaseException) -> BaseException:
-    """The ``RecsysError`` behind Hydra's "Error in call to target ..." wrapper, else ``exc`` itself."""
+FILE_SYSTEM_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
+"""What a user fixes in the file system, not in the code: permissions, a read-only mount, a full disk."""
+
+
+def _user_error(exc: BaseException) -> str | None:
+    """The one-line message of the user's error behind ``exc`` (and Hydra's wrappers), or None for a bug."""
+    chain = []
     cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, RecsysError):
-            return cause
+    while cause is not None and cause not in chain:
+        chain.append(cause)
         cause = cause.__cause__
-    return exc
+    for cause in chain:
+        if isinstance(cause, RecsysError):
+            return one_line(cause)
+    for cause in chain:
+        if isinstance(cause, OSError) and cause.errno in FILE_SYSTEM_ERRNOS:
+            where = cause.filename or _run_dir()
+            return f"{where}: {cause.strerror}" if where else str(cause.strerror)
+    return None
+
+
+def _run_dir() -> str:
+    """The run directory, where most files of a run are written (named when an OS error names no file)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return str(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else ""

@@ -11,3 +11,10 @@ class ConfigError(RecsysError):
 
 class TrainingError(RecsysError):
     """Training or a checkpoint went wrong in a way the settings explain (e.g. a diverged model)."""
+
+
+class WriteError(RecsysError, OSError):
+    """A file or folder could not be written (read-only, no permission, disk full); the message names it.
+
+    Also an ``OSError``, so code that handles a failed write as one (``except OSError``) still does.
+    """

@@ -16,6 +16,8 @@ import polars as pl
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from recsys_attn.atomic import write_atomic
+
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
@@ -85,7 +87,7 @@ def write_sweep_summary(sweep_dir: str | Path, filename: str = "summary.csv") ->
     """Write :func:`summarize_sweep` as CSV into ``sweep_dir``; returns the file's path."""
     summary = summarize_sweep(sweep_dir)
     path = Path(sweep_dir) / filename
-    summary.write_csv(path)
+    write_atomic(path, summary.write_csv)
     metrics = summary.drop("job", "overrides")
     n_with_metrics = (
         int(metrics.select(pl.any_horizontal(pl.all().is_not_null())).to_series().sum()) if metrics.width else 0

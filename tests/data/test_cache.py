@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import multiprocessing
@@ -12,12 +13,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from recsys_attn import atomic
 from recsys_attn.data import cache
 from recsys_attn.data.cache import PREP_VERSION, load_prepared, read_prepared
 from recsys_attn.data.errors import DataError
 from recsys_attn.data.prepared import Prepared
 from recsys_attn.data.preprocess import Preparation
 from recsys_attn.data.sources import Source
+from recsys_attn.errors import WriteError
+from tests.conftest import read_only_folder
 from tests.data.conftest import LOG
 
 SOURCE = Source(name="toy", format="user_item", path="log.txt")
@@ -129,18 +133,18 @@ def test_stale_temp_folder_is_ignored_and_cleaned(data_dir: Path, tmp_path: Path
     p = load_prepared(SOURCE, Preparation(), data_dir, cache_dir)
     final = Path(p.meta["cache_path"])
     # simulate a killed run: a half-written temp folder, old, next to where a new build goes
-    stale = final.parent / f"toy-000000000000{cache._TMP_MARK}abc"
+    stale = final.parent / f"toy-000000000000{atomic.TMP_MARK}abc"
     stale.mkdir()
     (stale / "interactions.parquet").write_bytes(b"partial")
-    old = time.time() - 2 * cache.STALE_TEMP_S
+    old = time.time() - 2 * atomic.STALE_TEMP_S
     os.utime(stale, (old, old))
-    fresh = final.parent / f"toy-111111111111{cache._TMP_MARK}def"  # maybe a live writer
+    fresh = final.parent / f"toy-111111111111{atomic.TMP_MARK}def"  # maybe a live writer
     fresh.mkdir()
     load_prepared(SOURCE, Preparation(min_item_interactions=1), data_dir, cache_dir)
     names = folders(cache_dir)
     assert stale.name not in names
     assert fresh.name in names
-    assert len([n for n in names if cache._TMP_MARK not in n]) == 2
+    assert len([n for n in names if atomic.TMP_MARK not in n]) == 2
 
 
 def test_destination_written_meanwhile_is_kept(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -157,6 +161,35 @@ def test_destination_written_meanwhile_is_kept(data_dir: Path, tmp_path: Path, m
     p = load_prepared(SOURCE, Preparation(), data_dir, cache_dir)
     (name,) = folders(cache_dir)  # one folder, own temp discarded
     assert same(p, read_prepared(cache_dir / "prepared" / name))
+
+
+def test_a_read_only_cache_is_one_line_naming_the_folder(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache_dir = tmp_path / "cache"
+    real_mkdir = Path.mkdir
+
+    def read_only(self: Path, *args: object, **kwargs: object) -> None:
+        if self == cache_dir or cache_dir in self.parents:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    with pytest.raises(WriteError) as err:
+        load_prepared(SOURCE, Preparation(), data_dir, cache_dir)
+    message = str(err.value)
+    assert message.startswith(f"{cache_dir / 'prepared'}/toy-")
+    assert message.endswith(": cannot write (Read-only file system)") and "\n" not in message
+
+
+def test_a_cache_folder_without_write_permission_is_one_line(data_dir: Path, tmp_path: Path) -> None:
+    cache_dir = read_only_folder(tmp_path / "cache")
+    try:
+        with pytest.raises(WriteError, match=r"/prepared/toy-[0-9a-f]{12}: cannot write \(Permission denied\)$"):
+            load_prepared(SOURCE, Preparation(), data_dir, cache_dir)
+    finally:
+        cache_dir.chmod(0o755)
+    assert list(cache_dir.iterdir()) == []
 
 
 def _worker(data_dir: str, cache_dir: str) -> int:

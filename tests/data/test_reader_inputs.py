@@ -237,6 +237,19 @@ def test_cr_only_line_ends_are_named(tmp_path: Path, fmt: str, text: str) -> Non
     assert error(path, fmt) == expected
 
 
+@pytest.mark.parametrize(
+    ("fmt", "text", "expect"),
+    [
+        ("csv", "user,item\n1,2\r3,4\n", "2 comma-separated fields as in the header 'user,item'"),
+        ("user_item", "1 2\n3 4\r5 6\n", "2 space-separated integer fields 'user item'"),
+    ],
+)
+def test_a_stray_cr_inside_a_line_is_named(tmp_path: Path, fmt: str, text: str, expect: str) -> None:
+    path = write(tmp_path, "log.txt", text.encode())
+    shown = text.split("\n")[1].replace("\r", "\\r")
+    assert error(path, fmt) == f"{path}:2: expected {expect}, got '{shown}'"
+
+
 def test_shorten_makes_quoted_input_one_short_line() -> None:
     assert shorten("a,b\r\nc") == "a,b\\r\\nc"
     assert shorten("x" * 500) == "x" * MAX_QUOTED + "..."

@@ -1,27 +1,23 @@
-"""On-disk cache of prepared data sets, keyed by source, preparation and input file; atomic writes.
+"""On-disk cache of prepared data sets, keyed by source, preparation and input file.
 
 Layout: ``<cache_dir>/prepared/<name>-<hash12>/{interactions,users,items}.parquet`` and
-``meta.json``. A folder is built under a temporary name next to it and renamed into place, so a
-folder with the final name is always complete; concurrent writers (DDP ranks) keep the first.
+``meta.json``. A folder is written whole (``write_atomic``), so a folder with the final name is
+always complete; concurrent writers (DDP ranks) keep the first.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
 import re
-import shutil
-import tempfile
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from recsys_attn.atomic import write_atomic
 from recsys_attn.data.download import locate
 from recsys_attn.data.errors import DataError
 from recsys_attn.data.formats import read_interactions
@@ -35,11 +31,7 @@ log = logging.getLogger(__name__)
 PREP_VERSION = 2  # 2: without timestamps, dedup drops only consecutive repeats
 """Bump when readers or preprocessing change their output, to invalidate every cache."""
 
-STALE_TEMP_S = 24 * 3600.0
-"""Temporary build folders older than this are left-overs of killed runs and are removed."""
-
 _FILES = ("interactions", "users", "items")
-_TMP_MARK = ".tmp-"
 
 
 def cache_key(source: Source, prep: Preparation, input_path: Path, extra_inputs: tuple[Path, ...] = ()) -> str:
@@ -93,7 +85,7 @@ def load_prepared(source: Source, prep: Preparation, data_dir: str | Path, cache
         "config_hash": key,
     }
     prepared = Prepared(prepared.interactions, prepared.users, prepared.items, meta)
-    _write_atomically(prepared, folder)
+    _write(prepared, folder)
     return Prepared(prepared.interactions, prepared.users, prepared.items, {**meta, "cache_path": str(folder)})
 
 
@@ -113,36 +105,21 @@ def _stat(path: Path) -> dict[str, Any]:
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _write_atomically(prepared: Prepared, folder: Path) -> None:
-    """Write into a temporary sibling folder, then rename it to ``folder`` unless that exists."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(folder.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{folder.name}{_TMP_MARK}", dir=folder.parent))
-    try:
+def _write(prepared: Prepared, folder: Path) -> None:
+    """Write ``prepared`` to ``folder`` whole (``write_atomic``), unless another process wrote it first."""
+
+    def write(tmp: Path) -> None:
         for name in _FILES:
             # lz4: a local cache favours write speed (several times zstd's) over size
             getattr(prepared, name).write_parquet(tmp / f"{name}.parquet", compression="lz4")
-        # meta.json last: its presence marks a complete folder even if a rename were not atomic.
+        # meta.json last: a folder holding it is complete
         (tmp / "meta.json").write_text(json.dumps(prepared.meta, indent=2, default=str) + "\n")
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
-        try:
-            os.rename(tmp, folder)  # fails if folder exists (non-empty): first writer wins
-        except OSError:
-            if not (folder / "meta.json").is_file():
-                raise
-            log.info("%s was written meanwhile by another process; keeping it", folder)
-        else:
-            log.info("prepared data cached in %s", folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
-
-def _remove_stale_temps(root: Path) -> None:
-    """Remove temporary build folders left by killed runs (older than STALE_TEMP_S)."""
-    now = time.time()
-    for path in root.glob(f"*{_TMP_MARK}*"):
-        with contextlib.suppress(OSError):
-            if now - path.stat().st_mtime > STALE_TEMP_S:
-                shutil.rmtree(path)
-                log.info("removed stale temporary folder %s", path)
+    try:
+        write_atomic(folder, write, folder=True)
+    except OSError:  # the rename fails when folder exists: a concurrent writer (a DDP rank) won
+        if not (folder / "meta.json").is_file():
+            raise
+        log.info("%s was written meanwhile by another process; keeping it", folder)
+    else:
+        log.info("prepared data cached in %s", folder)

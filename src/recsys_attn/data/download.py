@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import os
 import shutil
 import tempfile
 import urllib.error
@@ -13,8 +11,10 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from recsys_attn.atomic import TMP_MARK, write_atomic
 from recsys_attn.data.errors import DataError
 from recsys_attn.data.sources import Source
+from recsys_attn.errors import WriteError
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,6 @@ def data_path(path: str | Path, data_dir: str | Path) -> Path:
     return resolved.absolute()
 
 
-def source_path(source: Source, data_dir: str | Path) -> Path:
-    """Absolute path of the source's file: ``source.path`` under ``data_dir`` unless absolute."""
-    return data_path(source.path, data_dir)
-
-
 def sha256_of(path: Path) -> str:
     """Hex sha256 of a file, read in chunks."""
     digest = hashlib.sha256()
@@ -53,38 +48,37 @@ def locate(source: Source, data_dir: str | Path) -> Path:
     """Return the local file of ``source``, downloading it first when it is absent.
 
     A present file is used even when its sha256 differs from ``source.sha256`` (with a warning).
-    A download is written atomically: a temporary file in the target folder, checked, then
-    renamed into place, so no half-written file is ever left at the target path.
+    A download is checked before it takes its name (``write_atomic``): no half-written or unchecked
+    file, nor an empty folder, is ever left behind.
 
     Raises:
         DataError: The file is absent and could not be downloaded, or the download's checksum
             does not match ``source.sha256``.
     """
-    path = source_path(source, data_dir)
+    path = data_path(source.path, data_dir)
     if path.is_file():
-        if source.sha256 is not None:
-            actual = sha256_of(path)
-            if actual != source.sha256.lower():
-                log.warning(
-                    "%s: sha256 %s differs from data.source.sha256=%s of %r; used as given",
-                    path,
-                    actual,
-                    source.sha256,
-                    source.name,
-                )
+        if source.sha256 is not None and (actual := sha256_of(path)) != source.sha256.lower():
+            log.warning(
+                "%s: sha256 %s differs from data.source.sha256=%s of %r; used as given",
+                path,
+                actual,
+                source.sha256,
+                source.name,
+            )
         return path
     if path.exists():
         raise DataError(f"{path} exists but is not a file (data set {source.name!r})")
     try:
         if source.url is None:
             raise _DownloadFailed("no data.source.url configured")
-        _download(source, path)
-    except _DownloadFailed as exc:
+        write_atomic(path, lambda tmp: _download(source, path, tmp))
+    except (_DownloadFailed, WriteError) as exc:
         raise DataError(
             f"data set {source.name!r}: file not found at {path}, and the download from "
             f"{source.url} failed ({exc}). Put the file there, or point paths.data_dir "
             f"(or env {DATA_DIR_ENV}) at the folder that holds '{source.path}'."
         ) from exc
+    log.info("saved %s", path)
     return path
 
 
@@ -93,69 +87,35 @@ class _DownloadFailed(Exception):
 
 
 def _fetch(url: str, dest: Path) -> None:
-    """Stream ``url`` into the open path ``dest``."""
+    """Stream ``url`` into the file ``dest``."""
     log.info("downloading %s", url)
     request = urllib.request.Request(url, headers={"User-Agent": "recsys_attn"})
     with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response, dest.open("wb") as out:
         shutil.copyfileobj(response, out, _CHUNK)
 
 
-def _download(source: Source, path: Path) -> None:
-    """Download (and extract) the source's file to ``path`` via a checked temporary file."""
-    if source.url is None:  # for the type checker; locate() checks first
-        raise _DownloadFailed("no data.source.url configured")
-    url = source.url
-    temps: list[Path] = []
-    created = _missing_parents(path)
-    done = False
+def _download(source: Source, path: Path, dest: Path) -> None:
+    """Download the source's file for ``path`` (extracted from its zip archive) into ``dest``; check its sha256."""
+    url = str(source.url)
     try:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temps.append(_temp_next_to(path, ".download"))
-            _fetch(url, temps[-1])
-            if source.archive_member is not None or url.lower().endswith(".zip"):
-                member = source.archive_member or ""
-                temps.append(_temp_next_to(path, ".extract"))
-                _extract(temps[0], member, temps[-1])
-            result = temps[-1]
-        except (OSError, urllib.error.URLError, ValueError, zipfile.BadZipFile) as exc:
-            raise _DownloadFailed(_reason(exc)) from exc
-        actual = sha256_of(result)
-        if source.sha256 is None:
-            log.info("%s: sha256 %s (set data.source.sha256 to check future downloads)", path, actual)
-        elif actual != source.sha256.lower():
-            raise DataError(
-                f"data set {source.name!r}: checksum mismatch for the download from {url}: "
-                f"sha256 {actual}, expected data.source.sha256={source.sha256}; "
-                f"nothing was written to {path}"
-            )
-        os.replace(result, path)
-        done = True
-        log.info("saved %s", path)
-    finally:
-        for temp in temps:
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
-        if not done:  # leave the data directory as it was: no empty folders behind
-            for folder in created:
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
-
-
-def _missing_parents(path: Path) -> list[Path]:
-    """Folders above ``path`` that do not exist yet, deepest first."""
-    missing = []
-    for folder in path.parents:
-        if folder.exists():
-            break
-        missing.append(folder)
-    return missing
-
-
-def _temp_next_to(path: Path, suffix: str) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f"{suffix}.tmp", dir=path.parent)
-    os.close(fd)
-    return Path(name)
+        if source.archive_member is None:  # Source makes a .zip url name its member
+            _fetch(url, dest)
+        else:
+            with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{path.name}{TMP_MARK}zip-") as folder:
+                archive = Path(folder) / "archive.zip"
+                _fetch(url, archive)
+                _extract(archive, source.archive_member, dest)
+    except (OSError, urllib.error.URLError, ValueError, zipfile.BadZipFile) as exc:
+        raise _DownloadFailed(_reason(exc)) from exc
+    actual = sha256_of(dest)
+    if source.sha256 is None:
+        log.info("%s: sha256 %s (set data.source.sha256 to check future downloads)", path, actual)
+    elif actual != source.sha256.lower():
+        raise DataError(
+            f"data set {source.name!r}: checksum mismatch for the download from {url}: "
+            f"sha256 {actual}, expected data.source.sha256={source.sha256}; "
+            f"nothing was written to {path}"
+        )
 
 
 def _extract(archive: Path, member: str, dest: Path) -> None:

@@ -2,34 +2,50 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import polars as pl
 
-from recsys_attn.data import readers, tabular
-from recsys_attn.data.errors import DataError
-from recsys_attn.data.readers import Reader
+from recsys_attn.data import readers
+from recsys_attn.data.readers import Fixed, Reader
 
 if TYPE_CHECKING:
     from recsys_attn.data.sources import Source
 
+_MOVIELENS = ("user", "item", "rating", "timestamp")
+
 READERS: dict[str, Reader] = {
-    "user_item": readers.read_user_item,
-    "movielens_100k": readers.read_movielens_100k,
-    "movielens_dat": readers.read_movielens_dat,
-    "movielens_csv": readers.read_movielens_csv,
-    "csv": tabular.read_csv,
-    "tsv": tabular.read_tsv,
-    "parquet": tabular.read_parquet,
-    "sequences": tabular.read_sequences,
+    # user and item ids, one pair a line, each user's lines in time order (the SASRec data sets)
+    "user_item": Fixed(" ", "2 space-separated integer fields 'user item'", ("user", "item")),
+    # MovieLens-100K u.data
+    "movielens_100k": Fixed(
+        "\t", "4 tab-separated fields 'user item rating timestamp' (integers, rating a number)", _MOVIELENS
+    ),
+    # MovieLens-1M/10M ratings.dat, split on ':' so polars parses it; '' is the empty gap of '::'
+    "movielens_dat": Fixed(
+        ":",
+        "4 '::'-separated fields 'user::item::rating::timestamp'",
+        ("user", "", "item", "", "rating", "", "timestamp"),
+    ),
+    # MovieLens ratings.csv (ML-20M and later)
+    "movielens_csv": Fixed(
+        ",",
+        "4 comma-separated fields 'userId,movieId,rating,timestamp'",
+        _MOVIELENS,
+        ("userId", "movieId", "rating", "timestamp"),
+    ),
+    # tabular logs whose columns data.source.columns names; their ids may be text
+    "csv": partial(readers.read_tabular, separator=","),
+    "tsv": partial(readers.read_tabular, separator="\t"),
+    "parquet": partial(readers.read_tabular, separator=None),
+    # one line per user: 'user item1 item2 ...', whitespace-separated, items in time order
+    "sequences": readers.read_sequences,
 }
 """Reader of each ``Source.format``: ``(path, source) -> frame`` with ``readers.OUTPUT_COLUMNS``."""
 
 
 def read_interactions(path: Path, source: Source) -> pl.DataFrame:
-    """Read ``path`` with the reader of ``source.format``."""
-    reader = READERS.get(source.format)
-    if reader is None:
-        raise DataError(f"data.source.format={source.format!r} is unknown; known formats: {', '.join(sorted(READERS))}")
-    return reader(Path(path), source)
+    """Read ``path`` with the reader of ``source.format`` (a ``Source`` names a known format)."""
+    return READERS[source.format](Path(path), source)

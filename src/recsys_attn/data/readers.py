@@ -2,239 +2,101 @@
 
 Every reader returns the columns ``user``, ``item`` (original ids), ``timestamp`` (Int64, null when
 the format has none), ``rating`` (Float64, null when absent) and ``line`` (Int64, the 1-based line
-of the record in the file, or row number; a stable tie-break for chronological order). Parsing is
-vectorised polars; only when it fails does a plain line scan run, to name the first bad line.
-Text is decoded strictly with ``Source.encoding``: an undecodable byte is an error naming its line,
-never a replacement character that would merge distinct ids.
+of the record in the file, or row number; a stable tie-break for chronological order). Text is read
+by ``lines.read_text``: fixed formats (``user item``, MovieLens) as typed fields, tabular logs (csv,
+tsv, parquet, whose columns ``Source.columns`` names) and one-line-per-user ``sequences`` with ids
+that may be text.
 """
 
 from __future__ import annotations
 
-import codecs
-import re
-from collections.abc import Callable, Iterator, Sequence
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from recsys_attn.data.errors import DataError, shorten
+from recsys_attn.data.lines import (
+    SEPARATOR_NAMES,
+    Layout,
+    Rows,
+    check_file,
+    first_bad_line,
+    header,
+    is_float,
+    is_int,
+    read_text,
+)
 
 if TYPE_CHECKING:
     from recsys_attn.data.sources import Source
+
+log = logging.getLogger(__name__)
 
 Reader = Callable[[Path, "Source"], pl.DataFrame]
 """A reader: ``(path, source) -> frame`` with the standard columns."""
 
 OUTPUT_COLUMNS: tuple[str, ...] = ("user", "item", "timestamp", "rating", "line")
 
-_INT_RE = re.compile(r"^-?\d+$")
-_FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
-_INT64 = (-(2**63), 2**63 - 1)
-_HEAD_BYTES = 1 << 16  # read up front: is the file readable, non-empty, with LF or CRLF line ends?
+
+def _is_empty(text: str) -> bool:
+    return text == ""
 
 
-# --------------------------------------------------------------------------------------------
-# Reading files: readable, strictly decoded, every error one line naming the file (and line).
-
-
-def _check_file(path: Path, expect: str, text: bool = True) -> None:
-    """Raise ``DataError`` unless ``path`` can be read and is not empty; a text file must not end lines in CR only."""
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(_HEAD_BYTES)
-    except OSError as exc:
-        raise DataError(f"{path}: cannot be read ({exc.strerror or shorten(exc)})") from None
-    if not head:
-        raise DataError(f"{path}: empty file, expected {expect}")
-    if text and b"\n" not in head and b"\r" in head.rstrip(b"\r"):
-        raise DataError(
-            f"{path}: lines end in a bare CR (old Mac style); convert the line ends to LF, e.g. tr '\\r' '\\n'"
-        )
-
-
-def _lines(path: Path, encoding: str, errors: str = "strict") -> Iterator[tuple[int, str]]:
-    """``(line number, text without its line end)`` of each line of ``path``.
-
-    Raises:
-        DataError: With strict ``errors``, a byte that is not valid ``encoding``, naming its line.
-    """
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            try:
-                text = raw.decode(encoding, errors)
-            except UnicodeDecodeError as exc:
-                raise DataError(
-                    f"{path}:{lineno}: byte {exc.start + 1} (0x{raw[exc.start]:02x}) is not valid {encoding}; "
-                    "set data.source.encoding to the file's encoding (e.g. latin-1)"
-                ) from None
-            yield lineno, text.rstrip("\r\n")
-
-
-def _line_text(path: Path, lineno: int, encoding: str) -> str:
-    """Line ``lineno`` of ``path`` (undecodable bytes replaced), to quote in an error."""
-    return next((text for n, text in _lines(path, encoding, "replace") if n == lineno), "")
+_FIELDS: dict[str, tuple[pl.DataType, Callable[[str], bool]]] = {
+    "user": (pl.Int64(), is_int),
+    "item": (pl.Int64(), is_int),
+    "rating": (pl.Float64(), is_float),
+    "timestamp": (pl.Int64(), is_int),
+    "file_id": (pl.Int64(), is_int),
+    "original_id": (pl.Int64(), is_int),
+    "": (pl.String(), _is_empty),  # the gap between the two ':' of a '::' separator
+}
+"""The type of each field of a fixed format, and the test the line scan applies to it."""
 
 
 @dataclass(frozen=True)
-class _Rows:
-    """Names a row of ``path`` in errors: ``path:line`` in a text file, ``path: row n`` in parquet."""
+class Fixed:
+    """A format of typed fields in a fixed order; called, it is the format's ``Reader``.
 
-    path: Path
-    encoding: str
-    text: bool = True
-
-    def at(self, line: int) -> str:
-        return f"{self.path}:{line}" if self.text else f"{self.path}: row {line}"
-
-    def check(self, df: pl.DataFrame, bad: pl.Expr, key: str, problem: str) -> None:
-        """Raise ``DataError`` for the first row where ``bad`` holds, quoting its line (or its ``key``)."""
-        first = df.lazy().filter(bad).select("line", key).head(1).collect()
-        if first.height:
-            line, value = first.row(0)
-            shown = _line_text(self.path, line, self.encoding) if self.text else value
-            got = "" if shown is None else f", got '{shorten(shown)}'"
-            raise DataError(f"{self.at(line)}: {problem}{got}")
-
-
-def _read_csv(path: Path, encoding: str, **options: Any) -> pl.DataFrame:
-    """``pl.read_csv`` decoding strictly with ``encoding``; other polars errors propagate to the caller.
-
-    Raises:
-        DataError: A byte that is not valid ``encoding``, naming its line.
+    Attributes:
+        separator: The one character between fields.
+        expect: What a line holds, for messages.
+        fields: Keys of ``_FIELDS`` in file order.
+        header: The header line the file must open with; empty: no header.
     """
-    polars_encoding = "utf8" if codecs.lookup(encoding).name == "utf-8" else encoding
-    try:
-        return pl.read_csv(path, encoding=polars_encoding, **options)
-    except (pl.exceptions.ComputeError, UnicodeDecodeError) as exc:
-        if isinstance(exc, pl.exceptions.ComputeError) and "utf-8" not in str(exc):
-            raise
-        for _ in _lines(path, encoding):  # raises at the first undecodable line
-            pass
-        raise
 
+    separator: str
+    expect: str
+    fields: tuple[str, ...]
+    header: tuple[str, ...] = ()
 
-def _bad_line(path: Path, lineno: int, expect: str, text: str) -> DataError:
-    return DataError(f"{path}:{lineno}: expected {expect}, got '{shorten(text)}'")
+    def __call__(self, path: Path, source: Source) -> pl.DataFrame:
+        return _standardise(self.read(path, source.encoding))
 
-
-# --------------------------------------------------------------------------------------------
-# Fixed layouts: headerless (or fixed-header) files of int/float fields.
-
-
-def _is_int(text: str) -> bool:
-    """A decimal integer that fits in Int64."""
-    return bool(_INT_RE.match(text)) and len(text) <= 20 and _INT64[0] <= int(text) <= _INT64[1]
-
-
-def _is_float(text: str) -> bool:
-    return bool(_FLOAT_RE.match(text))
-
-
-def _diagnose_fields(
-    path: Path,
-    split: str,
-    checks: Sequence[Callable[[str], bool]],
-    expect: str,
-    encoding: str,
-    skip: int = 0,
-) -> None:
-    """Scan lines in Python and raise ``DataError`` for the first one that does not parse.
-
-    Blank lines are skipped (as the fast path does); a file of nothing else is reported empty.
-    """
-    content = False
-    for lineno, text in _lines(path, encoding):
-        if lineno <= skip or text == "":
-            continue
-        content = True
-        parts = text.split(split)
-        if len(parts) != len(checks) or not all(ok(p) for ok, p in zip(checks, parts, strict=True)):
-            too_big = [p for p in parts if _INT_RE.match(p) and not _is_int(p)]
-            if len(parts) == len(checks) and too_big:
-                raise DataError(f"{path}:{lineno}: '{shorten(too_big[0])}' does not fit in 64 bits; expected {expect}")
-            raise _bad_line(path, lineno, expect, text)
-    if not content:
-        raise DataError(f"{path}: empty file, expected {expect}")
-
-
-def _read_fixed(
-    path: Path,
-    fields: dict[str, pl.DataType],
-    separator: str,
-    expect: str,
-    checks: Sequence[Callable[[str], bool]],
-    encoding: str,
-    header: Sequence[str] | None = None,
-    required: Sequence[str] | None = None,
-    split: str | None = None,
-) -> pl.DataFrame:
-    """Parse a file of fixed typed fields; return them plus ``line``.
-
-    Blank lines are skipped. When parsing fails, or a ``required`` field (default: all) is null,
-    a line scan names the first line that does not split on ``split`` (default: ``separator``)
-    into fields passing ``checks``.
-    """
-    _check_file(path, expect)
-
-    def diagnose() -> None:
-        _diagnose_fields(path, split or separator, checks, expect, encoding, skip=0 if header is None else 1)
-
-    if header is not None:
-        found = _read_csv(path, encoding, separator=separator, n_rows=0, infer_schema=False).columns
-        if found != list(header):
-            raise DataError(
-                f"{path}:1: expected the header '{separator.join(header)}', got '{shorten(separator.join(found))}'"
-            )
-        schema = dict(zip(header, fields.values(), strict=True))
-    else:
-        schema = dict(fields)
-    try:
-        df = _read_csv(
-            path,
-            encoding,
-            separator=separator,
-            has_header=header is not None,
-            schema=schema,
-            quote_char=None,
-            row_index_name="line",
-            row_index_offset=1 if header is None else 2,
+    def read(self, path: Path, encoding: str) -> pl.DataFrame:
+        """The typed fields of each line of ``path`` (gaps dropped) and ``line``; blank lines are skipped."""
+        columns = [f or f"_gap{i}" for i, f in enumerate(self.fields)]
+        layout = Layout(
+            self.separator, self.expect, tuple(_FIELDS[f][1] for f in self.fields), header=bool(self.header)
         )
-    except pl.exceptions.PolarsError as exc:
-        diagnose()
-        raise DataError(f"{path}: could not be parsed as {expect}: {shorten(exc)}") from exc
-    df = df.rename(dict(zip(schema, fields, strict=True)))
-    names = list(fields)
-    df = df.filter(~pl.all_horizontal(pl.col(names).is_null()))  # blank lines
-    if df.height == 0:
-        raise DataError(f"{path}: empty file, expected {expect}")
-    if df.select(pl.any_horizontal(pl.col(required or names).is_null().any())).item():
-        diagnose()
-        raise DataError(f"{path}: missing values, expected {expect}")
-    return df.with_columns(pl.col("line").cast(pl.Int64))
-
-
-def _standardise(df: pl.DataFrame) -> pl.DataFrame:
-    """Add absent optional columns as nulls and order/cast the standard columns."""
-    if "timestamp" not in df.columns:
-        df = df.with_columns(pl.lit(None, dtype=pl.Int64).alias("timestamp"))
-    if "rating" not in df.columns:
-        df = df.with_columns(pl.lit(None, dtype=pl.Float64).alias("rating"))
-    return df.select(
-        "user",
-        "item",
-        pl.col("timestamp").cast(pl.Int64),
-        pl.col("rating").cast(pl.Float64),
-        pl.col("line").cast(pl.Int64),
-    )
-
-
-def read_user_item(path: Path, source: Source) -> pl.DataFrame:
-    """``user item`` per line, single-space separated ints, each user's lines in time order."""
-    expect = "2 space-separated integer fields 'user item'"
-    fields: dict[str, pl.DataType] = {"user": pl.Int64(), "item": pl.Int64()}
-    return _standardise(_read_fixed(path, fields, " ", expect, [_is_int, _is_int], source.encoding))
+        check_file(path, self.expect)
+        if self.header and (found := header(path, layout, encoding)) != list(self.header):
+            joined = self.separator.join
+            raise DataError(f"{path}:1: expected the header '{joined(self.header)}', got '{shorten(joined(found))}'")
+        schema = {name: _FIELDS[f][0] for name, f in zip(self.header or columns, self.fields, strict=True)}
+        df = read_text(path, layout, encoding, schema=schema).rename(dict(zip(schema, columns, strict=True)))
+        # a short line reads as nulls, text in a gap as a value: the line scan names the line
+        wrong = [
+            pl.col(c).is_null() if f else pl.col(c).is_not_null() for c, f in zip(columns, self.fields, strict=True)
+        ]
+        if df.select(pl.any_horizontal(wrong).any()).item():
+            first_bad_line(path, layout, encoding)
+            raise DataError(f"{path}: could not be parsed as {self.expect}")
+        return df.drop([c for c, f in zip(columns, self.fields, strict=True) if not f])
 
 
 def read_id_map(path: Path) -> pl.DataFrame:
@@ -243,9 +105,8 @@ def read_id_map(path: Path) -> pl.DataFrame:
     Raises:
         DataError: A malformed line, or a ``file_id`` listed twice (naming both lines).
     """
-    expect = "2 space-separated integer fields 'file_id original_id'"
-    fields: dict[str, pl.DataType] = {"file_id": pl.Int64(), "original_id": pl.Int64()}
-    df = _read_fixed(path, fields, " ", expect, [_is_int, _is_int], "utf-8")
+    fmt = Fixed(" ", "2 space-separated integer fields 'file_id original_id'", ("file_id", "original_id"))
+    df = fmt.read(path, "utf-8")
     dup = df.filter(pl.col("file_id").is_duplicated()).sort("line").head(2)
     if dup.height:
         first, second = dup["line"].to_list()
@@ -253,40 +114,163 @@ def read_id_map(path: Path) -> pl.DataFrame:
     return df
 
 
-_ML_FIELDS: dict[str, pl.DataType] = {
-    "user": pl.Int64(),
-    "item": pl.Int64(),
-    "rating": pl.Float64(),
-    "timestamp": pl.Int64(),
-}
-_ML_CHECKS = [_is_int, _is_int, _is_float, _is_int]
+# --------------------------------------------------------------------------------------------
+# Tabular logs and sequences: ids may be text.
 
 
-def read_movielens_100k(path: Path, source: Source) -> pl.DataFrame:
-    """MovieLens-100K ``u.data``: tab-separated ``user item rating timestamp``, no header."""
-    expect = "4 tab-separated fields 'user item rating timestamp' (integers, rating a number)"
-    return _standardise(_read_fixed(path, _ML_FIELDS, "\t", expect, _ML_CHECKS, source.encoding))
+def read_tabular(path: Path, source: Source, separator: str | None) -> pl.DataFrame:
+    """A csv/tsv (``separator`` given) or parquet (None) log with columns named by ``source.columns``."""
+    mapping = {k: v for k, v in source.column_map.items() if v is not None}
+    kind = "parquet" if separator is None else f"{SEPARATOR_NAMES[separator]}-separated"
+    expect = f"a {kind} table with a header naming the columns {sorted(set(mapping.values()))}"
+    layout = None if separator is None else Layout(separator, expect, header=True, quoted=True)
+    check_file(path, expect, text=layout is not None)
+    rows = Rows(path, source.encoding, text=layout is not None)
+    try:
+        names = list(pl.read_parquet_schema(path)) if layout is None else header(path, layout, source.encoding)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataError(f"{path}: could not be read as {kind}: {shorten(exc)}") from exc
+    for key, col in mapping.items():
+        if col not in names:
+            found = shorten(names)
+            raise DataError(f"{path}: column '{col}' (data.source.columns.{key}) not found; columns found: {found}")
+    wanted = list(dict.fromkeys(mapping.values()))
+    if layout is not None:
+        df = read_text(path, layout, source.encoding, columns=wanted, infer_schema=False)
+    else:
+        try:
+            df = pl.read_parquet(path, columns=wanted, row_index_name="line", row_index_offset=1)
+        except pl.exceptions.PolarsError as exc:
+            raise DataError(f"{path}: could not be read as {kind}: {shorten(exc)}") from exc
+    df = df.select("line", *[pl.col(col).alias(key) for key, col in mapping.items()])
+    if df.height == 0:
+        raise DataError(f"{path}: empty file (no data rows), expected {expect}")
+    for key in ("user", "item", "timestamp"):
+        if key in mapping and df[key].null_count() > 0:
+            if layout is not None:
+                first_bad_line(path, layout, source.encoding)  # a short line reads as nulls
+            rows.check(df, pl.col(key).is_null(), key, f"missing value in column '{mapping[key]}' ({key})")
+    for key in ("user", "item"):
+        df = _ids(df, key, f"column '{mapping[key]}' ({key})", source.id_type, rows)
+    if "timestamp" in mapping:
+        df = _times(df, f"'{mapping['timestamp']}'", rows)
+    if "rating" in mapping:
+        df = _ratings(df, f"'{mapping['rating']}'", rows)
+    return _standardise(df)
 
 
-def read_movielens_dat(path: Path, source: Source) -> pl.DataFrame:
-    """MovieLens-1M/10M ``ratings.dat``: ``user::item::rating::timestamp``, no header."""
-    expect = "4 '::'-separated fields 'user::item::rating::timestamp'"
-    # Split on ':' so polars parses natively; every other field must be the empty gap of '::'.
-    fields: dict[str, pl.DataType] = {}
-    for i, (name, dtype) in enumerate(_ML_FIELDS.items()):
-        fields[name] = dtype
-        if i < 3:
-            fields[f"_gap{i}"] = pl.String()
-    gaps = [name for name in fields if name.startswith("_gap")]
-    df = _read_fixed(path, fields, ":", expect, _ML_CHECKS, source.encoding, required=list(_ML_FIELDS), split="::")
-    if df.select(pl.any_horizontal(pl.col(gaps).is_not_null().any())).item():
-        _diagnose_fields(path, "::", _ML_CHECKS, expect, source.encoding)
-        raise DataError(f"{path}: could not be parsed, expected {expect}")
-    return _standardise(df.drop(gaps))
+def read_sequences(path: Path, source: Source) -> pl.DataFrame:
+    """One line per user, ``user i1 i2 ...`` (whitespace-separated, items in time order).
+
+    ``line`` numbers the interactions in file order (line by line, left to right), so it orders
+    each user's items by position.
+    """
+    expect = "one line per user 'user item1 item2 ...' (whitespace-separated)"
+    layout = Layout("\x1f", expect)  # \x1f (unit separator) never occurs in text: a line is one field
+    check_file(path, expect)
+    lines = read_text(path, layout, source.encoding, schema={"text": pl.String})
+    tokens = pl.col("text").str.extract_all(r"\S+")
+    df = (
+        lines.lazy()
+        .select(pl.col("line").alias("file_line"), tokens.alias("tokens"))
+        .filter(pl.col("tokens").list.len() > 1)
+        .select(
+            "file_line",
+            pl.col("tokens").list.first().alias("user"),
+            pl.col("tokens").list.slice(1).alias("item"),
+        )
+        .explode("item")
+        .with_row_index("line", offset=1)
+        .collect()
+    )
+    if df.height == 0:
+        raise DataError(f"{path}: empty file (no line with a user and an item), expected {expect}")
+    for key in ("user", "item"):
+        df = _ids(df, key, key, source.id_type, Rows(path, source.encoding), line="file_line")
+    return _standardise(df)
 
 
-def read_movielens_csv(path: Path, source: Source) -> pl.DataFrame:
-    """MovieLens ``ratings.csv`` with the header ``userId,movieId,rating,timestamp``."""
-    expect = "4 comma-separated fields 'userId,movieId,rating,timestamp'"
-    header = ("userId", "movieId", "rating", "timestamp")
-    return _standardise(_read_fixed(path, _ML_FIELDS, ",", expect, _ML_CHECKS, source.encoding, header=header))
+# --------------------------------------------------------------------------------------------
+# Columns to their standard types.
+
+
+def _ids(df: pl.DataFrame, key: str, what: str, id_type: str, rows: Rows, line: str = "line") -> pl.DataFrame:
+    """Make id column ``key`` Int64 or String, as ``id_type`` says (``auto``: Int64 if every id is one).
+
+    ``what`` names the column and ``rows.at(<column line>)`` a row in messages. Under ``auto`` a
+    column of mostly integers with a few other ids (text, or beyond Int64) is read as text with a
+    warning; under ``int`` that is an error.
+    """
+    dtype = df.schema[key]
+    text = pl.col(key).cast(pl.String)
+    if dtype.is_integer():
+        as_int = pl.col(key).cast(pl.Int64, strict=False)  # null: an unsigned id beyond Int64
+    elif dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
+        parsed = text.cast(pl.Int64, strict=False)
+        as_int = pl.when(parsed.cast(pl.String) == text).then(parsed)  # '007' or '+7' stay text
+    else:
+        raise DataError(f"{rows.path}: {what} has dtype {dtype}; expected integer or string ids")
+    if id_type == "str":
+        return df.with_columns(text)
+    n_other = df.select(as_int.is_null().sum()).item()
+    if n_other == 0:
+        return df.with_columns(as_int)
+    if id_type == "int" or 2 * n_other < df.height:
+        row, value = df.lazy().filter(as_int.is_null()).select(line, text).head(1).collect().row(0)
+        first = f"{rows.at(row)}: {what}: id '{shorten(value)}' is not a 64-bit integer"
+        if id_type == "int":
+            raise DataError(f"{first} (data.source.id_type=int)")
+        log.warning(
+            "%s (%d of %d ids are not), so all its ids are read as text; "
+            "set data.source.id_type=str to accept that, or int to make it an error",
+            first,
+            n_other,
+            df.height,
+        )
+    return df.with_columns(text)
+
+
+def _times(df: pl.DataFrame, what: str, rows: Rows) -> pl.DataFrame:
+    """Convert ``timestamp`` to Int64 (integers as they are, date-times to Unix seconds)."""
+    dtype = df.schema["timestamp"]
+    col = pl.col("timestamp")
+    if dtype.is_integer():
+        return df.with_columns(col.cast(pl.Int64))
+    if isinstance(dtype, pl.Datetime):
+        return df.with_columns(col.dt.epoch("s"))
+    if dtype == pl.Date:
+        return df.with_columns(col.cast(pl.Datetime("us")).dt.epoch("s"))
+    if dtype != pl.String:
+        raise DataError(f"{rows.path}: column {what} has dtype {dtype}; expected integer or date-time timestamps")
+    # The first value decides: integers, or date-times (converted to Unix seconds).
+    first = df["timestamp"].drop_nulls().head(1).to_list()
+    if first and is_int(first[0].strip()):
+        parsed = col.str.strip_chars().cast(pl.Int64, strict=False)
+    else:
+        parsed = col.str.to_datetime(strict=False).dt.epoch("s")
+    bad = parsed.is_null() & col.is_not_null()
+    rows.check(df, bad, "timestamp", f"expected an integer or date-time timestamp in column {what}")
+    return df.with_columns(parsed)
+
+
+def _ratings(df: pl.DataFrame, what: str, rows: Rows) -> pl.DataFrame:
+    dtype = df.schema["rating"]
+    if dtype.is_numeric():
+        return df.with_columns(pl.col("rating").cast(pl.Float64))
+    as_float = pl.col("rating").cast(pl.String).cast(pl.Float64, strict=False)
+    rows.check(
+        df, as_float.is_null() & pl.col("rating").is_not_null(), "rating", f"expected a number in rating column {what}"
+    )
+    return df.with_columns(as_float)
+
+
+def _standardise(df: pl.DataFrame) -> pl.DataFrame:
+    """The standard columns in their order and types; ``timestamp`` and ``rating`` null where absent."""
+    absent = [pl.lit(None).alias(c) for c in ("timestamp", "rating") if c not in df.columns]
+    return df.with_columns(absent).select(
+        "user",
+        "item",
+        pl.col("timestamp").cast(pl.Int64),
+        pl.col("rating").cast(pl.Float64),
+        pl.col("line").cast(pl.Int64),
+    )

@@ -15,12 +15,7 @@ COLUMN_KEYS: tuple[str, ...] = ("user", "item", "timestamp", "rating")
 TABULAR_FORMATS: frozenset[str] = frozenset({"csv", "tsv", "parquet"})
 """Formats whose columns are named by ``Source.columns``."""
 
-DEFAULT_COLUMNS: dict[str, str | None] = {
-    "user": "user",
-    "item": "item",
-    "timestamp": None,
-    "rating": None,
-}
+DEFAULT_COLUMNS: dict[str, str | None] = {"user": "user", "item": "item", "timestamp": None, "rating": None}
 """Column names assumed for a tabular format when ``columns`` leaves a key out."""
 
 ID_TYPES: tuple[str, ...] = ("auto", "int", "str")
