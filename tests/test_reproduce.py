@@ -124,7 +124,8 @@ def test_a_run_cut_short_resumes_to_the_uninterrupted_result(
 def test_early_stopping_counts_as_converged_and_is_not_trained_again(
     tmp_path: Path, real_data_dir: Path, shared_cache: Path
 ) -> None:
-    # lr 1e-30: updates vanish below float32 resolution, so every epoch scores the same, so patience 1 stops after epoch 2 of 4, an epoch that is not a new best;
+    # lr 1e-30: updates vanish below float32 resolution, so every epoch scores the same, so patience 1 stops
+    # after epoch 2 of 4, an epoch that is not a new best;
     # last.ckpt (written after every epoch) must still record the stop, or the run would be resumed
     stop_early = ("callbacks.early_stopping.patience=1", "model.lr=1e-30")
     reproduce_cli(tmp_path, shared_cache, *stop_early, "trainer.max_epochs=4")

@@ -62,9 +62,7 @@ def test_short_run_writes_checkpoints_logs_and_metrics(tmp_path: Path, real_data
     assert (run_dir / ".hydra" / "config.yaml").is_file()
 
 
-def test_a_diverging_run_stops_with_a_clear_error(
-    tmp_path: Path, real_data_dir: Path, shared_cache: Path
-) -> None:
+def test_a_diverging_run_stops_with_a_clear_error(tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
     run_dir = tmp_path / "run"
     proc = run_cli(
         "recsys_attn.train",
