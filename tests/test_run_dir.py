@@ -159,3 +159,8 @@ def test_a_settings_error_through_the_cli_leaves_no_run_directory(tmp_path: Path
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == "error: model.hidden_size: expected an integer (got 'abc')"
     assert not (tmp_path / "run").exists()
+
+
+def test_train_says_where_its_run_went(ml100k_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    run, proc = ml100k_run
+    assert f"run -> {run} (checkpoints/" in proc.stdout

@@ -80,6 +80,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         finish_run(trainer.loggers, model, datamodule, cfg, best)
         write_json_atomic(output_dir(cfg) / "metrics.json", metrics)
         print_summary(metrics, f"{cfg.model._target_.rsplit('.', 1)[-1]} on {cfg.data.source.name}")
+        print(f"run -> {output_dir(cfg)} (checkpoints/, metrics.json; evaluate or predict with ckpt_path=...)")
     return metrics
 
 
