@@ -2,6 +2,14 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Which torch build `make install` takes: empty = the default index (PyPI; on Linux the CUDA build, for GPU
+# machines; pip's own configuration, e.g. a find-links folder, still applies); TORCH=cpu = the CPU-only wheel
+# from PyTorch's index (any other wheel tag of that index, e.g. TORCH=cu128, works the same way).
+TORCH ?=
+TORCH_INDEX := https://download.pytorch.org/whl/$(TORCH)
+# The preset `make train` runs: a few minutes on a CPU; EXPERIMENT=sasrec_ml-1m is the paper-scale run,
+# EXPERIMENT= (empty) the plain defaults of conf/train.yaml.
+EXPERIMENT ?= sasrec_ml-1m_quick
 # Real data sets: $RECSYS_ATTN_DATA_DIR if set, else ../shared/data when it exists, else ./data
 # (where the loaders download the files on first use).
 ifeq ($(origin RECSYS_ATTN_DATA_DIR), undefined)
@@ -15,10 +23,10 @@ endif
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
-install: ## create .venv and install torch 2.13.0 (CPU) + the package with dev and sweep extras
+install: ## create .venv, install torch 2.13.0 (default index; TORCH=cpu: the CPU wheel) + the package with dev and sweep extras
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install torch==2.13.0
+	$(BIN)/python -m pip install torch==2.13.0 $(if $(TORCH),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -e '.[dev,sweep]'
 
 lint: ## ruff (lint + format check) and mypy
@@ -30,14 +38,14 @@ format: ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix src tests benchmarks
 	$(BIN)/ruff format src tests benchmarks
 
-test: ## fast test suite (CPU, a few minutes)
+test: ## the test suite without the `slow` marker (CPU; the notebooks run here too); what CI runs
 	$(BIN)/python -m pytest
 
-test-full: ## every test, the slow real-data training and notebooks included
+test-full: ## every test, those marked `slow` (long real-data trainings) included
 	$(BIN)/python -m pytest -m ''
 
-train: ## the default run: SASRec on ML-1M (pass ARGS='model=bert4rec trainer.max_epochs=5')
-	$(BIN)/python -m recsys_attn.train $(ARGS)
+train: ## a short SASRec run on ML-1M (minutes on a CPU); EXPERIMENT=sasrec_ml-1m: paper scale; ARGS='model.lr=3e-3'
+	$(BIN)/python -m recsys_attn.train $(if $(EXPERIMENT),experiment=$(EXPERIMENT)) $(ARGS)
 
 sweep: ## a Hydra multirun sweep (pass ARGS='model=sasrec,bert4rec model.hidden_size=64,128')
 	$(BIN)/python -m recsys_attn.train -m $(ARGS)

@@ -131,3 +131,37 @@ def read_only_folder(path: Path) -> Path:
     (path / "probe").unlink()
     path.chmod(0o755)
     pytest.skip("chmod does not stop this process writing (root with CAP_DAC_OVERRIDE); simulated refusals cover it")
+
+
+# A tiny real run on ml-100k through the CLI, as a user starts it (Python's own warning filters, no -W).
+ML100K_TINY = (
+    "data=ml-100k",
+    "trainer.accelerator=cpu",
+    "model.max_len=10",
+    "model.hidden_size=16",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=3",
+    "data.max_eval_users=100",
+)
+
+
+@pytest.fixture(scope="session")
+def ml100k_run(
+    tmp_path_factory: pytest.TempPathFactory, real_data_dir: Path, shared_cache: Path
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """The run directory and console output of an ``ML100K_TINY`` training, run once per session."""
+    tmp = tmp_path_factory.mktemp("ml100k")
+    run_dir = tmp / "run"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    command = [sys.executable, "-m", "recsys_attn.train", f"hydra.run.dir={run_dir}", f"paths.cache_dir={shared_cache}"]
+    proc = subprocess.run(
+        [*command, *ML100K_TINY],
+        cwd=tmp,
+        env=dict(env, WANDB_MODE="offline", WANDB_SILENT="true"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir, proc

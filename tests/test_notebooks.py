@@ -32,3 +32,18 @@ def test_notebook_executes(path: Path, real_data_dir: Path, tmp_path: Path) -> N
     client.execute()  # raises CellExecutionError naming the failing cell
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
+
+
+def test_the_docs_say_which_make_target_runs_the_notebooks() -> None:
+    slow = any(mark.name == "slow" for mark in getattr(test_notebook_executes, "pytestmark", []))
+    readme = (REPO_ROOT / "notebooks" / "README.md").read_text()
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    (test_help,) = [line for line in makefile.splitlines() if line.startswith("test:")]
+    (full_help,) = [line for line in makefile.splitlines() if line.startswith("test-full:")]
+    (marker,) = [line for line in (REPO_ROOT / "pyproject.toml").read_text().splitlines() if '"slow:' in line]
+    if slow:  # only make test-full runs them
+        assert "`make test-full`" in readme and "run in `make test`" not in readme
+        assert "notebooks" in full_help and "notebooks" in marker and "notebooks" not in test_help
+    else:  # make test runs them (and so does make test-full)
+        assert "they run in `make test`" in readme
+        assert "notebooks" in test_help and "notebooks" not in full_help and "notebooks" not in marker

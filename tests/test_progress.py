@@ -1,4 +1,4 @@
-"""The per-epoch progress line: its text, the best value across a resume, rank zero only."""
+"""Progress on the console: the expected duration early, then a line per epoch (text, best across a resume)."""
 
 from __future__ import annotations
 
@@ -32,15 +32,20 @@ class FakeClock:
         return self.now
 
 
-def fake_trainer(epoch: int, value: float | None, rank_zero: bool = True, fn: str = TrainerFn.FITTING) -> Any:
-    metrics = {} if value is None else {"val/ndcg@10": torch.tensor(value)}
+def fake_trainer(
+    epoch: int, value: float | None, rank_zero: bool = True, fn: str = TrainerFn.FITTING, **metrics: float
+) -> Any:
+    logged = {f"val/{k.replace('_at_', '@')}": torch.tensor(v) for k, v in metrics.items()}
+    if value is not None:
+        logged["val/ndcg@10"] = torch.tensor(value)
     return SimpleNamespace(
         current_epoch=epoch,
         max_epochs=200,
+        num_training_batches=48,
         is_global_zero=rank_zero,
         sanity_checking=False,
         state=SimpleNamespace(fn=fn),
-        callback_metrics=metrics,
+        callback_metrics=logged,
     )
 
 
@@ -63,13 +68,15 @@ def test_line_shows_training_time_metric_best_and_eta(caplog: pytest.LogCaptureF
     with caplog.at_level(logging.INFO, logger="recsys_attn.progress"):
         run_epoch(cb, clock, fake_trainer(11, 0.1234), train_s=41.3, val_s=0.5)  # 41.8 s x 188 epochs left
     assert caplog.messages == [
-        "epoch 12/200 · train 41.3 s · val/ndcg@10 0.1234 (best 0.1301 @ epoch 9) · ETA 2h11m to max_epochs"
+        "epoch 12/200 · train 41.3 s · val/ndcg@10 0.1234 (best 0.1301 @ epoch 9) · elapsed 42s · "
+        "ETA 2h11m to max_epochs"
     ]
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="recsys_attn.progress"):
         run_epoch(cb, clock, fake_trainer(12, 0.1400), train_s=20.0, val_s=0.2)  # 31 s x 187
     assert caplog.messages == [
-        "epoch 13/200 · train 20.0 s · val/ndcg@10 0.1400 (best 0.1400 @ epoch 13) · ETA 1h37m to max_epochs"
+        "epoch 13/200 · train 20.0 s · val/ndcg@10 0.1400 (best 0.1400 @ epoch 13) · elapsed 1m02s · "
+        "ETA 1h37m to max_epochs"
     ]
 
 
@@ -78,7 +85,45 @@ def test_epoch_without_validation_says_so(caplog: pytest.LogCaptureFixture) -> N
     cb = EpochProgress(clock=clock)
     with caplog.at_level(logging.INFO, logger="recsys_attn.progress"):
         run_epoch(cb, clock, fake_trainer(0, 0.5), train_s=3.0, val_s=None)  # a stale value is not shown
-    assert caplog.messages == ["epoch 1/200 · train 3.0 s · val/ndcg@10 not validated · ETA 9m57s to max_epochs"]
+    assert caplog.messages == [
+        "epoch 1/200 · train 3.0 s · val/ndcg@10 not validated · elapsed 3s · ETA 9m57s to max_epochs"
+    ]
+
+
+def test_line_shows_the_other_validation_metrics_asked_for(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    cb = EpochProgress(also=("val/hr@10", "val/mrr", "val/absent"), clock=clock)
+    with caplog.at_level(logging.INFO, logger="recsys_attn.progress"):
+        run_epoch(cb, clock, fake_trainer(0, 0.1, hr_at_10=0.25, mrr=0.08), train_s=2.0, val_s=1.0)
+    assert caplog.messages == [
+        "epoch 1/200 · train 2.0 s · val/ndcg@10 0.1000 (best 0.1000 @ epoch 1) · val/hr@10 0.2500 · "
+        "val/mrr 0.0800 · elapsed 3s · ETA 9m57s to max_epochs"
+    ]
+
+
+def test_expected_duration_is_logged_once_after_the_first_batches(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    cb = EpochProgress(estimate_after=10, clock=clock)
+    trainer, module = fake_trainer(0, None), SimpleNamespace(device=torch.device("cpu"))
+    cb.on_train_epoch_start(trainer, module)  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO, logger="recsys_attn.progress"):
+        for batch_idx in range(12):
+            clock.now += 2.0  # 2 s a batch: 96 s for the 48 batches of an epoch
+            cb.on_train_batch_end(trainer, module, None, None, batch_idx)  # type: ignore[arg-type]
+    assert caplog.messages == [
+        "expected: about 1m36s per training epoch of 48 batches, 5h20m for 200 epochs "
+        "(measured on 10 batches; validation comes on top, early stopping may end sooner)"
+    ]
+
+
+def test_expected_duration_of_short_epochs_and_of_resumed_or_unlimited_runs() -> None:
+    cb = EpochProgress()
+    assert cb.expected(3.0, 3, 3, max_epochs=2, done=1).startswith(
+        "expected: about 3s per training epoch of 3 batches, 3s for 1 epoch ("
+    )
+    assert ", no epoch limit (" in cb.expected(3.0, 3, 3, max_epochs=-1, done=0)
+    with pytest.raises(ValueError, match="estimate_after"):
+        EpochProgress(estimate_after=0)
 
 
 def test_only_rank_zero_logs(caplog: pytest.LogCaptureFixture) -> None:
@@ -151,7 +196,8 @@ def test_real_training_logs_each_epoch_and_keeps_the_best_across_a_resume(
     with caplog.at_level(logging.INFO, logger="recsys_attn.progress"):
         fit(tmp_path, max_epochs=3)
         fit(tmp_path, max_epochs=4, ckpt_path=str(tmp_path / "last.ckpt"))  # a fresh callback, restored
-    lines = [r.getMessage() for r in caplog.records if r.name == "recsys_attn.progress"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "recsys_attn.progress"]
+    lines = [m for m in messages if m.startswith("epoch ")]
     assert [line.split(" · ")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3", "epoch 4/4"]
     assert [line.split(" · ")[2] for line in lines] == [
         "val/ndcg@10 0.2000 (best 0.2000 @ epoch 1)",
@@ -160,3 +206,7 @@ def test_real_training_logs_each_epoch_and_keeps_the_best_across_a_resume(
         "val/ndcg@10 0.1000 (best 0.3000 @ epoch 2)",
     ]
     assert lines[-1].endswith("· ETA 0s to max_epochs")
+    expected = [m for m in messages if m.startswith("expected: ")]
+    assert len(expected) == 2  # once per process: the first run and the resumed one
+    assert "per training epoch of 2 batches, " in expected[0] and " for 3 epochs (" in expected[0]
+    assert " for 1 epoch (" in expected[1]  # resumed after 3 of 4 epochs

@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from recsys_attn.errors import ConfigError, RecsysError
+from recsys_attn.noise import silence_third_party_noise
 
 __all__ = [
     "CONF_DIR",
@@ -137,6 +138,7 @@ def run_entry_point(hydra_main: Callable[[], Any]) -> None:
     """
     from hydra.errors import HydraException
 
+    silence_third_party_noise()
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:
         hydra_main()

@@ -8,6 +8,7 @@ from typing import Any
 
 import hydra
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from recsys_attn.config import (
@@ -18,6 +19,7 @@ from recsys_attn.config import (
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.errors import TrainingError
 from recsys_attn.models.base import RecModule
+from recsys_attn.run_dir import failed_run_cleanup, use_trained_data
 from recsys_attn.runner import (
     check_setting,
     collect_metrics,
@@ -87,15 +89,19 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         trainer.test(model, datamodule=datamodule)
         metrics.update(collect_metrics(trainer, ("test/",)))
     if trainer.is_global_zero:
-        write_json_atomic(output_dir(cfg) / "metrics.json", metrics)
+        path = output_dir(cfg) / "metrics.json"
+        write_json_atomic(path, metrics)
         print_summary(metrics, f"{type(model).__name__} checkpoint {Path(cfg.ckpt_path).name}")
+        print(f"metrics -> {path}")
     return metrics
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
 def hydra_main(cfg: DictConfig) -> None:
-    """Hydra entry point."""
-    evaluate(cfg)
+    """Hydra entry point: the data of the checkpoint's own run unless ``data=...`` is given."""
+    with failed_run_cleanup():
+        use_trained_data(cfg, HydraConfig.get().overrides.task)
+        evaluate(cfg)
 
 
 def main() -> None:

@@ -9,13 +9,14 @@ from pathlib import Path
 import hydra
 import polars as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from recsys_attn.atomic import write_atomic
 from recsys_attn.config import CONF_DIR, ConfigError, run_entry_point
 from recsys_attn.evaluate import checkpoint_and_data
 from recsys_attn.recommend import HISTORIES, recommend
-from recsys_attn.runner import check_setting, start_run
+from recsys_attn.run_dir import failed_run_cleanup, use_trained_data
+from recsys_attn.runner import check_setting, start_run, write_output
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def predict(cfg: DictConfig) -> pl.DataFrame:
         )
     except ValueError as exc:  # bad k, users, ...: a config mistake, named by its key
         raise ConfigError(str(exc).removeprefix("recommend: ")) from exc
-    write_atomic(output, lambda tmp: write(recs, tmp))
+    write_output(output, lambda tmp: write(recs, tmp))
     log.info("wrote %s", output)
     return recs
 
@@ -72,8 +73,10 @@ def _device(name: str) -> torch.device:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")
 def hydra_main(cfg: DictConfig) -> None:
-    """Hydra entry point: export, then say what was written where."""
-    recs = predict(cfg)
+    """Hydra entry point: export (the data of the checkpoint's own run unless ``data=...``), say what went where."""
+    with failed_run_cleanup():
+        use_trained_data(cfg, HydraConfig.get().overrides.task)
+        recs = predict(cfg)
     print(f"{recs.height:,} recommendations for {recs['user_id'].n_unique():,} users (k={cfg.k}) -> {cfg.output}")
 
 

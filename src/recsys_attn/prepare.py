@@ -10,6 +10,7 @@ from recsys_attn.data.cache import load_prepared
 from recsys_attn.data.prepared import Prepared
 from recsys_attn.data.preprocess import Preparation
 from recsys_attn.data.sources import Source
+from recsys_attn.run_dir import failed_run_cleanup
 
 register_resolvers()
 
@@ -37,7 +38,8 @@ def summary(prepared: Prepared) -> str:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="prepare")
 def hydra_main(cfg: DictConfig) -> None:
     """Entry point: prepare the data set and print a summary."""
-    print(summary(prepare(cfg)))
+    with failed_run_cleanup():
+        print(summary(prepare(cfg)))
 
 
 def main() -> None:

@@ -1,6 +1,9 @@
-"""One progress line per epoch, logged at INFO (console and ``train.log``).
+"""Progress logged at INFO (console and ``train.log``): the expected duration, then one line per epoch.
 
-``epoch 12/200 · train 41.3 s · val/ndcg@10 0.1234 (best 0.1301 @ epoch 9) · ETA 2h11m to max_epochs``
+After the first batches: ``expected: about 41s per training epoch of 48 batches, 2h17m for 200 epochs (...)``;
+after each epoch:
+``epoch 12/200 · train 41.3 s · val/ndcg@10 0.1234 (best 0.1301 @ epoch 9) · val/hr@10 0.2100 · elapsed 8m22s ·
+ETA 2h11m to max_epochs``
 """
 
 from __future__ import annotations
@@ -8,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -36,24 +39,37 @@ def _fitting(trainer: L.Trainer) -> bool:
 
 
 class EpochProgress(L.Callback):
-    """Log an epoch's training time, the monitored metric with its best so far, and the ETA to ``max_epochs``.
+    """Log the expected duration early, then each epoch's time, validation metrics and the ETA to ``max_epochs``.
 
-    The ETA is the mean epoch time of this process (training and validation) times the epochs left.
-    The best value and its epoch are saved in checkpoints, so they survive a resume. Rank zero only.
+    The expected duration is measured on the first ``estimate_after`` training batches of this process
+    (validation comes on top). The ETA is the mean epoch time of this process (training and validation)
+    times the epochs left. The best value and its epoch are saved in checkpoints, so they survive a resume.
+    Rank zero only.
 
     Args:
-        monitor: the validation metric shown, e.g. ``val/ndcg@10``.
+        monitor: the validation metric shown with its best so far, e.g. ``val/ndcg@10``.
         mode: ``max`` or ``min``: which way is better for ``monitor``.
+        also: further validation metrics shown when logged, e.g. ``val/hr@10``.
+        estimate_after: training batches timed before the expected duration is logged.
         clock: seconds as a float (``time.perf_counter``; a fake one in tests).
     """
 
     def __init__(
-        self, monitor: str = "val/ndcg@10", mode: str = "max", clock: Callable[[], float] = time.perf_counter
+        self,
+        monitor: str = "val/ndcg@10",
+        mode: str = "max",
+        also: Sequence[str] = ("val/hr@10",),
+        estimate_after: int = 10,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"mode: {mode!r} is not one of max, min")
+        if estimate_after < 1:
+            raise ValueError(f"estimate_after: must be >= 1 (got {estimate_after})")
         self.monitor = monitor
         self.mode = mode
+        self.also = [name for name in also if name != monitor]
+        self.estimate_after = estimate_after
         self.clock = clock
         self.best: float | None = None
         self.best_epoch = 0  # 1-based, as shown
@@ -61,6 +77,7 @@ class EpochProgress(L.Callback):
         self._epoch_start = 0.0
         self._train_end: float | None = None
         self._validated = False
+        self._estimated = False
 
     @property
     def state_key(self) -> str:
@@ -70,6 +87,29 @@ class EpochProgress(L.Callback):
         self._epoch_start = self.clock()
         self._train_end = None
         self._validated = False
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        batches = trainer.num_training_batches
+        if self._estimated or batch_idx + 1 < min(self.estimate_after, batches):
+            return
+        self._estimated = True  # once per process: the first epoch run here
+        if not trainer.is_global_zero or not math.isfinite(batches):
+            return
+        if pl_module.device.type == "cuda":  # kernels run asynchronously: wait for the timed ones
+            torch.cuda.synchronize(pl_module.device)
+        epoch_s = (self.clock() - self._epoch_start) / (batch_idx + 1) * batches
+        log.info(self.expected(epoch_s, int(batches), batch_idx + 1, trainer.max_epochs, trainer.current_epoch))
+
+    def expected(self, epoch_s: float, batches: int, timed: int, max_epochs: int | None, done: int) -> str:
+        """The expected-duration line: ``epoch_s`` per training epoch of ``batches``, ``done`` epochs already run."""
+        head = f"expected: about {format_duration(epoch_s)} per training epoch of {batches} batches"
+        note = f"measured on {timed} batches; validation comes on top, early stopping may end sooner"
+        if max_epochs is None or max_epochs < 0:
+            return f"{head}, no epoch limit ({note})"
+        left = max(max_epochs - done, 0)
+        return f"{head}, {format_duration(epoch_s * left)} for {left} epoch{'' if left == 1 else 's'} ({note})"
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not _fitting(trainer) or self._train_end is not None:
@@ -94,18 +134,29 @@ class EpochProgress(L.Callback):
         self.epoch_seconds.append(end - self._epoch_start)
         if not trainer.is_global_zero:
             return
-        value = trainer.callback_metrics.get(self.monitor) if self._validated else None
+        metrics = trainer.callback_metrics if self._validated else {}
         train_s = (end if self._train_end is None else self._train_end) - self._epoch_start
-        log.info(self.line(trainer.current_epoch + 1, trainer.max_epochs, train_s, value))
+        log.info(self.line(trainer.current_epoch + 1, trainer.max_epochs, train_s, metrics.get(self.monitor), metrics))
 
-    def line(self, epoch: int, max_epochs: int | None, train_s: float, value: Any) -> str:
-        """The line after ``epoch`` (1-based) epochs; ``value``: the monitored metric, None when not validated."""
+    def line(
+        self, epoch: int, max_epochs: int | None, train_s: float, value: Any, metrics: Mapping[str, Any] | None = None
+    ) -> str:
+        """The line after ``epoch`` (1-based) epochs.
+
+        Args:
+            value: the monitored metric, None when not validated.
+            metrics: the validation metrics logged this epoch; those of ``also`` are shown.
+        """
         if max_epochs is not None and max_epochs < 0:  # Lightning's "no limit"
             max_epochs = None
         parts = [f"epoch {epoch}/{max_epochs or '∞'}", f"train {train_s:.1f} s"]
         shown = "not validated" if value is None else f"{float(value):.4f}"
         best = "" if self.best is None else f" (best {self.best:.4f} @ epoch {self.best_epoch})"
         parts.append(f"{self.monitor} {shown}{best}")
+        metrics = metrics or {}
+        parts += [f"{name} {float(metrics[name]):.4f}" for name in self.also if name in metrics]
+        if self.epoch_seconds:
+            parts.append(f"elapsed {format_duration(sum(self.epoch_seconds))}")
         if max_epochs and self.epoch_seconds:
             mean = sum(self.epoch_seconds) / len(self.epoch_seconds)
             parts.append(f"ETA {format_duration(mean * max(max_epochs - epoch, 0))} to max_epochs")

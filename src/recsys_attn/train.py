@@ -17,6 +17,7 @@ from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.loggers import build_loggers, finish_run
 from recsys_attn.models.base import RecModule
 from recsys_attn.progress import EpochProgress
+from recsys_attn.run_dir import failed_run_cleanup
 from recsys_attn.runner import (
     check_model_keys,
     collect_metrics,
@@ -79,13 +80,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         finish_run(trainer.loggers, model, datamodule, cfg, best)
         write_json_atomic(output_dir(cfg) / "metrics.json", metrics)
         print_summary(metrics, f"{cfg.model._target_.rsplit('.', 1)[-1]} on {cfg.data.source.name}")
+        print(f"run -> {output_dir(cfg)} (checkpoints/, metrics.json; evaluate or predict with ckpt_path=...)")
     return metrics
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def hydra_main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns ``optimized_metric`` for sweepers."""
-    metrics = train(cfg)
+    with failed_run_cleanup():
+        metrics = train(cfg)
     name = cfg.get("optimized_metric")
     return metrics.get(name) if name else None
 

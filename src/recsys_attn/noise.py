@@ -1,0 +1,43 @@
+"""Third-party console messages that tell a user of the entry points nothing, each silenced by its exact text.
+
+Everything else Lightning, torch and Hydra say still shows; only these lines go.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+LIGHTNING_TIP = "💡 Tip:"
+"""Lightning 2.6 advertises its cloud logger (litlogger) on every ``Trainer`` start."""
+
+RANK_ZERO_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+    "lightning_fabric.utilities.rank_zero",
+    "lightning_utilities.core.rank_zero",
+)
+"""Where Lightning's ``rank_zero_info`` messages are logged from (the last of these modules imported wins)."""
+
+PYTREE_DEPRECATION = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
+"""torch 2.13 deprecates ``LeafSpec``, which Lightning 2.6's own ``_pytree`` still builds: not ours to fix."""
+
+
+class _DropPrefix(logging.Filter):
+    """Drop records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
+
+
+def silence_third_party_noise() -> None:
+    """Drop Lightning's litlogger tip and torch's ``LeafSpec`` deprecation warning (idempotent)."""
+    for name in RANK_ZERO_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropPrefix) for f in logger.filters):
+            logger.addFilter(_DropPrefix(LIGHTNING_TIP))
+    warnings.filterwarnings("ignore", message=PYTREE_DEPRECATION, category=FutureWarning)
