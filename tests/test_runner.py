@@ -10,8 +10,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from recsys_attn.atomic import write_atomic
 from recsys_attn.config import ConfigError
-from recsys_attn.runner import start_run, write_json_atomic, write_output
+from recsys_attn.runner import start_run, write_json_atomic
 
 
 def test_start_run_seeds_and_sets_the_matmul_precision() -> None:
@@ -36,7 +37,7 @@ def test_output_files_get_the_mode_of_any_new_file(tmp_path: Path, umask: int, m
     old = os.umask(umask)
     try:
         write_json_atomic(tmp_path / "metrics.json", {"val/ndcg@10": 0.1})
-        write_output(tmp_path / "recs.csv", lambda tmp: tmp.write_text("user_id\n1\n"))
+        write_atomic(tmp_path / "recs.csv", lambda tmp: tmp.write_text("user_id\n1\n"))
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "metrics.json").stat().st_mode) == mode

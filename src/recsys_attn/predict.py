@@ -12,11 +12,12 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from recsys_attn.atomic import write_atomic
 from recsys_attn.config import CONF_DIR, ConfigError, run_entry_point
 from recsys_attn.evaluate import checkpoint_and_data
 from recsys_attn.recommend import HISTORIES, recommend
 from recsys_attn.run_dir import failed_run_cleanup, use_trained_data
-from recsys_attn.runner import check_setting, start_run, write_output
+from recsys_attn.runner import check_setting, start_run
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def predict(cfg: DictConfig) -> pl.DataFrame:
         )
     except ValueError as exc:  # bad k, users, ...: a config mistake, named by its key
         raise ConfigError(str(exc).removeprefix("recommend: ")) from exc
-    write_output(output, lambda tmp: write(recs, tmp))
+    write_atomic(output, lambda tmp: write(recs, tmp))
     log.info("wrote %s", output)
     return recs
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -119,26 +118,9 @@ def collect_metrics(trainer: L.Trainer, prefixes: tuple[str, ...] = ("val/", "te
     return {k: to_float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefixes)}
 
 
-def new_file_mode() -> int:
-    """The permissions a newly created file gets here: 0666 less the process umask (0644 under umask 022)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def write_output(path: str | Path, write: Callable[[Path], object]) -> Path:
-    """``write_atomic``, giving the file the mode of any new file rather than its temp file's 0600."""
-
-    def write_then_chmod(tmp: Path) -> None:
-        write(tmp)
-        tmp.chmod(new_file_mode())
-
-    return write_atomic(path, write_then_chmod)
-
-
 def write_json_atomic(path: str | Path, data: Mapping[str, Any]) -> None:
     """Write JSON through a temp file + rename, so a reader never sees half a file."""
-    write_output(path, lambda tmp: tmp.write_text(json.dumps(dict(data), indent=2, sort_keys=True) + "\n"))
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(dict(data), indent=2, sort_keys=True) + "\n"))
 
 
 def print_summary(metrics: Mapping[str, float], title: str) -> None:
