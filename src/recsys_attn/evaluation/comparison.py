@@ -45,16 +45,17 @@ def compare(runs: Sequence[Run], n_samples: int = 10_000, seed: int = 0, alpha: 
     base = runs[0]
     rows: list[dict[str, Any]] = []
     for i, run in enumerate(runs):
-        table = torch.from_numpy(run.per_user.select(metrics).to_numpy()).double()  # [U, M]
+        table = _values(run, metrics)  # [U, M]
         lo, hi = bootstrap_ci(table, n_samples, seed)  # [M], [M]
         row: dict[str, Any] = {"run": run.name, "overrides": run.overrides, "users": run.per_user.height}
         for j, m in enumerate(metrics):
             row.update({m: float(table[:, j].mean()), f"{m}_lo": float(lo[j]), f"{m}_hi": float(hi[j])})
         problem = None if i == 0 else pairing_problem(base, run)
         row["paired"] = "baseline" if i == 0 else problem or "yes"
+        for m in metrics:  # null where there is no pairing (the baseline, a refused run)
+            row.update(dict.fromkeys([f"diff_{m}", f"diff_{m}_lo", f"diff_{m}_hi", f"p_{m}", f"significant_{m}"]))
         if i > 0 and problem is None:
-            base_table = torch.from_numpy(base.per_user.select(metrics).to_numpy()).double()  # [U, M]
-            diffs = table - base_table  # [U, M] same users in the same order (checked)
+            diffs = table - _values(base, metrics)  # [U, M] same users in the same order (checked)
             d_lo, d_hi = bootstrap_ci(diffs, n_samples, seed)
             p = paired_bootstrap_pvalue(diffs, n_samples, seed)  # [M]
             for j, m in enumerate(metrics):
@@ -64,6 +65,11 @@ def compare(runs: Sequence[Run], n_samples: int = 10_000, seed: int = 0, alpha: 
                 row[f"significant_{m}"] = bool(p[j] < alpha)
         rows.append(row)
     return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def _values(run: Run, metrics: Sequence[str]) -> torch.Tensor:
+    """Per-user values ``[U, M]`` of ``metrics``, users in id order."""
+    return torch.tensor(run.per_user.select(metrics).to_numpy(), dtype=torch.float64)
 
 
 def to_markdown(table: pl.DataFrame, metrics: Sequence[str], split: str, n_samples: int, alpha: float) -> str:
