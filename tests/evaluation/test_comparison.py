@@ -126,3 +126,20 @@ def test_seeds_are_not_significant_and_sasrec_beats_popularity(
         return
     assert (tmp_path / "pop_vs_s42" / "intervals.png").is_file()
     assert (tmp_path / "pop_vs_s42" / "segments_ndcg@10.png").is_file()
+
+
+def test_a_finished_sweep_compares_its_jobs(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from recsys_attn.evaluation.sweep_compare import SweepCompare
+
+    sweep = tmp_path / "sweep"
+    write_run(sweep / "0", [1.0, 0.0, 0.5, 0.0])
+    write_run(sweep / "1", [1.0, 1.0, 0.5, 0.0])
+    (sweep / "2").mkdir()  # a failed job: no per-user rows, left out
+    callback = SweepCompare(samples=99)
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}})
+    callback.on_multirun_start(config)
+    callback.on_multirun_end(config)
+    assert pl.read_csv(sweep / "comparison.csv")["run"].to_list() == [0, 1]
+    assert (sweep / "comparison.md").is_file()
