@@ -18,6 +18,7 @@ from recsys_attn.config import (
 )
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.errors import TrainingError
+from recsys_attn.evaluation.outputs import write_per_user
 from recsys_attn.models.base import RecModule
 from recsys_attn.run_dir import failed_run_cleanup, use_trained_data
 from recsys_attn.runner import (
@@ -84,13 +85,14 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics: dict[str, float] = {}
     if "val" in cfg.splits:
         trainer.validate(model, datamodule=datamodule)
-        metrics.update(collect_metrics(trainer, ("val/",)))
+        metrics.update(collect_metrics(trainer, ("val/", "segments/val/")))
     if "test" in cfg.splits:
         trainer.test(model, datamodule=datamodule)
-        metrics.update(collect_metrics(trainer, ("test/",)))
+        metrics.update(collect_metrics(trainer, ("test/", "segments/test/")))
     if trainer.is_global_zero:
         path = output_dir(cfg) / "metrics.json"
         write_json_atomic(path, metrics)
+        write_per_user(output_dir(cfg), model.per_user, cfg.splits, model.settings.eval_ks, datamodule.prepared)
         print_summary(metrics, f"{type(model).__name__} checkpoint {Path(cfg.ckpt_path).name}")
         print(f"metrics -> {path}")
     return metrics

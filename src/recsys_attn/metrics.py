@@ -78,6 +78,32 @@ def sampled_ranks(
     return ((neg_scores >= scores[rows, targets][:, None]) & valid).sum(1)
 
 
+def hit(ranks: Tensor, k: int) -> Tensor:
+    """Per-user HR@K ``[B]``: 1 if rank < K."""
+    return (ranks < k).double()
+
+
+def ndcg(ranks: Tensor, k: int) -> Tensor:
+    """Per-user NDCG@K ``[B]``: 1 / log2(rank + 2) if rank < K."""
+    gain = 1.0 / torch.log2(ranks.double() + 2.0)  # [B]
+    return torch.where(ranks < k, gain, 0.0)
+
+
+def reciprocal_rank(ranks: Tensor) -> Tensor:
+    """Per-user reciprocal rank ``[B]``: 1 / (rank + 1)."""
+    return 1.0 / (ranks.double() + 1.0)
+
+
+def per_user_values(ranks: Tensor, ks: Sequence[int]) -> dict[str, Tensor]:
+    """Every full-ranking metric of each user ``[B]``, named as ``ranking_metrics`` names them (no prefix)."""
+    values: dict[str, Tensor] = {}
+    for k in ks:
+        values[f"hr@{k}"] = hit(ranks, k)
+        values[f"ndcg@{k}"] = ndcg(ranks, k)
+    values["mrr"] = reciprocal_rank(ranks)
+    return values
+
+
 class _RankMetric(Metric):
     """Mean of a per-user value of the rank; sum and count states reduce by summing across devices."""
 
@@ -110,7 +136,7 @@ class HitRate(_RankMetric):
         self.k = k
 
     def value(self, ranks: Tensor) -> Tensor:
-        return (ranks < self.k).double()
+        return hit(ranks, self.k)
 
 
 class NDCG(_RankMetric):
@@ -121,15 +147,14 @@ class NDCG(_RankMetric):
         self.k = k
 
     def value(self, ranks: Tensor) -> Tensor:
-        gain = 1.0 / torch.log2(ranks.double() + 2.0)
-        return torch.where(ranks < self.k, gain, 0.0)
+        return ndcg(ranks, self.k)
 
 
 class MRR(_RankMetric):
     """Mean reciprocal rank over the full ranking: 1 / (rank + 1)."""
 
     def value(self, ranks: Tensor) -> Tensor:
-        return 1.0 / (ranks.double() + 1.0)
+        return reciprocal_rank(ranks)
 
 
 def ranking_metrics(ks: Sequence[int], prefix: str, suffix: str = "") -> MetricCollection:

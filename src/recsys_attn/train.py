@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from recsys_attn.callbacks import EpochTimer, NonFiniteLossGuard
 from recsys_attn.config import CONF_DIR, run_entry_point  # importing config registers the resolvers
 from recsys_attn.data.datamodule import SeqDataModule
+from recsys_attn.evaluation.outputs import write_per_user
 from recsys_attn.loggers import build_loggers, finish_run
 from recsys_attn.models.base import RecModule
 from recsys_attn.progress import EpochProgress
@@ -63,10 +64,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     best = str(getattr(trainer.checkpoint_callback, "best_model_path", "") or "")
     if best:  # val/* and test/* of metrics.json both describe the selected (best) checkpoint
         trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
-    metrics = collect_metrics(trainer, ("val/",))
+    metrics = collect_metrics(trainer, ("val/", "segments/val/"))
     if cfg.get("test"):
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
-        metrics.update(collect_metrics(trainer, ("test/",)))
+        metrics.update(collect_metrics(trainer, ("test/", "segments/test/")))
     metrics.update(
         {
             "time/fit_s": fit_s,
@@ -79,6 +80,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         finish_run(trainer.loggers, model, datamodule, cfg, best)
         write_json_atomic(output_dir(cfg) / "metrics.json", metrics)
+        if cfg.get("test"):
+            write_per_user(output_dir(cfg), model.per_user, ["test"], model.settings.eval_ks, datamodule.prepared)
         print_summary(metrics, f"{cfg.model._target_.rsplit('.', 1)[-1]} on {cfg.data.source.name}")
         print(f"run -> {output_dir(cfg)} (checkpoints/, metrics.json; evaluate or predict with ckpt_path=...)")
     return metrics

@@ -304,7 +304,8 @@ EVAL_BATCH = EvalBatch(
 def test_popularity_ranks_by_popularity(tmp_path: Path, filter_seen: bool, expected: dict[str, float]) -> None:
     model = Popularity(5, POPULARITY, eval_ks=[1, 3], filter_seen=filter_seen)
     (out,) = trainer(tmp_path).test(model, loader([EVAL_BATCH]), verbose=False)
-    assert out == pytest.approx(expected, rel=1e-6)
+    # intervals, segments and beyond-accuracy metrics have tests of their own (tests/evaluation)
+    assert {k: out[k] for k in expected} == pytest.approx(expected, rel=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["uniform", "popularity"])
@@ -312,11 +313,10 @@ def test_sampled_protocol_is_logged_under_its_own_names(tmp_path: Path, mode: st
     """With fewer allowed items than 100 negatives, every one is drawn: sampled = full ranks."""
     model = Popularity(5, POPULARITY, eval_ks=[1, 3], sampled_eval=mode)
     (out,) = trainer(tmp_path).test(model, loader([EVAL_BATCH]), verbose=False)
-    full = {k: v for k, v in out.items() if not k.endswith("_s100")}
     sampled = {k.removesuffix("_s100"): v for k, v in out.items() if k.endswith("_s100")}
     assert set(sampled) == {"test/hr@1", "test/hr@3", "test/ndcg@1", "test/ndcg@3", "test/mrr"}
-    assert full["test/hr@3"] == 3 / 4
-    assert sampled == pytest.approx({k: v for k, v in full.items() if k != "test/users"}, rel=1e-6)
+    assert out["test/hr@3"] == 3 / 4
+    assert sampled == pytest.approx({k: out[k] for k in sampled}, rel=1e-6)
 
 
 def test_predict_step_filters_history() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
 import lightning as L
@@ -9,10 +10,16 @@ import torch
 from torch import Tensor
 
 from recsys_attn.config import build_settings
+from recsys_attn.constants import PAD
 from recsys_attn.data.batches import EvalBatch
 from recsys_attn.errors import TrainingError
+from recsys_attn.evaluation.beyond import BeyondAccuracy
+from recsys_attn.evaluation.per_user import PerUserRows
+from recsys_attn.evaluation.summary import stage_statistics
 from recsys_attn.metrics import _RankMetric, ranking_metrics, sampled_ranks, target_ranks
 from recsys_attn.models.settings import EvalSettings
+
+log = logging.getLogger(__name__)
 
 
 def fp32_scores(users: Tensor, items: Tensor) -> Tensor:
@@ -55,6 +62,8 @@ class RecModule(L.LightningModule):
         pop = torch.zeros(n_items + 1) if item_popularity is None else item_popularity.float()
         self.register_buffer("item_popularity", pop)  # [n_items + 1], saved with the checkpoint
         self.eval_metrics = torch.nn.ModuleDict({stage: self._metrics(stage) for stage in ("val", "test")})
+        self.per_user: dict[str, dict[str, Tensor]] = {}
+        """The last pass's rows of each stage, one per user across all devices (``evaluation.per_user``)."""
 
     CLASS_KEY: ClassVar[str] = "recsys_attn_class"
     """Checkpoint entry naming the module's class, so ``evaluate`` can rebuild it without Hydra."""
@@ -64,7 +73,12 @@ class RecModule(L.LightningModule):
 
     def _metrics(self, stage: str) -> torch.nn.ModuleDict:
         ks = self.settings.eval_ks
-        groups: dict[str, Any] = {"full": ranking_metrics(ks, f"{stage}/"), "users": UserCount()}
+        groups: dict[str, Any] = {
+            "full": ranking_metrics(ks, f"{stage}/"),
+            "users": UserCount(),
+            "rows": PerUserRows(),
+            "beyond": BeyondAccuracy(ks, self.n_items),
+        }
         if self.settings.sampled_eval is not None:
             n = self.settings.sampled_negatives
             groups["sampled"] = ranking_metrics(ks, f"{stage}/", suffix=f"_s{n}")
@@ -81,6 +95,9 @@ class RecModule(L.LightningModule):
         metrics: Any = self.eval_metrics[stage]
         metrics["full"].update(ranks)
         metrics["users"].update(ranks)
+        history_len = torch.bincount(batch.seen_rows, minlength=ranks.numel())  # [B]
+        metrics["rows"].update(batch.users, history_len, batch.target, ranks)
+        metrics["beyond"].update(self._top_items(scores, batch), batch.target, self.item_popularity)
         self.log_dict(metrics["full"], on_step=False, on_epoch=True)
         self.log(f"{stage}/users", metrics["users"], on_step=False, on_epoch=True)
         if "sampled" in metrics:
@@ -97,11 +114,49 @@ class RecModule(L.LightningModule):
             metrics["sampled"].update(s_ranks)
             self.log_dict(metrics["sampled"], on_step=False, on_epoch=True)
 
+    def _finish_evaluation(self, stage: str) -> None:
+        """Gather the pass's per-user rows; log beyond-accuracy metrics, bootstrap intervals and segments."""
+        metrics: Any = self.eval_metrics[stage]
+        rows, beyond = metrics["rows"].compute(), metrics["beyond"].compute()  # every device's, on every device
+        metrics["rows"].reset()
+        metrics["beyond"].reset()
+        self.per_user[stage] = {name: t.cpu() for name, t in rows.items()}
+        s = self.settings
+        logged = {f"{stage}/{name}": float(v) for name, v in beyond.items()}
+        pop = self.item_popularity.cpu()
+        edges, shares = s.history_edges, s.popularity_shares
+        logged.update(stage_statistics(rows, stage, s.eval_ks, pop, s.bootstrap, s.bootstrap_seed, edges, shares))
+        self.log_dict(logged, on_step=False, on_epoch=True)  # the same values on every device: no sync
+        if not getattr(self, "_ild_noted", False):
+            log.info("intra-list diversity skipped: the data has no item features")
+            self._ild_noted = True
+
+    def _top_items(self, scores: Tensor, batch: EvalBatch) -> Tensor:
+        """The best ``max(eval_ks)`` items ``[B, K]`` of the evaluation ranking, PAD where none is left."""
+        ranked = self._rankable(scores, batch)  # [B, n_items + 1]
+        top = ranked.topk(min(max(self.settings.eval_ks), self.n_items), dim=1)  # [B, K]
+        return torch.where(top.values > float("-inf"), top.indices, PAD)  # [B, K]
+
+    def _rankable(self, scores: Tensor, batch: EvalBatch) -> Tensor:
+        """A float copy of ``scores`` with padding, MASK (and the history when ``filter_seen``) removed: ``-inf``."""
+        # A copy: score() may return a view of a buffer (Popularity), which must not be written to.
+        ranked = scores[:, : self.n_items + 1].float().clone()  # [B, n_items + 1]
+        ranked[:, PAD] = float("-inf")
+        if self.settings.filter_seen:
+            ranked[batch.seen_rows, batch.seen_items] = float("-inf")
+        return ranked
+
     def validation_step(self, batch: EvalBatch, batch_idx: int) -> None:
         self._evaluate(batch, "val")
 
     def test_step(self, batch: EvalBatch, batch_idx: int) -> None:
         self._evaluate(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish_evaluation("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._finish_evaluation("test")
 
     def top_k(self, batch: EvalBatch, k: int) -> tuple[Tensor, Tensor]:
         """Item indices and scores ``[B, k]`` of the best items after each history, best first.
@@ -109,13 +164,9 @@ class RecModule(L.LightningModule):
         Padding (and the user's history when ``filter_seen``) scores ``-inf``; a user with fewer than
         ``k`` rankable items gets ``-inf`` in the trailing columns.
         """
-        # A copy: score() may return a view of a buffer (Popularity), which must not be written to.
-        scores = self.score(batch.input)[:, : self.n_items + 1].float().clone()  # [B, n_items + 1]
+        scores = self._rankable(self.score(batch.input), batch)  # [B, n_items + 1]
         if bool(scores.isnan().any()):
             raise TrainingError("the model scores items as NaN (diverged weights); retrain with a lower model.lr")
-        scores[:, 0] = float("-inf")
-        if self.settings.filter_seen:
-            scores[batch.seen_rows, batch.seen_items] = float("-inf")
         top = scores.topk(min(k, self.n_items + 1), dim=1)  # [B, k]
         return top.indices, top.values
 

@@ -21,6 +21,14 @@ class EvalSettings:
     sampled_negatives: int = 100
     max_len: int = 200
     """Longest input sequence (the datamodule reads it from here)."""
+    bootstrap: int = 1000
+    """Bootstrap samples over users for the 95% interval of each metric (``<metric>_lo``/``_hi``); 0 = none."""
+    bootstrap_seed: int = 0
+    history_edges: list[int] | None = None
+    """Upper bounds (inclusive) of the history-length segments but the last; null = tertiles of the users."""
+    popularity_shares: list[float] = field(default_factory=lambda: [0.2, 0.8])
+    """Target segments: head = most popular items making the first share of training interactions, tail =
+    the items after the second share (and items never trained on), torso = the rest."""
 
     def __post_init__(self) -> None:
         check_types(self, "model")  # every field of every subclass, before any range check reads it
@@ -33,6 +41,19 @@ class EvalSettings:
             ),
             ("sampled_negatives", self.sampled_negatives >= 1, "must be >= 1"),
             ("max_len", self.max_len >= 2, "must be >= 2"),
+            ("bootstrap", self.bootstrap >= 0, "must be >= 0 (0 turns the intervals off)"),
+            ("bootstrap_seed", self.bootstrap_seed >= 0, "must be >= 0"),
+            (
+                "history_edges",
+                self.history_edges is None
+                or (len(self.history_edges) >= 1 and self.history_edges == sorted(set(self.history_edges))),
+                "expected null or an increasing list of integers",
+            ),
+            (
+                "popularity_shares",
+                len(self.popularity_shares) == 2 and 0.0 < self.popularity_shares[0] < self.popularity_shares[1] < 1.0,
+                "expected two shares 0 < head < tail < 1, e.g. [0.2, 0.8]",
+            ),
         ]
         check_ranges(self, "model", checks)
 

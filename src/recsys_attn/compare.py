@@ -1,0 +1,37 @@
+"""Compare finished runs: ``python -m recsys_attn.compare runs=[<run dir>,<run dir>,...]`` (or a sweep dir).
+
+Writes ``comparison.md``, ``comparison.csv`` and PNG plots into its run directory (``out_dir`` to choose):
+each run's metrics with 95% bootstrap intervals, and each run against the first with a paired bootstrap test.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from recsys_attn.config import CONF_DIR, ConfigError, run_entry_point
+from recsys_attn.evaluation.report import compare_runs
+from recsys_attn.runner import check_setting
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="compare")
+def hydra_main(cfg: DictConfig) -> None:
+    """Hydra entry point."""
+    check_setting(cfg, "runs", list[str])
+    check_setting(cfg, "samples", int, minimum=1)
+    check_setting(cfg, "seed", int, minimum=0)
+    if not cfg.runs:
+        raise ConfigError("runs: expected a list of run (or sweep) directories, e.g. runs=[logs/a,logs/b]")
+    from hydra.core.hydra_config import HydraConfig
+
+    out_dir = cfg.get("out_dir") or HydraConfig.get().runtime.output_dir
+    compare_runs(list(cfg.runs), out_dir, cfg.split, cfg.samples, cfg.seed, cfg.alpha)
+
+
+def main() -> None:
+    """Console script and ``python -m`` entry: user errors exit with one line naming the key."""
+    run_entry_point(hydra_main)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""``per_user.parquet``: one row per evaluated user and split, with original ids and every metric's value."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import polars as pl
+from torch import Tensor
+
+from recsys_attn.atomic import write_atomic
+from recsys_attn.data.prepared import Prepared
+from recsys_attn.metrics import per_user_values
+
+PER_USER_FILE = "per_user.parquet"
+KEY_COLUMNS = ("split", "user_id", "history_len", "target_id", "rank")
+"""Columns before the metrics; the means of the metric columns of a split are its ``metrics.json`` values."""
+
+
+def per_user_frame(rows: Mapping[str, Tensor], split: str, ks: Sequence[int], prepared: Prepared) -> pl.DataFrame:
+    """The rows of one evaluation pass (``RecModule.per_user[split]``) with original ids and metric values."""
+    users = pl.Series(rows["users"].cpu().numpy()) - 1  # ids are 1..n: row index in the id tables
+    items = pl.Series(rows["targets"].cpu().numpy()) - 1
+    values = per_user_values(rows["ranks"].cpu(), ks)
+    return pl.DataFrame(
+        {
+            "split": pl.Series([split] * len(users), dtype=pl.String),
+            "user_id": prepared.users["user_id"].gather(users),
+            "history_len": pl.Series(rows["history_len"].cpu().numpy(), dtype=pl.Int64),
+            "target_id": prepared.items["item_id"].gather(items),
+            "rank": pl.Series(rows["ranks"].cpu().numpy(), dtype=pl.Int64),
+            **{name: pl.Series(v.numpy(), dtype=pl.Float64) for name, v in values.items()},
+        }
+    )
+
+
+def write_per_user(
+    run_dir: str | Path,
+    per_user: Mapping[str, Mapping[str, Tensor]],
+    splits: Sequence[str],
+    ks: Sequence[int],
+    prepared: Prepared | None,
+) -> Path:
+    """Write ``run_dir/per_user.parquet`` from the module's per-user rows of ``splits``; returns its path."""
+    if prepared is None:
+        raise RuntimeError("per_user.parquet needs the id tables: set the datamodule up first")
+    frame = pl.concat([per_user_frame(per_user[s], s, ks, prepared) for s in splits if s in per_user])
+    path = Path(run_dir) / PER_USER_FILE
+    write_atomic(path, frame.write_parquet)
+    return path

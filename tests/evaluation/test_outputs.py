@@ -1,0 +1,73 @@
+"""``per_user.parquet`` and the new ``metrics.json`` entries, through the real ``train`` and ``evaluate`` CLIs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from recsys_attn.evaluation.outputs import KEY_COLUMNS, PER_USER_FILE
+from tests.conftest import run_cli
+
+TINY = (
+    "data=ml-100k",
+    "trainer.accelerator=cpu",
+    "model.max_len=20",
+    "model.hidden_size=16",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=3",
+    "data.max_eval_users=200",
+)
+
+
+def check_per_user(run_dir: Path, split: str, metrics: dict[str, float]) -> pl.DataFrame:
+    frame = pl.read_parquet(run_dir / PER_USER_FILE).filter(pl.col("split") == split)
+    assert frame.height == metrics[f"{split}/users"] == frame["user_id"].n_unique()  # each user once
+    metric_cols = [c for c in frame.columns if c not in KEY_COLUMNS]
+    assert {"ndcg@10", "hr@10", "mrr"} <= set(metric_cols)
+    for col in metric_cols:  # the mean of each column is the logged value
+        assert frame[col].mean() == pytest.approx(metrics[f"{split}/{col}"], rel=1e-5, abs=1e-7), col
+    assert (frame["history_len"] >= 1).all() and (frame["rank"] >= 0).all()
+    return frame
+
+
+def test_train_and_evaluate_write_per_user_rows(tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = run_cli(
+        "recsys_attn.train", f"hydra.run.dir={run_dir}", f"paths.cache_dir={shared_cache}", *TINY, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    frame = check_per_user(run_dir, "test", metrics)
+    assert set(frame["split"]) == {"test"}
+    # intervals bracket each accuracy metric; beyond-accuracy metrics and segments are there too
+    for name in ("ndcg@10", "hr@1", "mrr"):
+        assert metrics[f"test/{name}_lo"] <= metrics[f"test/{name}"] <= metrics[f"test/{name}_hi"]
+    for k in (1, 5, 10, 20):
+        assert 0.0 < metrics[f"test/coverage@{k}"] <= 1.0 and 0.0 <= metrics[f"test/gini@{k}"] < 1.0
+        assert metrics[f"test/arp_ratio@{k}"] > 0.0 and metrics[f"test/novelty@{k}"] > 0.0
+    sizes = [metrics[f"segments/test/history_{b}/users"] for b in ("short", "medium", "long")]
+    assert sum(sizes) == 200 and min(sizes) > 50  # tertiles
+    groups = [metrics[f"segments/test/target_{g}/users"] for g in ("head", "torso", "tail")]
+    assert sum(groups) == 200
+    assert "intra-list diversity skipped" in (run_dir / "train.log").read_text()
+
+    out_dir = tmp_path / "eval"
+    proc = run_cli(
+        "recsys_attn.evaluate",
+        f"hydra.run.dir={out_dir}",
+        f"paths.cache_dir={shared_cache}",
+        f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+        "data=ml-100k",
+        "data.max_eval_users=200",
+        "trainer.accelerator=cpu",
+        "eval.bootstrap=0",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    evaluated = json.loads((out_dir / "metrics.json").read_text())
+    check_per_user(out_dir, "val", evaluated)
+    check_per_user(out_dir, "test", evaluated)
+    assert not any(k.endswith(("_lo", "_hi")) for k in evaluated)  # eval.bootstrap=0 turns them off
