@@ -20,7 +20,7 @@ class EvalSettings:
     """Opt-in sampled protocol besides the full ranking: ``uniform`` or ``popularity`` (names end ``_s100``)."""
     sampled_negatives: int = 100
     max_len: int = 200
-    """Longest input sequence (the datamodule reads it from here)."""
+    """Longest input sequence; the model's ``sample_spec`` hands it to the datamodule."""
 
     def __post_init__(self) -> None:
         check_types(self, "model")  # every field of every subclass, before any range check reads it
@@ -38,18 +38,12 @@ class EvalSettings:
 
 
 @dataclass(frozen=True)
-class TransformerSettings(EvalSettings):
-    """Encoder, loss and optimisation settings shared by SASRec and BERT4Rec."""
+class SequentialSettings(EvalSettings):
+    """Loss and optimisation settings of every sequence recommender, and the two sizes every encoder has."""
 
     hidden_size: int = 64
-    num_blocks: int = 2
-    num_heads: int = 1
+    """Width of the item embeddings and of the encoder's hidden states (they are scored against each other)."""
     dropout: float = 0.2
-    norm_first: bool = True
-    """Pre-norm (True) or post-norm (False) transformer blocks."""
-    activation: str = "gelu"
-    ff_mult: int = 4
-    """Feed-forward width as a multiple of hidden_size."""
     loss: str = "ce"
     """One of recsys_attn.models.losses.LOSSES: ce, bce, bpr, sampled_softmax, gbce."""
     num_negatives: int = 256
@@ -75,15 +69,7 @@ class TransformerSettings(EvalSettings):
         super().__post_init__()
         checks = [
             ("hidden_size", self.hidden_size >= 1, "must be >= 1"),
-            ("num_blocks", self.num_blocks >= 1, "must be >= 1"),
-            (
-                "num_heads",
-                self.num_heads >= 1 and self.hidden_size % self.num_heads == 0,
-                f"must be >= 1 and divide model.hidden_size={self.hidden_size}",
-            ),
             ("dropout", 0.0 <= self.dropout < 1.0, "must be in [0, 1)"),
-            ("activation", self.activation in ("gelu", "relu"), "expected gelu or relu"),
-            ("ff_mult", self.ff_mult >= 1, "must be >= 1"),
             ("loss", self.loss in LOSSES, f"expected one of {', '.join(sorted(LOSSES))}"),
             ("num_negatives", self.num_negatives >= 1, "must be >= 1"),
             (
@@ -107,8 +93,35 @@ class TransformerSettings(EvalSettings):
 
 
 @dataclass(frozen=True)
+class TransformerSettings(SequentialSettings):
+    """The transformer encoder of SASRec and BERT4Rec."""
+
+    num_blocks: int = 2
+    num_heads: int = 1
+    norm_first: bool = True
+    """Pre-norm (True) or post-norm (False) transformer blocks."""
+    activation: str = "gelu"
+    ff_mult: int = 4
+    """Feed-forward width as a multiple of hidden_size."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        checks = [
+            ("num_blocks", self.num_blocks >= 1, "must be >= 1"),
+            (
+                "num_heads",
+                self.num_heads >= 1 and self.hidden_size % self.num_heads == 0,
+                f"must be >= 1 and divide model.hidden_size={self.hidden_size}",
+            ),
+            ("activation", self.activation in ("gelu", "relu"), "expected gelu or relu"),
+            ("ff_mult", self.ff_mult >= 1, "must be >= 1"),
+        ]
+        check_ranges(self, "model", checks)
+
+
+@dataclass(frozen=True)
 class ClozeSettings(TransformerSettings):
-    """BERT4Rec: the transformer settings plus the masking rate the datamodule uses."""
+    """BERT4Rec: the transformer settings plus the masking rate of its training samples."""
 
     mask_prob: float = 0.2
 
