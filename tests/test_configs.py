@@ -54,7 +54,9 @@ def test_every_option_composes_and_instantiates(group: str, option: str, tmp_pat
         assert cfg.logger[lg]._target_.startswith("lightning.pytorch.loggers.")
 
 
-@pytest.mark.parametrize(("model", "kind", "mask_prob"), [("sasrec", "next", 0.0), ("bert4rec", "cloze", 0.3)])
+@pytest.mark.parametrize(
+    ("model", "kind", "mask_prob"), [("sasrec", "next", 0.0), ("gru4rec", "next", 0.0), ("bert4rec", "cloze", 0.3)]
+)
 def test_the_model_says_which_samples_it_trains_on(model: str, kind: str, mask_prob: float) -> None:
     cfg = compose_train(f"model={model}", "model.max_len=50", *(["model.mask_prob=0.3"] if mask_prob else []))
     built = hydra.utils.instantiate(cfg.model, n_items=20, _convert_="all")
@@ -164,6 +166,16 @@ def test_presets_match_the_reproduction_recipes(tmp_path: Path) -> None:
     for name in ("sasrec_ml-1m", "sasrec_ml-1m_bce", "sasrec_beauty"):
         m = compose_train(f"experiment={name}", tmp=tmp_path).model
         assert (m.hidden_size, m.dropout, list(m.betas), m.lr) == (64, 0.1, [0.9, 0.999], 1e-3), name
+    gru = compose_train("experiment=gru4rec_ml-1m", tmp=tmp_path)
+    assert gru.model._target_.endswith("GRU4Rec") and gru.data.source.name == "ml-1m"
+    m = gru.model
+    assert (m.hidden_size, m.num_layers, m.dropout, m.max_len, m.loss) == (64, 1, 0.0, 200, "ce")
+    assert (list(m.betas), m.lr, gru.data.batch_size, gru.callbacks.early_stopping.patience) == (
+        [0.9, 0.999],
+        1e-3,
+        128,
+        10,
+    )
 
 
 def hydra_dirs(entry: str) -> tuple[str, str]:

@@ -18,6 +18,7 @@ from recsys_attn.data.samples import SampleSpec
 from recsys_attn.metrics import target_ranks
 from recsys_attn.models.base import RecModule
 from recsys_attn.models.bert4rec import BERT4Rec
+from recsys_attn.models.gru4rec import GRU4Rec
 from recsys_attn.models.losses import LOSSES
 from recsys_attn.models.popularity import Popularity
 from recsys_attn.models.sasrec import SASRec
@@ -116,11 +117,13 @@ LOSS_CASES = [(name, "uniform") for name in sorted(LOSSES)] + [("sampled_softmax
 
 
 def build(cls: type[SequentialRec], n_items: int = N_ITEMS, **settings: Any) -> SequentialRec:
-    """A tiny ``cls`` (the sizes of ``TINY``)."""
-    return cls(n_items, **{**TINY, **settings})
+    """A tiny ``cls``: the transformer sizes of ``TINY``, or the GRU's."""
+    tiny = GRU_TINY if cls is GRU4Rec else TINY
+    return cls(n_items, **{**tiny, **settings})
 
 
-SEQUENTIAL = [SASRec, BERT4Rec]
+GRU_TINY = {"hidden_size": 16, "num_layers": 2, "max_len": 8, "dropout": 0.0}
+SEQUENTIAL = [SASRec, BERT4Rec, GRU4Rec]
 
 
 @pytest.mark.parametrize(("loss", "sampling"), LOSS_CASES)
@@ -138,8 +141,11 @@ def test_training_step_every_loss(cls: type[SequentialRec], loss: str, sampling:
         assert p.grad is not None, name
         assert torch.isfinite(p.grad).all(), name
     enc: Any = model.encoder
-    assert enc.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
-    assert enc.pos_emb.weight.grad.abs().sum() > 0
+    if cls is GRU4Rec:
+        assert enc.gru.weight_hh_l1.grad.abs().sum() > 0
+    else:
+        assert enc.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+        assert enc.pos_emb.weight.grad.abs().sum() > 0
     assert torch.equal(enc.item_emb.weight.grad[PAD], torch.zeros(16))
 
 
@@ -161,6 +167,7 @@ def test_a_seeded_step_replays_and_leaves_the_global_random_state_alone(cls: typ
     [
         (SASRec(N_ITEMS, max_len=8), SampleSpec("next", 8)),
         (BERT4Rec(N_ITEMS, max_len=6, mask_prob=0.4), SampleSpec("cloze", 6, mask_prob=0.4)),
+        (GRU4Rec(N_ITEMS, max_len=5), SampleSpec("next", 5)),
         (Popularity(N_ITEMS, max_len=4), SampleSpec("next", 4)),
     ],
 )

@@ -128,3 +128,16 @@ class ClozeSettings(TransformerSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_ranges(self, "model", [("mask_prob", 0.0 < self.mask_prob <= 1.0, "must be in (0, 1]")])
+
+
+@dataclass(frozen=True)
+class GRUSettings(SequentialSettings):
+    """GRU4Rec: a stack of GRU layers (``dropout`` applies to the item embeddings and between layers)."""
+
+    num_layers: int = 1
+    dropout: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_ranges(self, "model", [("num_layers", self.num_layers >= 1, "must be >= 1")])
