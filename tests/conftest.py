@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from recsys_attn.data.datamodule import SeqDataModule
+from recsys_attn.data.samples import SampleSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,13 +80,22 @@ TINY_RUN = (
 )
 
 
-def train_cli(tmp: Path, cache: Path, name: str, *overrides: str) -> dict[str, float]:
-    """Train through ``python -m recsys_attn.train`` (``TINY_RUN`` settings) into ``tmp/name``; its metrics."""
+def train_cli(
+    tmp: Path, cache: Path, name: str, *overrides: str, base: tuple[str, ...] = TINY_RUN, timeout: int = 600
+) -> dict[str, float]:
+    """Train through ``python -m recsys_attn.train`` (``base`` settings, then ``overrides``) into ``tmp/name``;
+    its metrics."""
     import json
 
     run_dir = tmp / name
     proc = run_cli(
-        "recsys_attn.train", f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache}", *TINY_RUN, *overrides, cwd=tmp
+        "recsys_attn.train",
+        f"hydra.run.dir={run_dir}",
+        f"paths.cache_dir={cache}",
+        *base,
+        *overrides,
+        cwd=tmp,
+        timeout=timeout,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((run_dir / "metrics.json").read_text())
@@ -99,8 +109,13 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, real_data_dir: Pat
     return tmp / "src" / "checkpoints" / "last.ckpt"
 
 
-def toy_datamodule(tmp_path: Path, lines: list[str], setup: bool = True, **settings: Any) -> SeqDataModule:
-    """A datamodule (set up unless ``setup=False``) over a small ``user item`` log written into ``tmp_path``."""
+def toy_datamodule(
+    tmp_path: Path, lines: list[str], samples: SampleSpec | None = None, setup: bool = True, **settings: Any
+) -> SeqDataModule:
+    """A datamodule over a small ``user item`` log written into ``tmp_path``.
+
+    Unless ``setup=False`` it is set up and connected to ``samples`` (default: next-item, max_len 200).
+    """
     from recsys_attn.data.preprocess import Preparation
     from recsys_attn.data.sources import Source
     from recsys_attn.data.split import SplitConfig
@@ -117,7 +132,24 @@ def toy_datamodule(tmp_path: Path, lines: list[str], setup: bool = True, **setti
     )
     if setup:
         dm.setup("fit")
+        dm.connect(samples or SampleSpec("next", 200))
     return dm
+
+
+def quiet_trainer(tmp_path: Path, **kwargs: Any) -> Any:
+    """A one-CPU Lightning ``Trainer`` without logger, checkpoints, progress bar or summary."""
+    import lightning as L
+
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        **kwargs,
+    )
 
 
 def read_only_folder(path: Path) -> Path:

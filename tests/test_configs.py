@@ -10,9 +10,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException, InstantiationException
 from omegaconf import DictConfig, open_dict
 
 from recsys_attn import config as _config  # noqa: F401  (registers resolvers)
+from recsys_attn.data.samples import SampleSpec
+from recsys_attn.errors import ConfigError
 from recsys_attn.runner import check_model_keys, instantiate_group
 from tests.conftest import CONF_DIR, REPO_ROOT, run_cli
 
@@ -40,9 +43,10 @@ def test_every_option_composes_and_instantiates(group: str, option: str, tmp_pat
     cfg = compose_train(f"{group}={option}", *extra, tmp=tmp_path)
     check_model_keys(cfg.model)
     dm = hydra.utils.instantiate(cfg.data, _convert_="all")
-    assert dm.settings.max_len == cfg.model.max_len
     model = hydra.utils.instantiate(cfg.model, n_items=20, _convert_="all")
     assert model.n_items == 20
+    assert model.sample_spec.max_len == cfg.model.max_len  # what the datamodule will cut, from the model alone
+    dm.connect(model.sample_spec)
     if group != "hparams_search":  # the sweeper builds trainers per trial
         trainer = hydra.utils.instantiate(cfg.trainer, callbacks=instantiate_group(cfg.callbacks), logger=False)
         assert trainer is not None
@@ -50,11 +54,33 @@ def test_every_option_composes_and_instantiates(group: str, option: str, tmp_pat
         assert cfg.logger[lg]._target_.startswith("lightning.pytorch.loggers.")
 
 
-def test_model_files_set_the_sample_kind() -> None:
-    assert compose_train("model=sasrec").data.sample_kind == "next"
-    assert compose_train("model=bert4rec").data.sample_kind == "cloze"
-    cfg = compose_train("model=bert4rec", "model.mask_prob=0.3", "model.max_len=50")
-    assert cfg.data.mask_prob == 0.3 and cfg.data.max_len == 50
+@pytest.mark.parametrize(
+    ("model", "kind", "mask_prob"), [("sasrec", "next", 0.0), ("gru4rec", "next", 0.0), ("bert4rec", "cloze", 0.3)]
+)
+def test_the_model_says_which_samples_it_trains_on(model: str, kind: str, mask_prob: float) -> None:
+    cfg = compose_train(f"model={model}", "model.max_len=50", *(["model.mask_prob=0.3"] if mask_prob else []))
+    built = hydra.utils.instantiate(cfg.model, n_items=20, _convert_="all")
+    assert built.sample_spec == SampleSpec(kind, 50, mask_prob)
+
+
+@pytest.mark.parametrize("key", ["sample_kind", "max_len", "mask_prob"])
+def test_the_old_data_keys_for_the_samples_fail_naming_the_key(key: str, tmp_path: Path) -> None:
+    """``model=bert4rec data.sample_kind=next`` used to train BERT4Rec on next-item samples silently."""
+    value = "next" if key == "sample_kind" else "3"
+    with pytest.raises(ConfigCompositionException, match=rf"Could not override 'data\.{key}'"):
+        compose_train("model=bert4rec", f"data.{key}={value}", tmp=tmp_path)
+    cfg = compose_train("model=bert4rec", f"+data.{key}={value}", tmp=tmp_path)  # forced in: refused by the data
+    with pytest.raises(InstantiationException) as caught:
+        hydra.utils.instantiate(cfg.data, _convert_="all")
+    assert isinstance(caught.value.__cause__, ConfigError)
+    assert str(caught.value.__cause__).startswith(f"data.{key}: not a data setting any more; ")
+
+
+def test_bert4rec_on_next_item_samples_cannot_train(tmp_path: Path) -> None:
+    proc = run_cli("recsys_attn.train", "model=bert4rec", "data.sample_kind=next", cwd=tmp_path, timeout=120)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Could not override 'data.sample_kind'"), proc.stderr
 
 
 def test_prepare_config_composes() -> None:
@@ -140,6 +166,16 @@ def test_presets_match_the_reproduction_recipes(tmp_path: Path) -> None:
     for name in ("sasrec_ml-1m", "sasrec_ml-1m_bce", "sasrec_beauty"):
         m = compose_train(f"experiment={name}", tmp=tmp_path).model
         assert (m.hidden_size, m.dropout, list(m.betas), m.lr) == (64, 0.1, [0.9, 0.999], 1e-3), name
+    gru = compose_train("experiment=gru4rec_ml-1m", tmp=tmp_path)
+    assert gru.model._target_.endswith("GRU4Rec") and gru.data.source.name == "ml-1m"
+    m = gru.model
+    assert (m.hidden_size, m.num_layers, m.dropout, m.max_len, m.loss) == (64, 1, 0.0, 200, "ce")
+    assert (list(m.betas), m.lr, gru.data.batch_size, gru.callbacks.early_stopping.patience) == (
+        [0.9, 0.999],
+        1e-3,
+        128,
+        10,
+    )
 
 
 def hydra_dirs(entry: str) -> tuple[str, str]:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from recsys_attn.data.datamodule import SeqDataModule
+from recsys_attn.data.samples import SampleSpec
 from recsys_attn.models.popularity import Popularity
 from recsys_attn.recommend import recommend
 from tests.conftest import toy_datamodule
@@ -26,7 +27,7 @@ def make_dm(tmp_path: Path) -> SeqDataModule:
         for _ in range(n):
             lines.append(f"{user} {item}")
             user += 1
-    return toy_datamodule(tmp_path, lines, max_len=5)
+    return toy_datamodule(tmp_path, lines, SampleSpec("next", 5))
 
 
 @pytest.fixture
@@ -89,7 +90,7 @@ def test_transformers_serve_whole_histories_without_seen_items(tmp_path: Path, k
     from recsys_attn.models.bert4rec import BERT4Rec
     from recsys_attn.models.sasrec import SASRec
 
-    dm = toy_datamodule(tmp_path, [*EVAL_LINES, "60 900"], max_len=4, sample_kind=kind)
+    dm = toy_datamodule(tmp_path, [*EVAL_LINES, "60 900"])  # connected to max_len 200 next-item samples
     cls = SASRec if kind == "next" else BERT4Rec
     torch.manual_seed(0)
     model = cls(dm.n_items, hidden_size=8, num_blocks=1, num_heads=1, max_len=4)
@@ -99,6 +100,7 @@ def test_transformers_serve_whole_histories_without_seen_items(tmp_path: Path, k
     assert items_per_user(recs).keys() == seen.keys()
     for user, items in items_per_user(recs).items():
         assert set(items) == all_items - seen[user]  # every unseen item once, no seen one
+    assert dm.spec == model.sample_spec  # recommend cut the histories the way this model reads them
 
 
 def test_without_filtering_history_items_stay(dm: SeqDataModule) -> None:

@@ -16,11 +16,24 @@ from omegaconf import OmegaConf
 
 from recsys_attn.config import ConfigError, check_type, check_types, run_entry_point
 from recsys_attn.data.settings import DataSettings
-from recsys_attn.models.settings import ClozeSettings, EvalSettings, TransformerSettings
+from recsys_attn.models.settings import (
+    ClozeSettings,
+    EvalSettings,
+    GRUSettings,
+    SequentialSettings,
+    TransformerSettings,
+)
 from recsys_attn.runner import CKPT_EXAMPLE, read_checkpoint, start_run
 from tests.conftest import run_cli
 
-SETTINGS = [(EvalSettings, "model"), (TransformerSettings, "model"), (ClozeSettings, "model"), (DataSettings, "data")]
+SETTINGS = [
+    (EvalSettings, "model"),
+    (SequentialSettings, "model"),
+    (TransformerSettings, "model"),
+    (ClozeSettings, "model"),
+    (GRUSettings, "model"),
+    (DataSettings, "data"),
+]
 
 
 def fails(message: str) -> Any:
@@ -136,6 +149,8 @@ def test_every_field_of_every_settings_class_is_type_checked(cls: type, group: s
         (EvalSettings, "max_len", 1, "model.max_len: must be >= 2 (got 1)"),
         (EvalSettings, "filter_seen", "no", "model.filter_seen: expected true or false (got 'no')"),
         (ClozeSettings, "mask_prob", 0.0, "model.mask_prob: must be in (0, 1] (got 0.0)"),
+        (GRUSettings, "num_layers", 0, "model.num_layers: must be >= 1 (got 0)"),
+        (GRUSettings, "dropout", 1.0, "model.dropout: must be in [0, 1) (got 1.0)"),
         (DataSettings, "max_eval_users", -1, "data.max_eval_users: expected null (all) or >= 1 (got -1)"),
         (DataSettings, "max_train_users", -1, "data.max_train_users: expected null (all) or >= 1 (got -1)"),
         (DataSettings, "max_eval_users", 0, "data.max_eval_users: expected null (all) or >= 1 (got 0)"),

@@ -19,7 +19,7 @@ def train_cli(tmp_path: Path, cache: Path, *overrides: str):
     return run_dir, proc
 
 
-@pytest.mark.parametrize("model", ["sasrec", "bert4rec", "popularity"])
+@pytest.mark.parametrize("model", ["sasrec", "bert4rec", "gru4rec", "popularity"])
 def test_fast_dev_run_every_model(model: str, tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
     run_dir, proc = train_cli(tmp_path, shared_cache, f"model={model}", "model.max_len=20", "trainer.fast_dev_run=true")
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -9,7 +9,7 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from recsys_attn.config import (
     CONF_DIR,  # importing config registers the resolvers
@@ -60,12 +60,10 @@ def checkpoint_and_data(cfg: DictConfig) -> tuple[RecModule, SeqDataModule]:
     eval_cfg: dict[str, Any] = OmegaConf.to_container(cfg.eval)  # type: ignore[assignment]
     overrides = {k: v for k, v in eval_cfg.items() if v is not None}
     model = load_module(cfg.ckpt_path, **overrides)
-    with open_dict(cfg):  # the data must be cut and sampled the way the model was trained
-        cfg.data.sample_kind = model.sample_kind
-        cfg.data.max_len = model.settings.max_len
     datamodule: SeqDataModule = hydra.utils.instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()
     datamodule.setup("test")
+    datamodule.connect(model.sample_spec)  # the data must be cut and sampled the way the model was trained
     if datamodule.n_items != model.n_items:
         raise ConfigError(
             f"data: {cfg.data.source.name} has {datamodule.n_items} items but the checkpoint was trained on "

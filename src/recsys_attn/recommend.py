@@ -9,7 +9,7 @@ import polars as pl
 import torch
 from torch import Tensor
 
-from recsys_attn.data.batches import EvalBatch
+from recsys_attn.data.batches import EvalBatch, EvalSplit
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.data.prepared import Prepared
 from recsys_attn.models.base import RecModule
@@ -21,7 +21,7 @@ COLUMNS: tuple[str, ...] = ("user_id", "rank", "item_id", "score")
 
 # Whose history each user's recommendations follow: the input of the validation or test set, or
 # everything known about the user (``all``: every user, for serving).
-HISTORIES: dict[str, int] = {"val": 0, "test": 1, "all": 2}
+HISTORIES: dict[str, EvalSplit] = {"val": EvalSplit.VAL, "test": EvalSplit.TEST, "all": EvalSplit.FULL}
 
 
 def recommend(
@@ -60,6 +60,7 @@ def recommend(
         raise ValueError(f"recommend: k and batch_size must be >= 1, got k={k}, batch_size={batch_size}")
     if max_users is not None and max_users < 0:
         raise ValueError(f"recommend: max_users must be >= 0 or None, got {max_users}")
+    datamodule.connect(model.sample_spec)  # histories cut as this model reads them (cloze: MASK appended)
     split = HISTORIES[history]
     es = datamodule.store.evals[split]
     rows = torch.arange(len(es)) if users is None else _rows_of(prepared, es.users.cpu(), users, history)  # [U]

@@ -1,34 +1,36 @@
 """The shared datamodule: exact batches for both sample kinds, sharding, loaders, leakage."""
 
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
 from recsys_attn.config import ConfigError
-from recsys_attn.data.batches import EvalRequest, TrainRequest
+from recsys_attn.data.batches import EvalRequest, EvalSplit, TrainRequest
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.data.preprocess import Preparation
+from recsys_attn.data.samples import SampleSpec
 from recsys_attn.data.sampling import IndexBatches
 from recsys_attn.data.sources import Source
 from recsys_attn.data.split import SplitConfig
-from tests.conftest import toy_datamodule
+from tests.conftest import quiet_trainer, toy_datamodule
 
 # user 1: items 10 11 12 13 14 15 ; user 2: 20 21 22 ; user 3: 30 31 (train only)
 LINES = ["1 10", "1 11", "1 12", "1 13", "1 14", "1 15", "2 20", "2 21", "2 22", "3 30", "3 31"]
 # remapped (by original id): 10..15 -> 1..6, 20..22 -> 7..9, 30,31 -> 10,11
 
 
-def make_dm(tmp_path: Path, **settings: object) -> SeqDataModule:
-    return toy_datamodule(tmp_path, LINES, **settings)
+def make_dm(tmp_path: Path, samples: SampleSpec | None = None, **settings: object) -> SeqDataModule:
+    return toy_datamodule(tmp_path, LINES, samples or SampleSpec("next", 3), **settings)
 
 
-def train_batch(dm: SeqDataModule, rows: list[int]):
-    return dm.on_after_batch_transfer(TrainRequest(torch.tensor(rows)), 0)
+def train_batch(dm: SeqDataModule, rows: list[int], seed: int = 0):
+    return dm.on_after_batch_transfer(TrainRequest(torch.tensor(rows), seed), 0)
 
 
 def test_sizes_and_popularity(tmp_path: Path) -> None:
-    dm = make_dm(tmp_path, max_len=3)
+    dm = make_dm(tmp_path)
     assert (dm.n_users, dm.n_items) == (3, 11)
     # training inputs: user 1 -> 1..4, user 2 -> 7, user 3 -> 10, 11
     expected = torch.zeros(12, dtype=torch.long)
@@ -37,7 +39,7 @@ def test_sizes_and_popularity(tmp_path: Path) -> None:
 
 
 def test_next_item_samples_are_exact(tmp_path: Path) -> None:
-    dm = make_dm(tmp_path, max_len=3, sample_kind="next")
+    dm = make_dm(tmp_path, SampleSpec("next", 3))
     # user 2 has one training item (7): nothing to predict, so it is no training sample
     assert dm.store.n_train_samples == 2 and dm.store.n_untrainable == 1
     batch = train_batch(dm, [0, 1])
@@ -50,9 +52,8 @@ def test_next_item_samples_are_exact(tmp_path: Path) -> None:
 def test_grouped_batches_carry_the_loss_positions_of_a_random_batch(
     tmp_path: Path, kind: str, grouping: int, expected: float | None
 ) -> None:
-    dm = make_dm(
-        tmp_path, max_len=3 if kind == "next" else 4, sample_kind=kind, mask_prob=1.0, length_grouping=grouping
-    )
+    samples = SampleSpec("next", 3) if kind == "next" else SampleSpec("cloze", 4, mask_prob=1.0)
+    dm = make_dm(tmp_path, samples, length_grouping=grouping)
     # next: user 1 has 3 targets, user 3 one -> 2 per sample; cloze (every item masked): windows of 4, 1 and 2
     # items, each also once with only its last item masked -> (4 + 1 + 2 + 3 x 1) / 6 = 5/3 per sample
     assert dm.store.sample_lengths.tolist() == ([4, 2] if kind == "next" else [4, 1, 2] * 2)
@@ -61,7 +62,7 @@ def test_grouped_batches_carry_the_loss_positions_of_a_random_batch(
 
 
 def test_sliding_windows(tmp_path: Path) -> None:
-    dm = make_dm(tmp_path, max_len=2, sample_kind="next", window_stride=1)
+    dm = make_dm(tmp_path, SampleSpec("next", 2), window_stride=1)
     # user 1 (1..4): windows of 3 ending at 4, 3 -> [2,3,4], [1,2,3]; user 3: one; user 2 has nothing to predict
     assert dm.store.n_train_samples == 3
     batch = train_batch(dm, [0, 1, 2])
@@ -71,7 +72,7 @@ def test_sliding_windows(tmp_path: Path) -> None:
 
 
 def test_cloze_samples_with_last_item_copies(tmp_path: Path) -> None:
-    dm = make_dm(tmp_path, max_len=4, sample_kind="cloze", mask_prob=1.0)
+    dm = make_dm(tmp_path, SampleSpec("cloze", 4, mask_prob=1.0))
     assert dm.store.n_train_samples == 6
     mask = dm.n_items + 1
     batch = train_batch(dm, [0, 3])  # row 3 = user 1's last-item-only copy
@@ -80,9 +81,9 @@ def test_cloze_samples_with_last_item_copies(tmp_path: Path) -> None:
 
 
 def test_eval_batches_hold_history_target_and_seen(tmp_path: Path) -> None:
-    dm = make_dm(tmp_path, max_len=3)
-    val = dm.on_after_batch_transfer(EvalRequest(torch.tensor([0, 1]), 0), 0)
-    test = dm.on_after_batch_transfer(EvalRequest(torch.tensor([0, 1]), 1), 0)
+    dm = make_dm(tmp_path)
+    val = dm.on_after_batch_transfer(EvalRequest(torch.tensor([0, 1]), EvalSplit.VAL), 0)
+    test = dm.on_after_batch_transfer(EvalRequest(torch.tensor([0, 1]), EvalSplit.TEST), 0)
     assert val.users.tolist() == [1, 2] and val.target.tolist() == [5, 8]
     assert val.input.tolist() == [[2, 3, 4], [0, 0, 7]]
     assert test.target.tolist() == [6, 9] and test.input.tolist() == [[3, 4, 5], [0, 7, 8]]
@@ -102,10 +103,10 @@ def test_eval_batches_hold_history_target_and_seen(tmp_path: Path) -> None:
 
 
 def test_whole_histories_cover_every_user_with_everything_known(tmp_path: Path) -> None:
-    dm = make_dm(tmp_path, max_len=3)
-    full = dm.store.evals[2]
+    dm = make_dm(tmp_path)
+    full = dm.store.evals[EvalSplit.FULL]
     assert len(full) == 3  # user 3 has no val/test item but is served
-    batch = dm.store.eval_batch(torch.arange(3), 2)
+    batch = dm.store.eval_batch(torch.arange(3), EvalSplit.FULL)
     assert batch.users.tolist() == [1, 2, 3] and batch.target.tolist() == [0, 0, 0]
     assert batch.input.tolist() == [[4, 5, 6], [7, 8, 9], [0, 10, 11]]  # the test items included
     assert batch.seen_items.tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
@@ -113,21 +114,22 @@ def test_whole_histories_cover_every_user_with_everything_known(tmp_path: Path) 
 
 
 def test_cloze_eval_appends_mask(tmp_path: Path) -> None:
-    dm = make_dm(tmp_path, max_len=3, sample_kind="cloze")
-    test = dm.on_after_batch_transfer(EvalRequest(torch.tensor([0]), 1), 0)
+    dm = make_dm(tmp_path, SampleSpec("cloze", 3, mask_prob=0.2))
+    test = dm.on_after_batch_transfer(EvalRequest(torch.tensor([0]), EvalSplit.TEST), 0)
     assert test.input.tolist() == [[4, 5, dm.n_items + 1]]
 
 
 def test_dataloader_path_matches_device_path(tmp_path: Path) -> None:
-    dev = make_dm(tmp_path, max_len=3)
-    workers = make_dm(tmp_path, max_len=3, loader="dataloader")
-    for split_loader in ("val_dataloader", "test_dataloader"):
+    samples = SampleSpec("cloze", 3, mask_prob=0.5)
+    dev = make_dm(tmp_path, samples)
+    workers = make_dm(tmp_path, samples, loader="dataloader")
+    for split_loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
         got = [b for b in getattr(workers, split_loader)()]
         want = [dev.on_after_batch_transfer(r, 0) for r in getattr(dev, split_loader)()]
         assert len(got) == len(want) == 1
         for g, w in zip(got, want, strict=True):
             for a, b in zip(g, w, strict=True):
-                assert torch.equal(a, b)
+                assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b  # cloze masks too
 
 
 @pytest.mark.parametrize(("n", "world"), [(10, 1), (10, 3), (7, 2), (1, 2)])
@@ -169,11 +171,11 @@ def test_ml1m_no_leakage(real_data_dir: Path, tmp_path: Path) -> None:
         SplitConfig(),
         data_dir=str(real_data_dir),
         cache_dir=str(tmp_path),
-        max_len=200,
     )
     dm.setup("fit")
+    dm.connect(SampleSpec("next", 200))
     store = dm.store
-    assert len(store.evals[1]) == 6040 and dm.n_items == 3416
+    assert len(store.evals[EvalSplit.TEST]) == 6040 and dm.n_items == 3416
     # every training window and every validation input is free of the user's test item
     val, test, _ = store.evals
     assert torch.equal(val.users, test.users)
@@ -182,17 +184,17 @@ def test_ml1m_no_leakage(real_data_dir: Path, tmp_path: Path) -> None:
     assert not window_has_test.any()
     window_has_val = (store.windows.long() == val.targets[:, None]).any(1)
     assert not window_has_val.any()
-    batch = store.eval_batch(torch.arange(len(val)), 0)
+    batch = store.eval_batch(torch.arange(len(val)), EvalSplit.VAL)
     assert not (batch.input == test.targets[:, None]).any()
 
 
 def test_training_batches_know_their_sequence_and_skip_sequences_with_nothing_to_predict(tmp_path: Path) -> None:
     # user 1: 5 items (3 for training), user 2: 3 items (1 for training: no next-item target), user 3: 4 items
     lines = [f"1 {i}" for i in (1, 2, 3, 4, 5)] + [f"2 {i}" for i in (6, 7, 8)] + [f"3 {i}" for i in (2, 6, 7, 8)]
-    dm = toy_datamodule(tmp_path, lines, max_len=4)
+    dm = toy_datamodule(tmp_path, lines, SampleSpec("next", 4))
     store = dm.store
     assert store.n_train_samples == 2 and store.n_untrainable == 1
-    batch = store.train_batch(torch.arange(2))
+    batch = store.train_batch(torch.arange(2), seed=0)
     assert batch.seq is not None and batch.seq.tolist() == [0, 1]
     # each sequence's history holds exactly its training items
     assert store.history.contains(torch.tensor([0, 0, 0, 1, 1]), torch.tensor([1, 2, 3, 4, 2])).tolist() == [
@@ -202,7 +204,7 @@ def test_training_batches_know_their_sequence_and_skip_sequences_with_nothing_to
         False,
         True,
     ]
-    cloze = toy_datamodule(tmp_path / "cloze", lines, max_len=4, sample_kind="cloze", cloze_last_item_samples=False)
+    cloze = toy_datamodule(tmp_path / "cloze", lines, SampleSpec("cloze", 4, 0.2), cloze_last_item_samples=False)
     assert cloze.store.n_train_samples == 3 and cloze.store.n_untrainable == 0  # one item can be masked
 
 
@@ -231,3 +233,77 @@ def test_length_grouping_keeps_every_sample_once_and_cuts_padding() -> None:
     ranks = [batches(8, r, 3) for r in range(3)]
     assert len({len(r) for r in ranks}) == 1  # DDP: every rank has as many batches
     assert set(torch.cat([torch.cat(r) for r in ranks]).tolist()) == set(range(1000))
+
+
+# --- the model's samples ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "hint"),
+    [
+        ("sample_kind", "next", "model=bert4rec: cloze"),
+        ("max_len", 3, "model.max_len"),
+        ("mask_prob", 0.5, "mask_prob"),
+    ],
+)
+def test_what_the_model_decides_is_no_data_setting(tmp_path: Path, key: str, value: object, hint: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^data\.{key}: not a data setting any more; .*{re.escape(hint)}"):
+        toy_datamodule(tmp_path, LINES, setup=False, **{key: value})
+
+
+def test_batches_wait_for_a_model(tmp_path: Path) -> None:
+    dm = toy_datamodule(tmp_path, LINES, setup=False)
+    dm.setup("fit")
+    assert dm.n_items == 11  # sizes and popularity do not depend on the model
+    with pytest.raises(RuntimeError, match=r"no model connected; call connect\(model\.sample_spec\)"):
+        dm.train_dataloader()
+
+
+def test_the_trainer_hands_its_model_samples_to_the_data(tmp_path: Path) -> None:
+    """Connected to next-item samples before, the datamodule serves BERT4Rec cloze samples under its trainer."""
+    from recsys_attn.models.bert4rec import BERT4Rec
+
+    dm = make_dm(tmp_path, SampleSpec("next", 3))
+    model = BERT4Rec(dm.n_items, hidden_size=8, num_blocks=1, num_heads=1, max_len=4, mask_prob=0.5)
+    quiet_trainer(tmp_path, max_steps=1, limit_val_batches=1, num_sanity_val_steps=0).fit(model, datamodule=dm)
+    assert dm.spec == SampleSpec("cloze", 4, mask_prob=0.5) == model.sample_spec
+    assert dm.store.n_train_samples == 6  # 3 windows + their last-item copies: cloze, not next-item samples
+    test = dm.on_after_batch_transfer(EvalRequest(torch.tensor([0]), EvalSplit.TEST), 0)
+    assert test.input.tolist() == [[3, 4, 5, dm.n_items + 1]]  # the history, then MASK
+
+
+def test_sliding_windows_are_for_next_item_samples_only(tmp_path: Path) -> None:
+    dm = make_dm(tmp_path, window_stride=1)
+    with pytest.raises(ConfigError, match=r"^data\.window_stride: sliding windows are for next-item samples"):
+        dm.connect(SampleSpec("cloze", 4, mask_prob=0.2))
+
+
+# --- randomness -----------------------------------------------------------------------------------
+
+
+def test_batches_draw_from_their_own_seed_never_the_global_random_state(tmp_path: Path) -> None:
+    dm = make_dm(tmp_path, SampleSpec("cloze", 4, mask_prob=0.5), batch_size=2)
+    before = torch.get_rng_state()
+    first = [dm.on_after_batch_transfer(r, 0) for r in dm.train_dataloader()]
+    assert torch.equal(torch.get_rng_state(), before)  # building batches left the user's random state alone
+    torch.manual_seed(123)  # ... and does not read it either
+    again = [dm.on_after_batch_transfer(r, 0) for r in dm.train_dataloader()]
+    assert [(b.input.tolist(), b.rng_seed) for b in first] == [(b.input.tolist(), b.rng_seed) for b in again]
+    masks = {str(train_batch(dm, [0, 1, 2], seed=s).input.tolist()) for s in range(8)}
+    assert len(masks) > 1  # another seed, other masks
+    seeds = {train_batch(dm, [0], seed=s).rng_seed for s in range(8)}
+    assert len(seeds) == 8 and not seeds & set(range(8))  # the model's stream is apart from the masks'
+
+
+def test_batch_seeds_follow_seed_epoch_batch_and_rank() -> None:
+    epoch = {"e": 0}
+
+    def seeds(rank: int = 0, seed: int = 1) -> list[int]:
+        ib = IndexBatches(10, 3, shuffle=True, seed=seed, epoch_fn=lambda: epoch["e"], rank=rank, world_size=2)
+        return [s for _, s in ib.seeded()]
+
+    first = seeds()
+    assert first == seeds() and len(set(first)) == len(first) == 2  # repeatable, one per batch
+    assert not set(first) & set(seeds(rank=1)) and not set(first) & set(seeds(seed=2))
+    epoch["e"] = 1
+    assert not set(first) & set(seeds())  # a new epoch, new draws

@@ -7,7 +7,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import lightning as L
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -15,12 +14,16 @@ from torch.utils.data import DataLoader
 from recsys_attn.config import ConfigError
 from recsys_attn.constants import PAD, mask_id
 from recsys_attn.data.batches import EvalBatch, TrainBatch, cloze_batch, next_item_batch
+from recsys_attn.data.samples import SampleSpec
 from recsys_attn.metrics import target_ranks
+from recsys_attn.models.base import RecModule
 from recsys_attn.models.bert4rec import BERT4Rec
+from recsys_attn.models.gru4rec import GRU4Rec
 from recsys_attn.models.losses import LOSSES
 from recsys_attn.models.popularity import Popularity
 from recsys_attn.models.sasrec import SASRec
-from recsys_attn.models.transformer import TransformerRec, lr_factor
+from recsys_attn.models.sequential import SequentialRec, lr_factor
+from tests.conftest import quiet_trainer as trainer
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`"),
@@ -30,19 +33,6 @@ pytestmark = [
 
 N_ITEMS = 9
 TINY = {"hidden_size": 16, "num_blocks": 1, "num_heads": 2, "max_len": 8, "dropout": 0.0}
-
-
-def trainer(tmp_path: Path, **kwargs: Any) -> L.Trainer:
-    return L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        **kwargs,
-    )
 
 
 def loader(batches: list[Any]) -> DataLoader:
@@ -126,13 +116,23 @@ def test_unknown_loss_fails_at_construction() -> None:
 LOSS_CASES = [(name, "uniform") for name in sorted(LOSSES)] + [("sampled_softmax", "popularity")]
 
 
+def build(cls: type[SequentialRec], n_items: int = N_ITEMS, **settings: Any) -> SequentialRec:
+    """A tiny ``cls``: the transformer sizes of ``TINY``, or the GRU's."""
+    tiny = GRU_TINY if cls is GRU4Rec else TINY
+    return cls(n_items, **{**tiny, **settings})
+
+
+GRU_TINY = {"hidden_size": 16, "num_layers": 2, "max_len": 8, "dropout": 0.0}
+SEQUENTIAL = [SASRec, BERT4Rec, GRU4Rec]
+
+
 @pytest.mark.parametrize(("loss", "sampling"), LOSS_CASES)
-@pytest.mark.parametrize("cls", [SASRec, BERT4Rec])
-def test_training_step_every_loss(cls: type[TransformerRec], loss: str, sampling: str) -> None:
+@pytest.mark.parametrize("cls", SEQUENTIAL)
+def test_training_step_every_loss(cls: type[SequentialRec], loss: str, sampling: str) -> None:
     torch.manual_seed(0)
     pop = torch.tensor([0.0, 5, 1, 1, 2, 3, 1, 1, 4, 2])
-    model = cls(N_ITEMS, pop, loss=loss, negative_sampling=sampling, num_negatives=4, **TINY)
-    batch = next_batch() if cls is SASRec else cloze()
+    model = build(cls, item_popularity=pop, loss=loss, negative_sampling=sampling, num_negatives=4)
+    batch = cloze() if cls is BERT4Rec else next_batch()
     out = model.training_step(batch, 0)
     assert out.shape == ()
     assert torch.isfinite(out)
@@ -140,10 +140,42 @@ def test_training_step_every_loss(cls: type[TransformerRec], loss: str, sampling
     for name, p in model.named_parameters():
         assert p.grad is not None, name
         assert torch.isfinite(p.grad).all(), name
-    enc = model.encoder
-    assert enc.blocks[0].attn.qkv.weight.grad.abs().sum() > 0  # type: ignore[union-attr]
-    assert enc.pos_emb.weight.grad.abs().sum() > 0  # type: ignore[union-attr]
-    assert torch.equal(enc.item_emb.weight.grad[PAD], torch.zeros(16))  # type: ignore[index]
+    enc: Any = model.encoder
+    if cls is GRU4Rec:
+        assert enc.gru.weight_hh_l1.grad.abs().sum() > 0
+    else:
+        assert enc.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+        assert enc.pos_emb.weight.grad.abs().sum() > 0
+    assert torch.equal(enc.item_emb.weight.grad[PAD], torch.zeros(16))
+
+
+@pytest.mark.parametrize("cls", SEQUENTIAL)
+def test_a_seeded_step_replays_and_leaves_the_global_random_state_alone(cls: type[SequentialRec]) -> None:
+    torch.manual_seed(0)
+    model = build(cls, loss="bce", dropout=0.3)  # dropout and a sampled negative: two random draws
+    batch = (cloze() if cls is BERT4Rec else next_batch())._replace(rng_seed=7)
+    before = torch.get_rng_state()
+    first = model.training_step(batch, 0)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(1)  # the global state does not matter to a seeded step
+    assert model.training_step(batch, 0).item() == first.item()
+    assert model.training_step(batch._replace(rng_seed=8), 0).item() != first.item()
+
+
+@pytest.mark.parametrize(
+    ("model", "samples"),
+    [
+        (SASRec(N_ITEMS, max_len=8), SampleSpec("next", 8)),
+        (BERT4Rec(N_ITEMS, max_len=6, mask_prob=0.4), SampleSpec("cloze", 6, mask_prob=0.4)),
+        (GRU4Rec(N_ITEMS, max_len=5), SampleSpec("next", 5)),
+        (Popularity(N_ITEMS, max_len=4), SampleSpec("next", 4)),
+    ],
+)
+def test_each_model_declares_the_samples_it_learns_from(model: RecModule, samples: SampleSpec) -> None:
+    assert model.sample_spec == samples
+    if isinstance(model, SequentialRec):  # the embedding rows follow: BERT4Rec's MASK needs one more
+        assert model.encoder.item_weights(N_ITEMS).shape[0] == N_ITEMS + 1
+        assert model.encoder.item_emb.num_embeddings == samples.n_tokens(N_ITEMS)  # type: ignore[attr-defined]
 
 
 def test_training_step_uses_only_positions_with_a_target(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -226,12 +258,12 @@ def test_sasrec_learns_a_cycle() -> None:
 # --- checkpoints ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cls", [SASRec, BERT4Rec])
-def test_checkpoint_round_trip(cls: type[TransformerRec], tmp_path: Path) -> None:
+@pytest.mark.parametrize("cls", SEQUENTIAL)
+def test_checkpoint_round_trip(cls: type[SequentialRec], tmp_path: Path) -> None:
     torch.manual_seed(0)
     pop = torch.tensor([0.0, 5, 1, 1, 2, 3, 1, 1, 4, 2])
-    model = cls(N_ITEMS, pop, loss="bce", weight_decay=0.1, **TINY)
-    batch = next_batch() if cls is SASRec else cloze()
+    model = build(cls, item_popularity=pop, loss="bce", weight_decay=0.1)
+    batch = cloze() if cls is BERT4Rec else next_batch()
     t = trainer(tmp_path, max_steps=2, limit_val_batches=0)
     t.fit(model, train_dataloaders=loader([batch, batch]))
     assert t.global_step == 2
@@ -239,7 +271,7 @@ def test_checkpoint_round_trip(cls: type[TransformerRec], tmp_path: Path) -> Non
     t.save_checkpoint(path)
 
     loaded = cls.load_from_checkpoint(path)
-    assert loaded.settings == model.settings
+    assert loaded.settings == model.settings and loaded.sample_spec == model.sample_spec
     assert loaded.n_items == N_ITEMS
     assert torch.equal(loaded.item_popularity, pop)
     items = torch.tensor([[PAD, 3, 4, 5], [6, 7, 8, mask_id(N_ITEMS) if cls is BERT4Rec else 9]])
@@ -249,7 +281,7 @@ def test_checkpoint_round_trip(cls: type[TransformerRec], tmp_path: Path) -> Non
         torch.testing.assert_close(loaded.score(items), model.score(items), rtol=0, atol=0)
     # The trained weights, not a fresh initialisation, were restored.
     torch.manual_seed(0)
-    fresh = cls(N_ITEMS, pop, loss="bce", weight_decay=0.1, **TINY).eval()
+    fresh = build(cls, item_popularity=pop, loss="bce", weight_decay=0.1).eval()
     with torch.no_grad():
         assert not torch.equal(fresh.score(items), loaded.score(items))
 
@@ -426,10 +458,10 @@ def test_sampled_protocol_never_draws_items_the_user_interacted_with_later() -> 
     assert full["test/mrr"].item() == pytest.approx(1 / 4)  # the full ranking is unaffected
 
 
-@pytest.mark.parametrize("cls", [SASRec, BERT4Rec])
-def test_scores_are_fp32_under_bf16_autocast(cls: type[TransformerRec]) -> None:
+@pytest.mark.parametrize("cls", SEQUENTIAL)
+def test_scores_are_fp32_under_bf16_autocast(cls: type[SequentialRec]) -> None:
     torch.manual_seed(0)
-    model = cls(N_ITEMS, **TINY).eval()
+    model = build(cls).eval()
     items = WINDOWS[:, 1:]  # [2, 8]
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         hidden = model.encoder(items)[:, -1]  # [2, D]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import NamedTuple
 
 import torch
@@ -19,6 +20,9 @@ class TrainBatch(NamedTuple):
     expected_targets: float | None = None
     """Loss positions a random batch of this size holds on average; set when batches are grouped by
     length, so the model scales the mean loss to weigh each position as a random batch would."""
+    rng_seed: int | None = None
+    """Seeds the model's random draws for this batch (dropout, sampled negatives), so a resumed run
+    replays them; None = the global random state."""
 
 
 class EvalBatch(NamedTuple):
@@ -33,17 +37,30 @@ class EvalBatch(NamedTuple):
     later_items: Tensor  # [S'] (never a sampled-protocol negative; empty for a leave-one-out test set)
 
 
+class EvalSplit(IntEnum):
+    """The evaluation views of the data, in the order the datamodule keeps them."""
+
+    VAL = 0
+    """Validation: each user's history before the validation item, which is the target."""
+    TEST = 1
+    """Test: the history up to the validation item; the test item is the target."""
+    FULL = 2
+    """Every user's whole history and no target: recommendations after everything known (serving)."""
+
+
 class TrainRequest(NamedTuple):
-    """Rows of the training store to turn into a batch (built after transfer to the device)."""
+    """Rows of the training store to turn into a batch (built where the data lives)."""
 
     rows: Tensor  # [B]
+    seed: int
+    """Seeds this batch's random draws (cloze masks, then the model's): fixed by (seed, epoch, batch, rank)."""
 
 
 class EvalRequest(NamedTuple):
-    """Rows of an evaluation set (0 = validation, 1 = test) to turn into a batch."""
+    """Rows of an evaluation set to turn into a batch."""
 
     rows: Tensor  # [B]
-    split: int
+    split: EvalSplit
 
 
 def left_pad(values: Tensor, starts: Tensor, ends: Tensor, length: int) -> Tensor:
@@ -79,13 +96,16 @@ def next_item_batch(rows: Tensor) -> TrainBatch:
     return TrainBatch(inp, target)
 
 
-def cloze_batch(rows: Tensor, last_only: Tensor, mask_prob: float, mask_token: int) -> TrainBatch:
+def cloze_batch(
+    rows: Tensor, last_only: Tensor, mask_prob: float, mask_token: int, generator: torch.Generator | None = None
+) -> TrainBatch:
     """Cloze (masked-item) batch from windows ``[B, L]``: each real item masked with ``mask_prob``.
 
     Rows flagged ``last_only`` mask only their last item, as BERT4Rec's extra training samples do.
+    The masks are drawn from ``generator`` (on the rows' device; None = the global random state).
     """
     real = rows != PAD  # [B, L]
-    random_mask = torch.rand(rows.shape, device=rows.device) < mask_prob  # [B, L]
+    random_mask = torch.rand(rows.shape, device=rows.device, generator=generator) < mask_prob  # [B, L]
     last = torch.zeros_like(real)
     last[:, -1] = True  # left padding: the last column holds each row's last item
     masked = torch.where(last_only[:, None], last, random_mask) & real  # [B, L]

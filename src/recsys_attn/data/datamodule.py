@@ -1,4 +1,4 @@
-"""One LightningDataModule for next-item (SASRec) and cloze (BERT4Rec) training."""
+"""One LightningDataModule for next-item (SASRec, GRU4Rec) and cloze (BERT4Rec) training."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from recsys_attn.constants import PAD, mask_id
 from recsys_attn.data.batches import (
     EvalBatch,
     EvalRequest,
+    EvalSplit,
     TrainBatch,
     TrainRequest,
     cloze_batch,
@@ -29,53 +30,52 @@ from recsys_attn.data.cache import load_prepared
 from recsys_attn.data.history import HistoryIndex
 from recsys_attn.data.prepared import Prepared
 from recsys_attn.data.preprocess import Preparation
-from recsys_attn.data.sampling import IndexBatches
+from recsys_attn.data.samples import SampleSpec
+from recsys_attn.data.sampling import IndexBatches, batch_seed
 from recsys_attn.data.settings import DataSettings
 from recsys_attn.data.sources import Source
 from recsys_attn.data.split import SplitConfig, Splits, split_interactions
+from recsys_attn.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
 class SequenceStore:
-    """Training windows and evaluation views as tensors, movable to any device at once."""
+    """Training windows and evaluation views as tensors, cut as ``spec`` says, movable to any device at once."""
 
-    def __init__(self, splits: Splits, settings: DataSettings, n_items: int) -> None:
-        self.settings, self.n_items = settings, n_items
-        width = settings.max_len + (1 if settings.sample_kind == "next" else 0)
+    def __init__(self, splits: Splits, settings: DataSettings, n_items: int, spec: SampleSpec) -> None:
+        self.settings, self.n_items, self.spec = settings, n_items, spec
         starts, ends = splits.train_starts, splits.train_ends  # [T]
         if settings.max_train_users is not None:
             starts, ends = starts[: settings.max_train_users], ends[: settings.max_train_users]
-        # A sequence trains only if it has something to predict: next-item needs two items, cloze one.
-        trainable = (ends - starts) >= (2 if settings.sample_kind == "next" else 1)  # [T]
+        trainable = (ends - starts) >= spec.min_items  # [T] sequences with something to predict
         self.n_untrainable = int((~trainable).sum())
         starts, ends = starts[trainable], ends[trainable]
         self.history = HistoryIndex.build(splits.values, starts, ends, n_items)
         """Each training sequence's items (``model.negatives_exclude_history`` draws negatives outside them)."""
         seq = torch.arange(starts.numel())  # [T']
-        if settings.window_stride is not None and settings.sample_kind == "next":
-            seq, starts, ends = _windows(starts, ends, width, settings.window_stride)
+        if settings.window_stride is not None and not spec.cloze:
+            seq, starts, ends = _windows(starts, ends, spec.window, settings.window_stride)
         self.window_seq = seq  # [N] training sequence of each window
-        self.windows = left_pad(splits.values, starts, ends, width).int()  # [N, W]
+        self.windows = left_pad(splits.values, starts, ends, spec.window).int()  # [N, W]
         self.values = splits.values.int()  # [I]
         real = (self.windows != PAD).sum(1)  # [N] real items per window
         self.sample_lengths = real.repeat(self.n_train_samples // max(real.numel(), 1))  # [n_train_samples]
         """Real items in each training sample (cloze: the last-item copies repeat them); batches group by it."""
-        self.mean_targets = _mean_targets(real, settings, self.n_train_samples > real.numel())
+        self.mean_targets = _mean_targets(real, spec, self.n_train_samples > real.numel())
         """Loss positions per training sample over an epoch (expected, for cloze masking)."""
-        # Indexed by split: 0 = validation, 1 = test, 2 = whole histories (recommendations only).
         self.evals = (
             splits.val.subset(settings.max_eval_users),
             splits.test.subset(settings.max_eval_users),
             splits.full,
         )
+        """The evaluation sets, indexed by ``EvalSplit``."""
 
     @property
     def n_train_samples(self) -> int:
         """Samples per epoch (cloze doubles them with the last-item-only copies)."""
         n = int(self.windows.shape[0])
-        extra = self.settings.sample_kind == "cloze" and self.settings.cloze_last_item_samples
-        return 2 * n if extra else n
+        return 2 * n if self.spec.cloze and self.settings.cloze_last_item_samples else n
 
     def to(self, device: torch.device) -> SequenceStore:
         """A copy whose tensors live on ``device`` (self when already there)."""
@@ -87,45 +87,51 @@ class SequenceStore:
         moved.evals = tuple(e.map(lambda t: t.to(device)) for e in self.evals)  # type: ignore[assignment]
         return moved
 
-    def train_batch(self, idx: Tensor) -> TrainBatch:
-        """Training batch for sample indices ``[B]`` (vectorised, on idx's device)."""
+    def batch(self, request: TrainRequest | EvalRequest) -> TrainBatch | EvalBatch:
+        """The batch a loader request asks for (vectorised, on the request rows' device)."""
+        if isinstance(request, TrainRequest):
+            return self.train_batch(request.rows, request.seed)
+        return self.eval_batch(request.rows, request.split)
+
+    def train_batch(self, idx: Tensor, seed: int) -> TrainBatch:
+        """Training batch for sample indices ``[B]``; its random draws all follow from ``seed``."""
         n = self.windows.shape[0]
         rows = self.windows[idx % n].long()  # [B, W]
         seq = self.window_seq[idx % n]  # [B]
         expected = idx.numel() * self.mean_targets if self.settings.length_grouping > 1 else None
-        if self.settings.sample_kind == "next":
-            return next_item_batch(rows)._replace(seq=seq, expected_targets=expected)
+        model_seed = batch_seed(seed, 1)  # the model's own stream, apart from the masks'
+        if not self.spec.cloze:
+            return next_item_batch(rows)._replace(seq=seq, expected_targets=expected, rng_seed=model_seed)
+        masks = torch.Generator(device=rows.device).manual_seed(seed)
         last_only = idx >= n  # [B]
-        batch = cloze_batch(rows, last_only, self.settings.mask_prob, mask_id(self.n_items))
-        return batch._replace(seq=seq, expected_targets=expected)
+        batch = cloze_batch(rows, last_only, self.spec.mask_prob, mask_id(self.n_items), masks)
+        return batch._replace(seq=seq, expected_targets=expected, rng_seed=model_seed)
 
-    def eval_batch(self, idx: Tensor, split: int) -> EvalBatch:
-        """Evaluation batch for rows ``[B]`` of the validation (0) or test (1) set, or of whole histories (2)."""
+    def eval_batch(self, idx: Tensor, split: EvalSplit) -> EvalBatch:
+        """Evaluation batch for rows ``[B]`` of an evaluation set (``FULL``: whole histories, no target)."""
         es = self.evals[split]
         starts, ends = es.starts[idx], es.ends[idx]  # [B]
         values = self.values  # int32: only the gathered items are widened below
-        cloze = self.settings.sample_kind == "cloze"
-        hist_len = self.settings.max_len - (1 if cloze else 0)
-        inp = left_pad(values, starts, ends, hist_len).long()  # [B, L']
-        if cloze:  # predict the item after the history at an appended MASK position
+        inp = left_pad(values, starts, ends, self.spec.history_len).long()  # [B, L']
+        if self.spec.cloze:  # predict the item after the history at an appended MASK position
             mask_col = torch.full_like(inp[:, :1], mask_id(self.n_items))  # [B, 1]
             inp = torch.cat([inp, mask_col], dim=1)  # [B, L]
         (inp,) = trim_left(inp)
         seen_rows, seen_items = ragged_coo(values, starts, ends)  # [S], [S]
-        user_ends = es.user_ends[idx]  # [B] whole histories (split 2) have no target and nothing later
+        user_ends = es.user_ends[idx]  # [B] whole histories (FULL) have no target and nothing later
         later_rows, later_items = ragged_coo(values, torch.minimum(ends + 1, user_ends), user_ends)  # [S'], [S']
         return EvalBatch(
             es.users[idx], inp, es.targets[idx].long(), seen_rows, seen_items.long(), later_rows, later_items.long()
         )
 
 
-def _mean_targets(real: Tensor, settings: DataSettings, last_item_copies: bool) -> float:
+def _mean_targets(real: Tensor, spec: SampleSpec, last_item_copies: bool) -> float:
     """Average loss positions per training sample, from the real items ``[N]`` of each window."""
     if real.numel() == 0:
         return 0.0
-    if settings.sample_kind == "next":
+    if not spec.cloze:
         return float((real - 1).clamp_min(0).double().mean())
-    per_window = settings.mask_prob * real.double()  # [N] expected masked items
+    per_window = spec.mask_prob * real.double()  # [N] expected masked items
     if last_item_copies:  # each window also comes once with only its last item masked
         per_window = (per_window + 1.0) / 2.0
     return float(per_window.mean())
@@ -145,38 +151,52 @@ def _windows(starts: Tensor, ends: Tensor, width: int, stride: int) -> tuple[Ten
 
 
 class _Requests:
-    """An iterable of request tuples built from an index stream (the device loader path)."""
+    """The requests of an index stream, one per batch; both loader paths iterate them (a DataLoader as its sampler)."""
 
-    def __init__(self, batches: IndexBatches, make: Callable[[Tensor], Any]) -> None:
+    def __init__(self, batches: IndexBatches, make: Callable[[Tensor, int], TrainRequest | EvalRequest]) -> None:
         self.batches, self.make = batches, make
 
-    def __iter__(self) -> Iterator[Any]:
-        return (self.make(idx) for idx in self.batches)
+    def __iter__(self) -> Iterator[TrainRequest | EvalRequest]:
+        return (self.make(idx, seed) for idx, seed in self.batches.seeded())
 
     def __len__(self) -> int:
         return len(self.batches)
 
 
 class _BatchDataset(Dataset[Any]):
-    """Map-style dataset whose item is a whole batch (the worker loader path)."""
+    """Map-style dataset whose item is the whole batch a request asks for (the worker loader path)."""
 
-    def __init__(self, build: Callable[[Tensor], Any]) -> None:
-        self.build = build
+    def __init__(self, store: SequenceStore) -> None:
+        self.store = store
 
-    def __getitem__(self, idx: Tensor) -> Any:
-        return self.build(idx)
+    def __getitem__(self, request: TrainRequest | EvalRequest) -> TrainBatch | EvalBatch:
+        return self.store.batch(request)
+
+
+MODEL_KEYS = {
+    "sample_kind": "the model picks its training samples (model=sasrec: next-item, model=bert4rec: cloze)",
+    "max_len": "set model.max_len",
+    "mask_prob": "set model.mask_prob (BERT4Rec)",
+}
+"""Former ``data.*`` keys the model now decides (``RecModule.sample_spec``); given here they fail loudly."""
 
 
 class SeqDataModule(L.LightningDataModule):
-    """Prepares a log with polars, splits it, and serves next-item or cloze batches.
+    """Prepares a log with polars, splits it, and serves the samples its model asks for.
 
-    After ``setup``: ``n_items``, ``n_users``, ``item_popularity`` and ``prepared`` (id maps).
+    After ``setup``: ``n_items``, ``n_users``, ``item_popularity`` and ``prepared`` (id maps). Batches
+    need the model's ``SampleSpec`` too: ``trainer.fit/validate/test`` hand it over in ``setup``;
+    without a trainer, call ``connect(model.sample_spec)``.
     """
 
     def __init__(self, source: Source, preparation: Preparation, split: SplitConfig, **settings: Any) -> None:
         super().__init__()
+        owned = sorted(set(settings) & set(MODEL_KEYS))
+        if owned:
+            raise ConfigError(f"data.{owned[0]}: not a data setting any more; {MODEL_KEYS[owned[0]]}")
         self.source, self.preparation, self.split = source, preparation, split
         self.settings = build_settings(DataSettings, settings, "data")
+        self.spec: SampleSpec | None = None
         self._store: SequenceStore | None = None
         self._device_store: SequenceStore | None = None
         self.prepared: Prepared | None = None
@@ -187,29 +207,53 @@ class SeqDataModule(L.LightningDataModule):
         load_prepared(self.source, self.preparation, self.settings.data_dir, self.settings.cache_dir)
 
     def setup(self, stage: str | None = None) -> None:
-        if self._store is not None:
-            return
-        s = self.settings
-        self.prepared = load_prepared(self.source, self.preparation, s.data_dir, s.cache_dir)
-        self.splits = split_interactions(self.prepared.interactions, self.prepared.n_items, self.split)
-        self._store = SequenceStore(self.splits, s, self.prepared.n_items)
+        """Read and split the data (once); under a trainer, connect to its model's samples."""
+        if self.splits is None:
+            s = self.settings
+            self.prepared = load_prepared(self.source, self.preparation, s.data_dir, s.cache_dir)
+            self.splits = split_interactions(self.prepared.interactions, self.prepared.n_items, self.split)
+        model = self.trainer.lightning_module if self.trainer is not None else None
+        spec = getattr(model, "sample_spec", None)
+        if spec is not None:
+            self.connect(spec)
+
+    def connect(self, spec: SampleSpec) -> None:
+        """Cut batches as the model's ``spec`` says (the training store is rebuilt when it changes)."""
+        if spec.cloze and self.settings.window_stride is not None:
+            raise ConfigError(
+                f"data.window_stride: sliding windows are for next-item samples, and this model trains on "
+                f"{spec.kind} samples; set data.window_stride=null"
+            )
+        if spec != self.spec:
+            self.spec, self._store, self._device_store = spec, None, None
+
+    @property
+    def store(self) -> SequenceStore:
+        """Training windows and evaluation sets, built at first use after ``setup`` and ``connect``."""
+        if self._store is None:
+            if self.splits is None:
+                raise RuntimeError("SeqDataModule.setup() must run before batches are requested")
+            if self.spec is None:
+                raise RuntimeError(
+                    "SeqDataModule: no model connected; call connect(model.sample_spec) (trainer.fit does it)"
+                )
+            self._store = SequenceStore(self.splits, self.settings, self.n_items, self.spec)
+            self._log_sizes(self._store)
+        return self._store
+
+    def _log_sizes(self, store: SequenceStore) -> None:
         log.info(
-            "data %s: %d users, %d items; %d training samples (%d sequences with nothing to predict left out), "
+            "data %s: %d users, %d items; %d %s training samples (%d sequences with nothing to predict left out), "
             "%d val / %d test users evaluated",
             self.source.name,
             self.n_users,
             self.n_items,
-            self.store.n_train_samples,
-            self.store.n_untrainable,
-            len(self.store.evals[0]),
-            len(self.store.evals[1]),
+            store.n_train_samples,
+            store.spec.kind,
+            store.n_untrainable,
+            len(store.evals[EvalSplit.VAL]),
+            len(store.evals[EvalSplit.TEST]),
         )
-
-    @property
-    def store(self) -> SequenceStore:
-        if self._store is None:
-            raise RuntimeError("SeqDataModule.setup() must run before batches are requested")
-        return self._store
 
     @property
     def n_items(self) -> int:
@@ -239,13 +283,13 @@ class SeqDataModule(L.LightningDataModule):
     def _epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
 
-    def _loader(self, batches: IndexBatches, make: Callable[[Tensor], Any], build: Callable[[Tensor], Any]) -> Any:
+    def _loader(self, requests: _Requests) -> Any:
         s = self.settings
         if s.loader == "device":
-            return _Requests(batches, make)
+            return requests  # batches are built after transfer, where the data lives
         return DataLoader(
-            _BatchDataset(build),
-            sampler=batches,
+            _BatchDataset(self.store),
+            sampler=requests,
             batch_size=None,
             num_workers=s.num_workers,
             pin_memory=s.pin_memory,
@@ -265,44 +309,30 @@ class SeqDataModule(L.LightningDataModule):
             lengths=self.store.sample_lengths,
             group=self.settings.length_grouping,
         )
-        return self._loader(batches, TrainRequest, self.store.train_batch)
+        return self._loader(_Requests(batches, TrainRequest))
 
-    def _eval_loader(self, split: int) -> Any:
+    def _eval_loader(self, split: EvalSplit) -> Any:
         rank, world = self._rank_world()
         es = self.store.evals[split]
         batches = IndexBatches(len(es), self.settings.eval_batch_size, shuffle=False, rank=rank, world_size=world)
-        return self._loader(
-            batches,
-            lambda idx: EvalRequest(idx, split),
-            lambda idx: self.store.eval_batch(idx, split),
-        )
+        return self._loader(_Requests(batches, lambda idx, _seed: EvalRequest(idx, split)))
 
     def val_dataloader(self) -> Any:
-        return self._eval_loader(0)
+        return self._eval_loader(EvalSplit.VAL)
 
     def test_dataloader(self) -> Any:
-        return self._eval_loader(1)
+        return self._eval_loader(EvalSplit.TEST)
 
     def predict_dataloader(self) -> Any:
-        return self._eval_loader(1)
+        return self._eval_loader(EvalSplit.TEST)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Device path: turn index requests into batches where the data already lives."""
-        if isinstance(batch, TrainRequest):
-            self._reseed()
-            return self._on(batch.rows.device).train_batch(batch.rows)
-        if isinstance(batch, EvalRequest):
-            return self._on(batch.rows.device).eval_batch(batch.rows, batch.split)
+        """Device path: turn requests into batches where the data already lives."""
+        if isinstance(batch, TrainRequest | EvalRequest):
+            return self._on(batch.rows.device).batch(batch)
         return batch
 
     def _on(self, device: torch.device) -> SequenceStore:
         if self._device_store is None or self._device_store.windows.device != device:
             self._device_store = self.store.to(device)
         return self._device_store
-
-    def _reseed(self) -> None:
-        """Seed every random stream from (seed, step, rank) so a resumed run replays the same steps."""
-        if self.trainer is None:
-            return
-        rank, world = self._rank_world()
-        torch.manual_seed(self.settings.seed * 1_000_003 + self.trainer.global_step * world + rank)

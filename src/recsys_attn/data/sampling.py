@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 from torch import Tensor
+
+
+def batch_seed(*key: int) -> int:
+    """A well-mixed seed in ``[0, 2**63)`` for a key of non-negative integers (e.g. seed, epoch, batch, rank).
+
+    Nearby keys give unrelated seeds, so the random streams of two batches never overlap.
+    """
+    return int(np.random.SeedSequence(list(key)).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 class IndexBatches:
@@ -71,6 +80,13 @@ class IndexBatches:
         # A generator: the epoch is read at the first batch, after Lightning has restored a resumed
         # run's loop state (it creates the iterator before that).
         yield from self._indices().split(self.batch_size)
+
+    def seeded(self) -> Iterator[tuple[Tensor, int]]:
+        """Each batch with its own seed, fixed by (seed, epoch, batch number, rank): a resumed run, or
+        the same run again, draws the same randomness for the same batch, from no global state."""
+        epoch = self.epoch_fn()
+        for number, idx in enumerate(self):
+            yield idx, batch_seed(self.seed, epoch, number, self.rank)
 
     def __len__(self) -> int:
         n = -(-self.n // self.world_size) if self.shuffle else len(range(self.rank, self.n, self.world_size))

@@ -6,24 +6,21 @@ from dataclasses import dataclass
 
 from recsys_attn.config import MAX_SEED, check_ranges, check_types
 
-SAMPLE_KINDS = ("next", "cloze")
 LOADERS = ("device", "dataloader")
 
 
 @dataclass(frozen=True)
 class DataSettings:
-    """How prepared sequences become training and evaluation batches."""
+    """How prepared sequences become training and evaluation batches.
+
+    What the batches hold (next-item or cloze samples, their length, the mask rate) is the model's to
+    say (``RecModule.sample_spec``), so it has no key here.
+    """
 
     data_dir: str = "data"
     """Where raw files are looked up (and downloaded to)."""
     cache_dir: str = ".cache"
     """Where prepared data sets are cached."""
-    sample_kind: str = "next"
-    """``next``: shifted next-item targets (SASRec); ``cloze``: masked items (BERT4Rec)."""
-    max_len: int = 200
-    """Longest input sequence; longer histories keep their most recent items."""
-    mask_prob: float = 0.2
-    """Cloze: probability that each item of a training sequence is masked."""
     cloze_last_item_samples: bool = True
     """Cloze: one extra sample per user per epoch with only the last item masked (BERT4Rec code)."""
     window_stride: int | None = None
@@ -48,9 +45,6 @@ class DataSettings:
     def __post_init__(self) -> None:
         check_types(self, "data")
         checks = [
-            ("sample_kind", self.sample_kind in SAMPLE_KINDS, f"expected one of {', '.join(SAMPLE_KINDS)}"),
-            ("max_len", self.max_len >= 2, "must be >= 2"),
-            ("mask_prob", 0.0 < self.mask_prob <= 1.0, "must be in (0, 1]"),
             ("window_stride", self.window_stride is None or self.window_stride >= 1, "expected null or >= 1"),
             ("batch_size", self.batch_size >= 1, "must be >= 1"),
             ("length_grouping", self.length_grouping >= 1, "must be >= 1 (1 = random batches)"),

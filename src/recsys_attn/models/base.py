@@ -12,6 +12,7 @@ from torch import Tensor
 from recsys_attn.config import build_settings
 from recsys_attn.constants import PAD
 from recsys_attn.data.batches import EvalBatch
+from recsys_attn.data.samples import SampleSpec
 from recsys_attn.errors import TrainingError
 from recsys_attn.evaluation.beyond import BeyondAccuracy
 from recsys_attn.evaluation.per_user import PerUserRows
@@ -45,13 +46,12 @@ class UserCount(_RankMetric):
 class RecModule(L.LightningModule):
     """Scores every item for each evaluation user and logs ``val/*`` and ``test/*`` metrics.
 
-    Subclasses implement ``score(input) -> [B, n_items + 1]``. Settings are validated into
-    ``settings_class``; all constructor arguments are scalars, so ``load_from_checkpoint`` needs no Hydra.
+    Subclasses implement ``score(input) -> [B, n_items + 1]`` and say which samples they need
+    (``sample_spec``). Settings are validated into ``settings_class``; all constructor arguments are
+    scalars, so ``load_from_checkpoint`` needs no Hydra.
     """
 
     settings_class: ClassVar[type[EvalSettings]] = EvalSettings
-    sample_kind: ClassVar[str] = "next"
-    """Training samples the datamodule must build: ``next`` (shifted) or ``cloze`` (masked)."""
     item_popularity: Tensor
 
     def __init__(self, n_items: int, item_popularity: Tensor | None = None, **settings: Any) -> None:
@@ -64,6 +64,11 @@ class RecModule(L.LightningModule):
         self.eval_metrics = torch.nn.ModuleDict({stage: self._metrics(stage) for stage in ("val", "test")})
         self.per_user: dict[str, dict[str, Tensor]] = {}
         """The last pass's rows of each stage, one per user across all devices (``evaluation.per_user``)."""
+
+    @property
+    def sample_spec(self) -> SampleSpec:
+        """The samples this model learns from and reads (next-item by default); the datamodule builds them."""
+        return SampleSpec("next", self.settings.max_len)
 
     CLASS_KEY: ClassVar[str] = "recsys_attn_class"
     """Checkpoint entry naming the module's class, so ``evaluate`` can rebuild it without Hydra."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from recsys_attn.data.samples import SampleSpec
 from recsys_attn.models.settings import ClozeSettings
 from recsys_attn.models.transformer import TransformerRec
 
@@ -11,11 +12,14 @@ from recsys_attn.models.transformer import TransformerRec
 class BERT4Rec(TransformerRec):
     """Bidirectional transformer over sequences with [MASK] (id ``n_items + 1``) tokens.
 
-    Training predicts the masked items (``data.sample_kind=cloze``); at inference the datamodule
-    appends a MASK after the history and the model scores that position.
+    Training predicts the masked items (cloze samples at ``model.mask_prob``); at inference the
+    datamodule appends a MASK after the history and the model scores that position.
     """
 
     settings_class: ClassVar[type[ClozeSettings]] = ClozeSettings
+    settings: ClozeSettings
     causal: ClassVar[bool] = False
-    sample_kind: ClassVar[str] = "cloze"
-    extra_tokens: ClassVar[int] = 1
+
+    @property
+    def sample_spec(self) -> SampleSpec:
+        return SampleSpec("cloze", self.settings.max_len, self.settings.mask_prob)

@@ -8,7 +8,6 @@ from recsys_attn.models.transformer import TransformerRec
 
 
 class SASRec(TransformerRec):
-    """Causal transformer; trained on shifted next-item targets (``data.sample_kind=next``)."""
+    """Causal transformer; trained on shifted next-item targets (the default ``sample_spec``)."""
 
     causal: ClassVar[bool] = True
-    extra_tokens: ClassVar[int] = 0

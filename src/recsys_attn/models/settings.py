@@ -20,7 +20,7 @@ class EvalSettings:
     """Opt-in sampled protocol besides the full ranking: ``uniform`` or ``popularity`` (names end ``_s100``)."""
     sampled_negatives: int = 100
     max_len: int = 200
-    """Longest input sequence (the datamodule reads it from here)."""
+    """Longest input sequence; the model's ``sample_spec`` hands it to the datamodule."""
     bootstrap: int = 1000
     """Bootstrap samples over users for the 95% interval of each metric (``<metric>_lo``/``_hi``); 0 = none."""
     bootstrap_seed: int = 0
@@ -59,18 +59,12 @@ class EvalSettings:
 
 
 @dataclass(frozen=True)
-class TransformerSettings(EvalSettings):
-    """Encoder, loss and optimisation settings shared by SASRec and BERT4Rec."""
+class SequentialSettings(EvalSettings):
+    """Loss and optimisation settings of every sequence recommender, and the two sizes every encoder has."""
 
     hidden_size: int = 64
-    num_blocks: int = 2
-    num_heads: int = 1
+    """Width of the item embeddings and of the encoder's hidden states (they are scored against each other)."""
     dropout: float = 0.2
-    norm_first: bool = True
-    """Pre-norm (True) or post-norm (False) transformer blocks."""
-    activation: str = "gelu"
-    ff_mult: int = 4
-    """Feed-forward width as a multiple of hidden_size."""
     loss: str = "ce"
     """One of recsys_attn.models.losses.LOSSES: ce, bce, bpr, sampled_softmax, gbce."""
     num_negatives: int = 256
@@ -96,15 +90,7 @@ class TransformerSettings(EvalSettings):
         super().__post_init__()
         checks = [
             ("hidden_size", self.hidden_size >= 1, "must be >= 1"),
-            ("num_blocks", self.num_blocks >= 1, "must be >= 1"),
-            (
-                "num_heads",
-                self.num_heads >= 1 and self.hidden_size % self.num_heads == 0,
-                f"must be >= 1 and divide model.hidden_size={self.hidden_size}",
-            ),
             ("dropout", 0.0 <= self.dropout < 1.0, "must be in [0, 1)"),
-            ("activation", self.activation in ("gelu", "relu"), "expected gelu or relu"),
-            ("ff_mult", self.ff_mult >= 1, "must be >= 1"),
             ("loss", self.loss in LOSSES, f"expected one of {', '.join(sorted(LOSSES))}"),
             ("num_negatives", self.num_negatives >= 1, "must be >= 1"),
             (
@@ -128,11 +114,51 @@ class TransformerSettings(EvalSettings):
 
 
 @dataclass(frozen=True)
+class TransformerSettings(SequentialSettings):
+    """The transformer encoder of SASRec and BERT4Rec."""
+
+    num_blocks: int = 2
+    num_heads: int = 1
+    norm_first: bool = True
+    """Pre-norm (True) or post-norm (False) transformer blocks."""
+    activation: str = "gelu"
+    ff_mult: int = 4
+    """Feed-forward width as a multiple of hidden_size."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        checks = [
+            ("num_blocks", self.num_blocks >= 1, "must be >= 1"),
+            (
+                "num_heads",
+                self.num_heads >= 1 and self.hidden_size % self.num_heads == 0,
+                f"must be >= 1 and divide model.hidden_size={self.hidden_size}",
+            ),
+            ("activation", self.activation in ("gelu", "relu"), "expected gelu or relu"),
+            ("ff_mult", self.ff_mult >= 1, "must be >= 1"),
+        ]
+        check_ranges(self, "model", checks)
+
+
+@dataclass(frozen=True)
 class ClozeSettings(TransformerSettings):
-    """BERT4Rec: the transformer settings plus the masking rate the datamodule uses."""
+    """BERT4Rec: the transformer settings plus the masking rate of its training samples."""
 
     mask_prob: float = 0.2
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_ranges(self, "model", [("mask_prob", 0.0 < self.mask_prob <= 1.0, "must be in (0, 1]")])
+
+
+@dataclass(frozen=True)
+class GRUSettings(SequentialSettings):
+    """GRU4Rec: a stack of GRU layers (``dropout`` applies to the item embeddings and between layers)."""
+
+    num_layers: int = 1
+    dropout: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_ranges(self, "model", [("num_layers", self.num_layers >= 1, "must be >= 1")])

@@ -1,0 +1,142 @@
+"""Sequence recommenders: a pluggable encoder of item ids, the configured loss over its states, AdamW.
+
+A model is declared by the encoder it builds (``build_encoder``) and the samples it learns from
+(``sample_spec``); losses, negatives, scoring, metrics and the optimiser live here once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from recsys_attn.constants import PAD
+from recsys_attn.data.batches import TrainBatch
+from recsys_attn.data.history import HistoryIndex
+from recsys_attn.models.base import RecModule, fp32_scores
+from recsys_attn.models.losses import LossContext, get_loss
+from recsys_attn.models.settings import SequentialSettings
+
+
+class ItemEncoder(Protocol):
+    """What a sequence recommender is given: an ``nn.Module`` from item ids to hidden states."""
+
+    def __call__(self, items: Tensor) -> Tensor:
+        """Hidden states ``[B, L, D]`` for left-padded item ids ``[B, L]`` (zero at padding)."""
+        ...
+
+    def item_weights(self, n_items: int) -> Tensor:
+        """The items' output vectors ``[n_items + 1, D]`` (row 0 = padding) the states are scored against."""
+        ...
+
+
+class SequentialRec(RecModule):
+    """Shared training loop: hidden states at positions with a target feed the configured loss."""
+
+    settings_class: ClassVar[type[SequentialSettings]] = SequentialSettings
+    settings: SequentialSettings
+
+    def __init__(self, n_items: int, item_popularity: Tensor | None = None, **settings: Any) -> None:
+        super().__init__(n_items, item_popularity, **settings)
+        self.loss_fn = get_loss(self.settings.loss)
+        encoder = self.build_encoder(self.sample_spec.n_tokens(n_items))
+        if not isinstance(encoder, nn.Module):  # its parameters must register with the module
+            raise TypeError(f"{type(self).__name__}.build_encoder must return an nn.Module, got {type(encoder)}")
+        self.encoder = encoder
+
+    def build_encoder(self, n_tokens: int) -> ItemEncoder:
+        """The encoder (an ``nn.Module``) for token ids ``0..n_tokens - 1``, built from ``self.settings``."""
+        raise NotImplementedError
+
+    history: HistoryIndex | None = None
+    """Training items per sequence, attached from the datamodule at fit (negatives avoid them)."""
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if stage == "fit" and self.settings.negatives_exclude_history and dm is not None:
+            self.history = dm.store.history
+
+    def forward(self, items: Tensor) -> Tensor:
+        return self.encoder(items)  # [B, L, D]
+
+    def score(self, items: Tensor) -> Tensor:
+        last = self.encoder(items)[:, -1]  # [B, D] state after the history (cloze: at MASK)
+        return fp32_scores(last, self.encoder.item_weights(self.n_items))  # [B, n_items + 1] fp32 under autocast
+
+    def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor:
+        with own_random_state(batch.rng_seed, self.device):  # dropout and negatives replay on resume
+            hidden = self.encoder(batch.input)  # [B, L, D]
+            sel = batch.target != PAD  # [B, L]
+            loss = self.loss_fn(
+                hidden[sel], batch.target[sel], self.encoder.item_weights(self.n_items), self._loss_context(batch, sel)
+            )
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=int(sel.sum()))
+        if batch.expected_targets:  # length-grouped batches: weigh each position as a random batch would
+            return loss * (sel.sum() / batch.expected_targets)
+        return loss
+
+    def _loss_context(self, batch: TrainBatch, sel: Tensor) -> LossContext:
+        s = self.settings
+        history, seq = None, None
+        if self.history is not None and batch.seq is not None:
+            self.history = history = self.history.to(sel.device)  # moved once, kept on the training device
+            seq = batch.seq[:, None].expand_as(sel)[sel]  # [N] training sequence of each position
+        return LossContext(
+            self.n_items,
+            s.num_negatives,
+            s.negative_sampling,
+            self.item_popularity,
+            s.gbce_t,
+            s.ce_max_logits,
+            history,
+            seq,
+        )
+
+    def configure_optimizers(self) -> Any:
+        s = self.settings
+        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": s.weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+        opt = torch.optim.AdamW(groups, lr=s.lr, betas=(s.betas[0], s.betas[1]))
+        if s.warmup_steps == 0 and s.schedule == "constant":
+            return opt
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, s.warmup_steps, total, s.schedule))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+@contextmanager
+def own_random_state(seed: int | None, device: torch.device) -> Iterator[None]:
+    """Random draws inside (dropout, negatives) follow ``seed``; the caller's random state is restored after.
+
+    The global generators of the CPU and of ``device`` (a GPU) are forked, so a library call never
+    changes a user's random state. ``seed=None``: the global state is used as it is.
+    """
+    if seed is None:
+        yield
+        return
+    gpus = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=gpus):
+        torch.random.default_generator.manual_seed(seed)
+        for gpu in gpus:
+            with torch.cuda.device(gpu):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
+def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
+    """Multiplier of the base learning rate: linear warmup, then constant, cosine or linear decay."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "linear":
+        return 1.0 - progress
+    return 1.0
