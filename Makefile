@@ -38,10 +38,10 @@ format: ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix src tests benchmarks
 	$(BIN)/ruff format src tests benchmarks
 
-test: ## the test suite without the `slow` marker (CPU; the notebooks run here too); what CI runs
+test: ## the test suite without the `slow` marker (CPU, about 5 minutes); what CI runs
 	$(BIN)/python -m pytest
 
-test-full: ## every test, those marked `slow` (long real-data trainings) included
+test-full: ## every test, those marked `slow` (long real-data trainings, notebooks, resume/DDP runs) included
 	$(BIN)/python -m pytest -m ''
 
 train: ## a short SASRec run on ML-1M (minutes on a CPU); EXPERIMENT=sasrec_ml-1m: paper scale; ARGS='model.lr=3e-3'

@@ -4,9 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO_ROOT
 
 
+@pytest.mark.slow
 def test_bench_precision_reports_both_precisions_and_the_speedup(real_data_dir: Path, tmp_path: Path) -> None:
     script = REPO_ROOT / "benchmarks" / "bench_precision.py"
     results = REPO_ROOT / "benchmarks" / "RESULTS.md"

@@ -36,6 +36,7 @@ def compose_train(*overrides: str, tmp: Path | None = None) -> DictConfig:
 
 
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in options(g)])
+@pytest.mark.slow
 def test_every_option_composes_and_instantiates(group: str, option: str, tmp_path: Path) -> None:
     extra = ["data.source.path=log.csv"] if (group, option) == ("data", "interactions") else []
     if not torch.cuda.is_available():
@@ -107,6 +108,7 @@ def test_each_yaml_opens_with_its_command() -> None:
         assert any("python -m recsys_attn" in line for line in head if line.startswith("#")), path
 
 
+@pytest.mark.slow
 def test_typo_fails_at_compose_time_naming_the_key(tmp_path: Path) -> None:
     proc = run_cli("recsys_attn.train", "model.hidden_sizee=3", cwd=tmp_path, timeout=120)
     assert proc.returncode != 0
@@ -116,6 +118,7 @@ def test_typo_fails_at_compose_time_naming_the_key(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("script", ["recsys-train", "recsys-evaluate", "recsys-prepare", "recsys-predict"])
+@pytest.mark.slow
 def test_console_scripts_find_the_configs_from_any_directory(script: str, tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name(script)
     proc = subprocess.run(
@@ -195,6 +198,7 @@ def test_two_runs_started_in_the_same_second_get_their_own_directories(entry: st
     assert Path(first[0]).parent == Path.cwd() / "logs" / entry / "runs"
 
 
+@pytest.mark.slow
 def test_a_sweep_keeps_one_directory_for_all_its_jobs(tmp_path: Path, real_data_dir: Path) -> None:
     proc = run_cli(
         "recsys_attn.prepare", "-m", "data=ml-100k,ml-100k", f"paths.cache_dir={tmp_path / 'cache'}", cwd=tmp_path

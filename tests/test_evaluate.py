@@ -9,6 +9,7 @@ from recsys_attn.config import ConfigError
 from recsys_attn.evaluate import load_module
 
 
+@pytest.mark.slow
 def test_truncated_checkpoint_is_named(tmp_path: Path, tiny_checkpoint: Path) -> None:
     cut = tmp_path / "cut.ckpt"
     data = tiny_checkpoint.read_bytes()

@@ -19,6 +19,7 @@ def two_epochs(tmp_path_factory: pytest.TempPathFactory, real_data_dir: Path, sh
     return train(tmp_path_factory.mktemp("full"), shared_cache, "run", "trainer.max_epochs=2")
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(two_epochs: dict[str, float], tmp_path: Path, shared_cache: Path) -> None:
     again = train(tmp_path, shared_cache, "again", "trainer.max_epochs=2")
     assert scores(again) == scores(two_epochs)
@@ -26,6 +27,7 @@ def test_same_seed_same_metrics(two_epochs: dict[str, float], tmp_path: Path, sh
     assert scores(other) != scores(two_epochs)
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_result(
     two_epochs: dict[str, float], tmp_path: Path, shared_cache: Path
 ) -> None:
@@ -37,6 +39,7 @@ def test_interrupted_run_resumes_to_the_same_result(
     assert scores(resumed) == scores(two_epochs)
 
 
+@pytest.mark.slow
 def test_last_ckpt_is_the_last_epoch_and_resumes_without_repeating(
     tmp_path: Path, real_data_dir: Path, shared_cache: Path
 ) -> None:
@@ -82,6 +85,7 @@ def evaluate(tmp: Path, ckpt: Path, cache: Path, name: str, *overrides: str) -> 
     return proc
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_give_the_same_test_metrics(
     tmp_path: Path, tiny_checkpoint: Path, shared_cache: Path
 ) -> None:
@@ -97,6 +101,7 @@ def test_ddp_two_processes_give_the_same_test_metrics(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # one run dir per run
 
 
+@pytest.mark.slow
 def test_evaluate_with_other_protocol_options(tmp_path: Path, tiny_checkpoint: Path, shared_cache: Path) -> None:
     evaluate(
         tmp_path,
@@ -112,11 +117,13 @@ def test_evaluate_with_other_protocol_options(tmp_path: Path, tiny_checkpoint: P
     assert metrics["test/ndcg@10_s100"] >= metrics["test/ndcg@10"]  # 100 candidates are easier than all
 
 
+@pytest.mark.slow
 def test_bf16_mixed_runs_on_cpu(tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
     metrics = train(tmp_path, shared_cache, "bf16", "trainer.max_epochs=1", "trainer.precision=bf16-mixed")
     assert 0.0 <= metrics["test/ndcg@10"] <= 1.0
 
 
+@pytest.mark.slow
 def test_bf16_mixed_evaluation_scores_like_fp32(tmp_path: Path, tiny_checkpoint: Path, shared_cache: Path) -> None:
     # The same weights under both precisions: bf16 scores would tie items with the target (counted against it).
     metrics = {}
@@ -127,11 +134,13 @@ def test_bf16_mixed_evaluation_scores_like_fp32(tmp_path: Path, tiny_checkpoint:
     assert abs(metrics["32-true"]["test/mrr"] - metrics["bf16-mixed"]["test/mrr"]) < 5e-4
 
 
+@pytest.mark.slow
 def test_evaluate_rejects_a_missing_checkpoint(tmp_path: Path) -> None:
     proc = run_cli("recsys_attn.evaluate", f"ckpt_path={tmp_path / 'nope.ckpt'}", cwd=tmp_path, timeout=120)
     assert proc.returncode != 0 and "ckpt_path: no checkpoint at" in proc.stderr
 
 
+@pytest.mark.slow
 def test_optuna_search_runs_trials_and_summarises(tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
     sweep = tmp_path / "sweep"
     proc = run_cli(
@@ -155,6 +164,7 @@ def test_optuna_search_runs_trials_and_summarises(tmp_path: Path, real_data_dir:
     assert len((sweep / "summary.csv").read_text().strip().splitlines()) == 3  # header + 2 trials
 
 
+@pytest.mark.slow
 def test_ddp_training_writes_one_run_directory(tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
     metrics = train(tmp_path, shared_cache, "ddp", "trainer=ddp", "trainer.devices=2", "trainer.max_epochs=1")
     assert metrics["test/users"] == 300.0  # every user once, not once per process

@@ -21,6 +21,7 @@ def help_text(entry_point: str, tmp_path: Path) -> str:
 
 
 @pytest.mark.parametrize("entry_point", ENTRY_POINTS)
+@pytest.mark.slow
 def test_help_is_a_short_header_with_three_examples(entry_point: str, tmp_path: Path) -> None:
     text = help_text(entry_point, tmp_path)
     lines = text.strip().splitlines()
@@ -33,6 +34,7 @@ def test_help_is_a_short_header_with_three_examples(entry_point: str, tmp_path: 
     assert not list(tmp_path.iterdir())  # --help runs nothing and writes nothing
 
 
+@pytest.mark.slow
 def test_train_help_lists_every_option_of_its_groups(tmp_path: Path) -> None:
     text = help_text("train", tmp_path)
     for group in TRAIN_GROUPS:

@@ -31,12 +31,14 @@ def results(tmp_path_factory: pytest.TempPathFactory, real_data_dir: Path, share
     return {name: train(tmp, shared_cache, name, *SHORT, *overrides) for name, overrides in RUNS.items()}
 
 
+@pytest.mark.slow
 def test_popularity_baseline_is_weak_but_not_zero(results: dict[str, dict]) -> None:
     pop = results["popularity"]
     assert pop["test/users"] == 6040.0
     assert 0.005 < pop["test/ndcg@10"] < 0.05
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["sasrec", "bert4rec"])
 def test_model_beats_popularity_by_a_wide_margin(results: dict[str, dict], model: str) -> None:
     pop, got = results["popularity"]["test/ndcg@10"], results[model]["test/ndcg@10"]

@@ -111,6 +111,7 @@ def check_offline_run(run_dir: Path) -> dict[str, object]:
     return run
 
 
+@pytest.mark.slow
 def test_wandb_without_login_logs_offline_and_finishes(tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
     run_dir = train_without_wandb_login(tmp_path, shared_cache, "logger=wandb")
     run = check_offline_run(run_dir)
@@ -118,6 +119,7 @@ def test_wandb_without_login_logs_offline_and_finishes(tmp_path: Path, real_data
     assert not (run_dir / "csv").exists()
 
 
+@pytest.mark.slow
 def test_csv_and_wandb_together_with_the_best_checkpoint(
     tmp_path: Path, real_data_dir: Path, shared_cache: Path
 ) -> None:
@@ -129,6 +131,7 @@ def test_csv_and_wandb_together_with_the_best_checkpoint(
     assert "test/ndcg@10" in (run_dir / "csv" / "metrics.csv").read_text().splitlines()[0]
 
 
+@pytest.mark.slow
 def test_tensorboard_writes_events_in_the_run_dir(tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -10,6 +10,7 @@ import pytest
 from recsys_attn.noise import LIGHTNING_TIP, RANK_ZERO_LOGGERS, silence_third_party_noise
 
 
+@pytest.mark.slow
 def test_a_training_run_prints_neither_the_tip_nor_the_deprecation(
     ml100k_run: tuple[Path, subprocess.CompletedProcess[str]],
 ) -> None:

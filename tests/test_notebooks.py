@@ -25,6 +25,7 @@ def test_notebook_is_stored_without_outputs(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.slow
 def test_notebook_executes(path: Path, real_data_dir: Path, tmp_path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
     os.environ["RECSYS_ATTN_DATA_DIR"] = str(real_data_dir.resolve())  # the kernel inherits it

@@ -22,6 +22,7 @@ def predict(tmp: Path, ckpt: Path, cache: Path, *overrides: str) -> tuple[int, s
     return proc.returncode, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_every_user_gets_k_unseen_items_with_original_ids(
     tmp_path: Path, tiny_checkpoint: Path, shared_cache: Path, real_data_dir: Path
 ) -> None:
@@ -41,6 +42,7 @@ def test_every_user_gets_k_unseen_items_with_original_ids(
     assert "30,200 recommendations for 6,040 users" in out
 
 
+@pytest.mark.slow
 def test_csv_for_chosen_users_in_their_order(tmp_path: Path, tiny_checkpoint: Path, shared_cache: Path) -> None:
     code, out = predict(
         tmp_path, tiny_checkpoint, shared_cache, "k=3", "users=[42,1]", "history=test", "output=recs.csv"
@@ -50,6 +52,7 @@ def test_csv_for_chosen_users_in_their_order(tmp_path: Path, tiny_checkpoint: Pa
     assert recs["user_id"].to_list() == [42] * 3 + [1] * 3 and recs["rank"].to_list() == [0, 1, 2] * 2
 
 
+@pytest.mark.slow
 def test_movielens_ids_through_an_id_map(
     tmp_path: Path, tiny_checkpoint: Path, shared_cache: Path, real_data_dir: Path
 ) -> None:
@@ -79,6 +82,7 @@ def test_movielens_ids_through_an_id_map(
         ("max_users=0", "error: max_users: must be >= 1 (got 0)"),
     ],
 )
+@pytest.mark.slow
 def test_bad_settings_fail_with_one_line_naming_the_key_and_write_nothing(
     tmp_path: Path, tiny_checkpoint: Path, shared_cache: Path, override: str, message: str
 ) -> None:
@@ -88,6 +92,7 @@ def test_bad_settings_fail_with_one_line_naming_the_key_and_write_nothing(
     assert not list(tmp_path.glob("recs*")) and not (tmp_path / "run" / "recommendations.parquet").exists()
 
 
+@pytest.mark.slow
 def test_a_diverged_checkpoint_fails_instead_of_writing_nothing(
     tmp_path: Path, tiny_checkpoint: Path, shared_cache: Path
 ) -> None:

@@ -83,6 +83,7 @@ def run_cli(args: list[str], cwd: Path, data_dir: Path) -> subprocess.CompletedP
         ("ml-100k", ("943", "1,682", "100,000")),
     ],
 )
+@pytest.mark.slow
 def test_cli_prepares_real_data(real_data_dir: Path, tmp_path: Path, data: str, counts: tuple[str, str, str]) -> None:
     cache_dir = tmp_path / "cache"
     result = run_cli([f"data={data}", f"paths.cache_dir={cache_dir}"], tmp_path, real_data_dir)

@@ -80,6 +80,7 @@ def scores(run_dir: Path) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
 
 
+@pytest.mark.slow
 def test_a_run_cut_short_resumes_to_the_uninterrupted_result(
     tmp_path: Path, real_data_dir: Path, shared_cache: Path, real_tables: tuple[str, bool]
 ) -> None:
@@ -121,6 +122,7 @@ def test_a_run_cut_short_resumes_to_the_uninterrupted_result(
     assert (REPO_ROOT / "benchmarks" / "reproduce.csv").exists() == real_tables[1]
 
 
+@pytest.mark.slow
 def test_early_stopping_counts_as_converged_and_is_not_trained_again(
     tmp_path: Path, real_data_dir: Path, shared_cache: Path
 ) -> None:

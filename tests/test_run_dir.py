@@ -87,6 +87,7 @@ def test_evaluate_and_predict_need_no_data_override(
     assert pl.read_parquet(written).height == 3 * 943 and str(written) in proc.stdout
 
 
+@pytest.mark.slow
 def test_an_explicit_data_override_is_kept(
     tmp_path: Path, ml100k_run: tuple[Path, subprocess.CompletedProcess[str]], shared_cache: Path
 ) -> None:
@@ -154,6 +155,7 @@ def test_success_keeps_the_run(hydra_run: Path) -> None:
     assert (hydra_run / "train.log").is_file()
 
 
+@pytest.mark.slow
 def test_a_settings_error_through_the_cli_leaves_no_run_directory(tmp_path: Path) -> None:
     proc = run_cli("recsys_attn.train", "model.hidden_size=abc", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert proc.returncode == 1

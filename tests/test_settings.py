@@ -276,6 +276,7 @@ def test_cli_fails_with_one_line_naming_the_key(
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_train_ckpt_path_to_a_directory_fails_before_any_data_work(tmp_path: Path) -> None:
     proc = run_cli("recsys_attn.train", f"ckpt_path={tmp_path}", cwd=tmp_path, timeout=120)
     assert proc.returncode == 1, proc.stderr[-2000:]

@@ -57,6 +57,7 @@ def test_bad_metrics_file_names_the_file(tmp_path: Path) -> None:
         summarize_sweep(tmp_path)
 
 
+@pytest.mark.slow
 def test_multirun_writes_one_summary_of_every_job(tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
     sweep = tmp_path / "sweep"
     proc = run_cli(

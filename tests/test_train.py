@@ -38,6 +38,7 @@ def test_fast_dev_run_every_model(model: str, tmp_path: Path, real_data_dir: Pat
 
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))
+@pytest.mark.slow
 def test_fast_dev_run_every_experiment(
     experiment: str, tmp_path: Path, real_data_dir: Path, shared_cache: Path
 ) -> None:

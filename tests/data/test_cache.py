@@ -196,6 +196,7 @@ def _worker(data_dir: str, cache_dir: str) -> int:
     return load_prepared(SOURCE, Preparation(), data_dir, cache_dir).n_interactions
 
 
+@pytest.mark.slow
 def test_concurrent_processes_share_one_cache(data_dir: Path, tmp_path: Path) -> None:
     cache_dir = tmp_path / "cache"
     ctx = multiprocessing.get_context("spawn")

@@ -67,6 +67,7 @@ def write_run(path: Path, ndcg: list[float]) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_cli_compares_run_and_sweep_directories(tmp_path: Path) -> None:
     a = write_run(tmp_path / "a", [1.0, 0.0, 0.5, 0.0])
     write_run(tmp_path / "sweep" / "0", [1.0, 1.0, 0.5, 0.0])

@@ -33,6 +33,7 @@ def check_per_user(run_dir: Path, split: str, metrics: dict[str, float]) -> pl.D
     return frame
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_write_per_user_rows(tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
     run_dir = tmp_path / "run"
     proc = run_cli(
