@@ -27,9 +27,10 @@ class _FusedCrossEntropy(torch.autograd.Function):
         n = hidden.shape[0]
         logits = torch.empty(n, items.shape[0], device=hidden.device, dtype=torch.float32)  # [N, V]
         lse = torch.empty(n, device=hidden.device, dtype=torch.float32)  # [N]
+        h, w_t = hidden.float(), items.float().T  # [N, D], [D, V] converted once, not per block
         for start in range(0, n, ROWS):
             block = logits[start : start + ROWS]  # [R, V] a view, written in place
-            torch.mm(hidden[start : start + ROWS].float(), items.float().T, out=block)
+            torch.mm(h[start : start + ROWS], w_t, out=block)
             block[:, 0] = float("-inf")  # padding is not a class
             lse[start : start + ROWS] = torch.logsumexp(block, dim=1)
         pos = logits.gather(1, targets[:, None]).squeeze(1)  # [N] target logits
