@@ -73,25 +73,44 @@ class _Tiny(L.LightningModule):
         return DataLoader(TensorDataset(torch.ones(2, 1)), batch_size=2)
 
 
-def fit_one_epoch(dirpath: Path) -> None:
+def fit_one_epoch(dirpath: Path, ckpt_path: Path | None = None, max_epochs: int = 1) -> None:
     checkpoint = ResumableCheckpoint(
         dirpath=dirpath, filename="epoch_{epoch:03d}", save_last=True, auto_insert_metric_name=False
     )
     trainer = L.Trainer(
-        max_epochs=1,
+        max_epochs=max_epochs,
         callbacks=[checkpoint],
         logger=False,
         accelerator="cpu",
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.fit(_Tiny())
+    trainer.fit(_Tiny(), ckpt_path=ckpt_path)
 
 
 def test_checkpoints_are_written_whole_beside_their_final_name(tmp_path: Path) -> None:
     fit_one_epoch(tmp_path / "checkpoints")
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["epoch_000.ckpt", "last.ckpt"]
     assert torch.load(tmp_path / "checkpoints" / "epoch_000.ckpt", weights_only=False)["epoch"] == 0
+
+
+@pytest.mark.parametrize("how", ["link", "move"])
+def test_a_run_dir_reached_by_another_path_keeps_one_last_ckpt_and_its_best(tmp_path: Path, how: str) -> None:
+    """A run dir reached through a link, or moved, is the same run: no ``last-v1.ckpt``, best still tracked."""
+    first = tmp_path / "first"
+    fit_one_epoch(first / "checkpoints")
+    if how == "link":
+        (tmp_path / "second").symlink_to(first)
+    else:
+        first.rename(tmp_path / "second")
+    folder = tmp_path / "second" / "checkpoints"
+    fit_one_epoch(folder, ckpt_path=folder / "last.ckpt", max_epochs=2)
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch_001.ckpt", "last.ckpt"]
+    state = torch.load(folder / "last.ckpt", weights_only=False)
+    assert state["epoch"] == 1
+    (saved,) = (value for key, value in state["callbacks"].items() if key.startswith("ResumableCheckpoint"))
+    assert Path(saved["best_model_path"]).name == "epoch_001.ckpt"
+    assert Path(saved["best_model_path"]).resolve().parent == folder.resolve()
 
 
 def test_a_full_disk_while_checkpointing_leaves_no_partial_checkpoint(

@@ -116,6 +116,9 @@ class ResumableCheckpoint(ModelCheckpoint):
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved_dir = state_dict.get("dirpath")
+        if saved_dir is not None and self.dirpath is not None and _same_folder(state_dict, self.dirpath):
+            state_dict = _moved_to(state_dict, self.dirpath)
         super().load_state_dict(state_dict)
         if state_dict.get("dirpath") != self.dirpath:
             self.best_model_score = state_dict.get("best_model_score")
@@ -125,6 +128,8 @@ class ResumableCheckpoint(ModelCheckpoint):
             self.kth_value = state_dict.get("kth_value", self.kth_value)
 
     def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Tensor]) -> None:
+        if self.dirpath is not None and self.save_last is True:  # never ``last-v1.ckpt``: one last, overwritten
+            self.last_model_path = self.format_checkpoint_name(monitor_candidates, self.CHECKPOINT_NAME_LAST)
         super()._save_last_checkpoint(trainer, monitor_candidates)
         self._last_written_step = trainer.global_step
 
@@ -138,6 +143,32 @@ class ResumableCheckpoint(ModelCheckpoint):
     def _remove_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         if self.dirpath is not None and Path(filepath).resolve().parent == Path(self.dirpath).resolve():
             super()._remove_checkpoint(trainer, filepath)
+
+
+def _same_folder(state: dict[str, Any], dirpath: str | Path) -> bool:
+    """Whether a checkpoint callback's saved state was written in ``dirpath``, reached by another path.
+
+    Either both paths name one folder (symbolic links), or the run directory was moved: the saved folder
+    is gone and ``dirpath`` holds the saved best checkpoint under the same file name.
+    """
+    saved = Path(state["dirpath"])
+    if saved.resolve() == Path(dirpath).resolve():
+        return True
+    best = state.get("best_model_path") or ""
+    moved = not saved.exists() and bool(best) and Path(best).parent == saved
+    return moved and (Path(dirpath) / Path(best).name).exists()
+
+
+def _moved_to(state: dict[str, Any], dirpath: str | Path) -> dict[str, Any]:
+    """``state`` with every checkpoint path of its own folder rewritten into ``dirpath``."""
+    saved = Path(state["dirpath"])
+
+    def here(path: Any) -> Any:
+        return str(Path(dirpath) / Path(path).name) if path and Path(path).parent == saved else path
+
+    moved = {key: here(state.get(key)) for key in ("best_model_path", "kth_best_model_path", "last_model_path")}
+    best_k = {here(path): score for path, score in state.get("best_k_models", {}).items()}
+    return {**state, **moved, "best_k_models": best_k, "dirpath": str(dirpath)}
 
 
 class NonFiniteLossGuard(L.Callback):
