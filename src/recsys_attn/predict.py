@@ -13,8 +13,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from recsys_attn.atomic import write_atomic
+from recsys_attn.checkpoints import checkpoint_and_data
 from recsys_attn.config import CONF_DIR, ConfigError, run_entry_point
-from recsys_attn.evaluate import checkpoint_and_data
 from recsys_attn.recommend import HISTORIES, recommend
 from recsys_attn.run_dir import failed_run_cleanup, use_trained_data
 from recsys_attn.runner import check_setting, start_run

@@ -12,6 +12,7 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
@@ -25,6 +26,13 @@ MATMUL_PRECISIONS = ("highest", "high", "medium")
 CKPT_EXAMPLE = "ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt"
 LIGHTNING_CKPT_KEYWORDS = ("last", "hpc")
 """``Trainer.fit(ckpt_path=...)`` values that name no file: the newest checkpoint of the run, the HPC one."""
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    """The run directory: Hydra's when running under Hydra, else ``paths.output_dir``."""
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path(cfg.paths.output_dir)
 
 
 def start_run(cfg: DictConfig, ckpt_required: bool = False) -> None:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import hydra
 import lightning as L
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from recsys_attn.callbacks import EpochTimer, NonFiniteLossGuard
@@ -23,19 +21,13 @@ from recsys_attn.runner import (
     check_model_keys,
     collect_metrics,
     instantiate_group,
+    output_dir,
     print_summary,
     start_run,
     write_json_atomic,
 )
 
 log = logging.getLogger(__name__)
-
-
-def output_dir(cfg: DictConfig) -> Path:
-    """The run directory: Hydra's when running under Hydra, else ``paths.output_dir``."""
-    if HydraConfig.initialized():
-        return Path(HydraConfig.get().runtime.output_dir)
-    return Path(cfg.paths.output_dir)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
