@@ -159,3 +159,20 @@ def test_make_policy_builds_each_policy_and_names_the_bad_key() -> None:
     for kwargs, message in bad:
         with pytest.raises(ConfigError, match=message):
             make_policy(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=lambda p: f"{p.name}{p.params()}")
+def test_expected_values_are_the_propensity_weighted_means_over_every_next_item(policy: Policy) -> None:
+    """E[values | the items above] at each rank = sum over candidate items a of P(a next) * values[a]."""
+    scores = torch.randn(50, 8, generator=gen(12))  # [50, 8]
+    scores[:, 0] = -INF
+    scores[torch.rand(50, 8, generator=gen(13)) < 0.25] = -INF
+    values = torch.randn(8, generator=gen(14))  # [8]
+    slate, _ = Temperature(2.0).draw(scores, 4, gen(15))  # [50, 4] a slate the target did not choose
+    got = policy.expected(scores, slate, values)  # [50, 4]
+    want = torch.zeros(50, 4)
+    for r in range(4):
+        for a in range(8):
+            candidate = torch.cat([slate[:, :r], torch.full((50, 1), a)], dim=1)  # [50, r + 1]
+            want[:, r] += policy.propensities(scores, candidate)[:, r] * values[a]
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

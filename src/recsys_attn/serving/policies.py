@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
@@ -59,6 +59,12 @@ class Policy(ABC):
         An item that is not servable (``-inf``, PAD) or repeats one above it gets 0.
         """
 
+    @abstractmethod
+    def expected(self, scores: Tensor, slate: Tensor, values: Tensor) -> Tensor:
+        """``[B, V]``, ``[B, k]``, ``[V]`` -> ``[B, k]``: E[values of the item this policy puts at each rank | the slate
+        items above] (0 where no servable item is left); the model part of a doubly-robust estimate.
+        """
+
 
 @dataclass(frozen=True)
 class Greedy(Policy):
@@ -75,6 +81,11 @@ class Greedy(Policy):
 
     def propensities(self, scores: Tensor, slate: Tensor) -> Tensor:
         return _epsilon_propensities(_checked(scores, 1), _checked_slate(slate, scores), 0.0)
+
+    def expected(self, scores: Tensor, slate: Tensor, values: Tensor) -> Tensor:
+        return _epsilon_expected(
+            _checked(scores, 1), _checked_slate(slate, scores), _checked_values(values, scores), 0.0
+        )
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,10 @@ class Temperature(Policy):
 
     def propensities(self, scores: Tensor, slate: Tensor) -> Tensor:
         return _plackett_luce(_tempered(_checked(scores, 1), self.temperature), _checked_slate(slate, scores))
+
+    def expected(self, scores: Tensor, slate: Tensor, values: Tensor) -> Tensor:
+        z = _tempered(_checked(scores, 1), self.temperature)  # [B, V]
+        return _plackett_luce_expected(z, _checked_slate(slate, scores), _checked_values(values, scores))
 
 
 @dataclass(frozen=True)
@@ -146,6 +161,10 @@ class Epsilon(Policy):
 
     def propensities(self, scores: Tensor, slate: Tensor) -> Tensor:
         return _epsilon_propensities(_checked(scores, 1), _checked_slate(slate, scores), self.epsilon)
+
+    def expected(self, scores: Tensor, slate: Tensor, values: Tensor) -> Tensor:
+        s, v = _checked(scores, 1), _checked_values(values, scores)  # [B, V], [V]
+        return _epsilon_expected(s, _checked_slate(slate, scores), v, self.epsilon)
 
 
 POLICIES: dict[str, type[Policy]] = {"greedy": Greedy, "temperature": Temperature, "epsilon": Epsilon}
@@ -189,6 +208,14 @@ def _checked(scores: Tensor, k: int) -> Tensor:
     if bool((s.isnan() | (s == float("inf"))).any()):
         raise ValueError("scores: NaN or +inf; a servable item needs a finite score, -inf marks the others")
     return s
+
+
+def _checked_values(values: Tensor, scores: Tensor) -> Tensor:
+    if values.shape != (scores.shape[1],) or not bool(values.isfinite().all()):
+        raise ValueError(
+            f"values: expected {scores.shape[1]} finite numbers (one per column), got {tuple(values.shape)}"
+        )
+    return values.float().to(scores.device)
 
 
 def _checked_slate(slate: Tensor, scores: Tensor) -> Tensor:
@@ -244,20 +271,47 @@ def _fresh(s: Tensor, slate: Tensor) -> Tensor:
     return servable & ~repeat
 
 
-def _epsilon_propensities(s: Tensor, slate: Tensor, epsilon: float) -> Tensor:
-    """``epsilon / n_left + (1 - epsilon) * [item is the best left]`` per rank ``[B, k]`` (0 for unfresh items)."""
+class _Left(NamedTuple):
+    """What is left at each rank of a slate ``[B, k]`` once the (fresh) slate items above it are taken."""
+
+    fresh: Tensor  # [B, k] the slate item is servable and no repeat
+    n_left: Tensor  # [B, k] servable items not above this rank
+    best: Tensor  # [B, k] the best item left (greedy's choice), PAD when none
+    has_best: Tensor  # [B, k] some servable item is left
+
+
+def _left(s: Tensor, slate: Tensor) -> _Left:
     fresh = _fresh(s, slate)  # [B, k]
     k = slate.shape[1]
-    n_left = (s > NEG_INF).sum(1, keepdim=True) - (fresh.cumsum(1) - fresh.long())  # [B, k] servable, not above
+    n_left = (s > NEG_INF).sum(1, keepdim=True) - (fresh.cumsum(1) - fresh.long())  # [B, k]
     best, best_values = _greedy_order(s, min(k, s.shape[1]))  # [B, k']
-    # taken[b, r, j]: best[b, j] is a (fresh) slate item above rank r
+    # taken[b, r, j]: best[b, j] is a (fresh) slate item above rank r; after r ranks the first r + 1 of the
+    # greedy order hold an untaken item whenever any servable item is left
     match = (slate[:, :, None] == best[:, None, :]) & fresh[:, :, None]  # [B, k, k']
     taken = (match.cumsum(1) - match.long()) > 0  # [B, k, k']
     free = ~taken & (best_values > NEG_INF)[:, None, :]  # [B, k, k']
-    best_left = best.gather(1, free.int().argmax(2))  # [B, k] first free (argmax: first maximum)
-    is_best = free.any(2) & (best_left == slate)  # [B, k]
-    p = epsilon / n_left.clamp(min=1).float() + (1.0 - epsilon) * is_best.float()  # [B, k]
-    return torch.where(fresh, p, 0.0)
+    has_best = free.any(2)  # [B, k]
+    best_left = torch.where(has_best, best.gather(1, free.int().argmax(2)), PAD)  # [B, k] argmax: first free
+    return _Left(fresh, n_left, best_left, has_best)
+
+
+def _epsilon_propensities(s: Tensor, slate: Tensor, epsilon: float) -> Tensor:
+    """``epsilon / n_left + (1 - epsilon) * [item is the best left]`` per rank ``[B, k]`` (0 for unfresh items)."""
+    left = _left(s, slate)
+    is_best = left.has_best & (left.best == slate)  # [B, k]
+    p = epsilon / left.n_left.clamp(min=1).float() + (1.0 - epsilon) * is_best.float()  # [B, k]
+    return torch.where(left.fresh, p, 0.0)
+
+
+def _epsilon_expected(s: Tensor, slate: Tensor, values: Tensor, epsilon: float) -> Tensor:
+    """``epsilon * mean(values of the items left) + (1 - epsilon) * values[best left]`` per rank ``[B, k]``."""
+    left = _left(s, slate)
+    v = values.double()  # [V] sums of many values: float64 so taking the items above cancels exactly enough
+    total = torch.where(s > NEG_INF, v, 0.0).sum(1, keepdim=True)  # [B, 1] over servable items
+    shown = torch.where(left.fresh, v[slate], 0.0)  # [B, k]
+    mean_left = (total - (shown.cumsum(1) - shown)) / left.n_left.clamp(min=1)  # [B, k]
+    e = epsilon * mean_left + (1.0 - epsilon) * v[left.best]  # [B, k]
+    return torch.where(left.has_best, e, 0.0).float()
 
 
 def _tempered(s: Tensor, temperature: float) -> Tensor:
@@ -284,3 +338,23 @@ def _plackett_luce(z: Tensor, slate: Tensor) -> Tensor:
     suffix = zs.flip(1).logcumsumexp(1).flip(1)  # [B, k] slate items at this rank or below
     left = torch.logaddexp(rest, suffix)  # [B, k] log-normaliser at each rank
     return torch.where(fresh, (zs - left).exp(), 0.0)
+
+
+def _plackett_luce_expected(z: Tensor, slate: Tensor, values: Tensor) -> Tensor:
+    """E[values of the Plackett–Luce choice at each rank | the slate items above] ``[B, k]`` under logits ``z``.
+
+    The items left at rank r are the non-slate items (their softmax mean of ``values``, once) and the
+    slate items at ranks >= r (``k x k`` weights), as in ``_plackett_luce``.
+    """
+    fresh = _fresh(z, slate)  # [B, k]
+    zs = torch.where(fresh, z.gather(1, slate), NEG_INF)  # [B, k]
+    rest = z.scatter(1, slate, NEG_INF)  # [B, V]
+    rest_lse = rest.logsumexp(1, keepdim=True)  # [B, 1]
+    shift = torch.where(rest_lse > NEG_INF, rest_lse, 0.0)  # [B, 1] nothing left outside the slate: weights 0
+    rest_mean = ((rest - shift).exp() * values).sum(1, keepdim=True)  # [B, 1]
+    left = torch.logaddexp(rest_lse, zs.flip(1).logcumsumexp(1).flip(1))  # [B, k] log-normaliser per rank
+    safe = torch.where(left > NEG_INF, left, 0.0)  # [B, k]
+    below = torch.ones(slate.shape[1], slate.shape[1], dtype=torch.bool, device=z.device).triu()  # [k, k] j >= r
+    w = torch.where(below, (zs[:, None, :] - safe[:, :, None]).exp(), 0.0)  # [B, k(rank), k(slate item)]
+    e = (rest_lse - safe).exp() * rest_mean + (w * values[slate][:, None, :]).sum(2)  # [B, k]
+    return torch.where(left > NEG_INF, e, 0.0)
