@@ -107,9 +107,10 @@ class Temperature(Policy):
     def draw(self, scores: Tensor, k: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
         s = _checked(scores, k)  # [B, V]
         z = _tempered(s, self.temperature)  # [B, V]
-        u = _uniform(s.shape, generator, s.device)  # [B, V]
-        gumbel = -torch.log(-torch.log(u.clamp(min=torch.finfo(torch.float32).tiny)))  # [B, V]
-        top = (z + gumbel).topk(min(k, s.shape[1]), dim=1)  # [B, k']; -inf (not servable) stays last
+        keys = _uniform(s.shape, generator, s.device)  # [B, V] uniform, made Gumbel in place (memory: V can be 1M)
+        keys.clamp_(min=torch.finfo(torch.float32).tiny).log_().neg_().log_().neg_().add_(z)  # [B, V] z + Gumbel
+        top = keys.topk(min(k, s.shape[1]), dim=1)  # [B, k']; -inf (not servable) stays last
+        del keys
         items = torch.where(top.values > NEG_INF, top.indices, PAD)  # [B, k']
         items = _pad(items, k)  # [B, k]
         return items, _plackett_luce(z, items)
@@ -141,8 +142,9 @@ class Epsilon(Policy):
         # A uniformly random order of the servable items: at each rank the first one not yet taken is uniform
         # among the items left (they are exchangeable given everything drawn so far). The best left is likewise
         # the first untaken of ``best``; after r ranks at most r are taken, so k' of each list suffice.
-        keys = torch.where(s > NEG_INF, _uniform(s.shape, generator, s.device), -1.0)  # [B, V]
+        keys = _uniform(s.shape, generator, s.device).masked_fill_(s == NEG_INF, -1.0)  # [B, V]
         shuffled_top = keys.topk(kk, dim=1)  # [B, k']
+        del keys
         shuffled = shuffled_top.indices  # [B, k']
         explore = _uniform((s.shape[0], kk), generator, s.device) < self.epsilon  # [B, k']
         free_best = best_values > NEG_INF  # [B, k']
@@ -319,11 +321,10 @@ def _tempered(s: Tensor, temperature: float) -> Tensor:
 
     Servable items stay finite (clamped to the lowest float) however small the temperature; ``-inf`` stays.
     """
-    servable = s > NEG_INF  # [B, V]
     top = s.max(dim=1, keepdim=True).values  # [B, 1]
     top = torch.where(top > NEG_INF, top, 0.0)  # [B, 1] a row with nothing servable
-    z = ((s - top) / temperature).clamp(min=torch.finfo(torch.float32).min)  # [B, V]
-    return torch.where(servable, z, NEG_INF)
+    z = (s - top).div_(temperature).clamp_(min=torch.finfo(torch.float32).min)  # [B, V] in place: one copy
+    return z.masked_fill_(s == NEG_INF, NEG_INF)
 
 
 def _plackett_luce(z: Tensor, slate: Tensor) -> Tensor:
