@@ -207,3 +207,22 @@ def test_a_sweep_keeps_one_directory_for_all_its_jobs(tmp_path: Path, real_data_
     (sweep,) = (tmp_path / "logs" / "prepare" / "multiruns").iterdir()
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
     assert (sweep / "summary.csv").is_file()  # the end-of-sweep callback found the same directory
+
+
+@pytest.mark.parametrize("name", options("model"))
+def test_model_yaml_lists_every_setting_with_its_dataclass_default(name: str) -> None:
+    """The settings dataclass is the one source of defaults; ``conf/model/<name>.yaml`` is its checked copy."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")["model"]
+    settings_class = hydra.utils.get_class(node["_target_"]).settings_class
+    defaults = {
+        f.name: f.default_factory() if callable(f.default_factory) else f.default
+        for f in dataclasses.fields(settings_class)
+    }
+    listed = {str(k): v for k, v in OmegaConf.to_container(node).items() if k != "_target_"}  # type: ignore[union-attr]
+    assert sorted(listed) == sorted(defaults), f"conf/model/{name}.yaml must list every {settings_class.__name__} field"
+    drift = {k: (listed[k], defaults[k]) for k in defaults if listed[k] != defaults[k]}
+    assert not drift, f"conf/model/{name}.yaml differs from {settings_class.__name__}'s defaults (yaml, code): {drift}"

@@ -18,6 +18,9 @@ from recsys_attn.data.history import HistoryIndex
 from recsys_attn.models.chunked_ce import chunked_cross_entropy
 from recsys_attn.models.fused_ce import fused_cross_entropy
 
+CE_MAX_LOGITS = 2**27
+"""Default of ``model.ce_max_logits``: the largest positions x items logits block ``ce`` builds (512 MiB of fp32)."""
+
 
 @dataclass(frozen=True)
 class LossContext:
@@ -31,7 +34,7 @@ class LossContext:
     """Item counts ``[n_items + 1]`` for popularity sampling."""
     gbce_t: float = 0.75
     """gSASRec calibration parameter t in [0, 1]."""
-    ce_max_logits: int = 2**27
+    ce_max_logits: int = CE_MAX_LOGITS
     """Largest ``positions x items`` logits block ``ce`` builds at once; past it, items go in chunks."""
     history: HistoryIndex | None = None
     """Training items of each sequence: sampled negatives are drawn outside them (None = anywhere)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from recsys_attn.config import check_ranges, check_types
-from recsys_attn.models.losses import LOSSES
+from recsys_attn.models.losses import CE_MAX_LOGITS, LOSSES
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class SequentialSettings(EvalSettings):
     """Sampled negatives (bce, bpr, gbce, sampled_softmax) are never items of the user's own training
     history, as in the SASRec paper's code; false draws them from the whole catalogue."""
     gbce_t: float = 0.75
-    ce_max_logits: int = 2**27
+    ce_max_logits: int = CE_MAX_LOGITS
     """``ce`` loss: the largest positions x items logits block built at once (2**27 floats = 512 MiB);
     above it the softmax runs over item chunks, with the same value and gradients in less memory."""
     lr: float = 1e-3
@@ -141,9 +141,25 @@ class TransformerSettings(SequentialSettings):
 
 
 @dataclass(frozen=True)
-class ClozeSettings(TransformerSettings):
-    """BERT4Rec: the transformer settings plus the masking rate of its training samples."""
+class SASRecSettings(TransformerSettings):
+    """SASRec's defaults: the paper's ML-1M block (hidden 50, one head, a ReLU feed-forward as wide as the model)."""
 
+    hidden_size: int = 50
+    activation: str = "relu"
+    ff_mult: int = 1
+
+
+@dataclass(frozen=True)
+class ClozeSettings(TransformerSettings):
+    """BERT4Rec: the paper's block (2 heads, GELU, feed-forward x4, dropout 0.1), AdamW with warm-up and linear
+    decay, and the masking rate of its training samples."""
+
+    num_heads: int = 2
+    dropout: float = 0.1
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    warmup_steps: int = 100
+    schedule: str = "linear"
     mask_prob: float = 0.2
 
     def __post_init__(self) -> None:
