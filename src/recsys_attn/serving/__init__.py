@@ -1,0 +1,1 @@
+"""Serving: histories of new users, exploration policies, off-policy evaluation."""
