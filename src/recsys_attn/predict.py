@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,13 +68,15 @@ def predict(cfg: DictConfig) -> ServeSummary:
         "policy": policy.name,
         "policy_params": json.dumps(policy.params(), sort_keys=True),
         "seed": str(cfg.seed),
-        "ckpt_path": str(cfg.ckpt_path),
+        "ckpt_path": str(Path(cfg.ckpt_path).resolve()),
         "k": str(cfg.k),
-        "users": str(histories) if histories is not None else f"history={cfg.history}",
+        "users": f"histories={histories.resolve()}" if histories is not None else f"history={cfg.history}",
         "filter_seen": str(model.settings.filter_seen).lower(),
     }
+    start = time.perf_counter()
     write_stream(output, frames, output_schema(prepared), metadata)
-    log.info("wrote %s: %s", output, summary)
+    seconds = time.perf_counter() - start
+    log.info("served %d users in %.2f s (%.0f users/s) -> %s", summary.users, seconds, summary.users / seconds, output)
     return summary
 
 

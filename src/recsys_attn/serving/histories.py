@@ -99,17 +99,14 @@ def _block(frame: pl.DataFrame, by_text: pl.DataFrame, user_dtype: pl.DataType, 
 
 def _user_ids(frame: pl.DataFrame, user_dtype: pl.DataType, rows: Rows) -> pl.Series:
     """``frame``'s text ``user_id`` in the data's dtype; an id that is not of it fails naming its line."""
-    text = pl.col("user_id")
+    text = frame["user_id"]
     if not user_dtype.is_integer():
-        return frame["user_id"].cast(user_dtype)
+        return text.cast(user_dtype)
     parsed = text.cast(pl.Int64, strict=False)
-    rows.check(
-        frame,
-        parsed.is_null() | (parsed.cast(pl.String) != text),
-        "user_id",
-        "user_id is not an integer, and the data's user ids are integers",
-    )
-    return frame.select(parsed.cast(user_dtype))["user_id"]
+    bad = parsed.is_null() | (parsed.cast(pl.String) != text)  # '007', '1.5', 'abc'
+    if bad.any():
+        rows.check(frame, pl.lit(bad), "user_id", "user_id is not an integer, and the data's user ids are integers")
+    return parsed.cast(user_dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,11 +190,19 @@ def _parse_jsonl(path: Path, lines: list[int], texts: list[str]) -> pl.DataFrame
         _first_bad_json(path, lines, texts)
         raise DataError(f"{path}:{lines[0]}-{lines[-1]}: could not be parsed as {JSONL_EXPECT}")
     frame = frame.with_columns(pl.Series("line", lines, dtype=pl.Int64))
-    rows = Rows(path, ENCODING)
-    rows.check(frame, pl.col("user_id").is_null(), "user_id", f'no "user_id" (or null); expected {JSONL_EXPECT}')
-    rows.check(frame, pl.col("items").is_null(), "items", f'no "items" list (or null); expected {JSONL_EXPECT}')
-    null_item = pl.col("items").list.eval(pl.element().is_null()).list.any()
-    rows.check(frame, null_item, "items", '"items" holds a null; expected item ids')
+    checks = [
+        (pl.col("user_id").is_null(), "user_id", f'no "user_id" (or null); expected {JSONL_EXPECT}'),
+        (pl.col("items").is_null(), "items", f'no "items" list (or null); expected {JSONL_EXPECT}'),
+        (
+            pl.col("items").list.eval(pl.element().is_null()).list.any(),
+            "items",
+            '"items" holds a null; expected item ids',
+        ),
+    ]
+    if frame.select(pl.any_horizontal(bad.any() for bad, _, _ in checks)).item():  # one pass when all is well
+        rows = Rows(path, ENCODING)
+        for bad, key, problem in checks:
+            rows.check(frame, bad, key, problem)
     return frame
 
 
