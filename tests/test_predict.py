@@ -232,7 +232,7 @@ def test_known_users_stream_in_row_groups_equal_to_one_block_with_the_policy_in_
         code, out = predict(tmp_path, tiny_checkpoint, shared_cache, f"batch_size={batch}", f"output={name}.parquet")
         assert code == 0, out[-3000:]
     small, one = pq.ParquetFile(tmp_path / "small.parquet"), pq.ParquetFile(tmp_path / "one.parquet")
-    assert small.num_row_groups == 12 and one.num_row_groups == 1  # 6,040 users in batches of 512
+    assert small.num_row_groups == 12 and one.num_row_groups == 1  # 6,040 users in batches of 512: a group each
     assert pl.read_parquet(tmp_path / "small.parquet").equals(pl.read_parquet(tmp_path / "one.parquet"))
     meta = {k.decode(): v.decode() for k, v in small.schema_arrow.metadata.items() if not k.startswith(b"ARROW")}
     assert meta == {

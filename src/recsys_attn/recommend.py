@@ -121,8 +121,9 @@ def new_users(blocks: Iterable[HistoryBlock], spec: SampleSpec, n_items: int, ba
     for block in blocks:
         n = len(block)
         es = EvalSet(torch.arange(n), block.starts, block.ends, torch.zeros(n, dtype=torch.long), block.ends)
+        values = block.values if block.values.numel() else torch.zeros(1, dtype=block.values.dtype)  # gathers need one
         for chunk in torch.arange(n).split(batch_size):
-            batch = eval_batch_of(block.values, es, chunk, spec, n_items)
+            batch = eval_batch_of(values, es, chunk, spec, n_items)
             yield ServeInput(batch, block.user_ids.gather(chunk.numpy()), block.n_unknown[chunk])
 
 
@@ -179,15 +180,17 @@ def serve(
     try:
         pending: _Scored | None = None  # fewer than DRAW_BLOCK users, waiting for the rest of their block
         drawn = 0  # users drawn for so far: a multiple of DRAW_BLOCK until the last frame
-        for served in inputs:
-            scored = _score(model, served)
+        batches = iter(inputs)
+        upcoming = next(batches, None)
+        while upcoming is not None:
+            scored = _score(model, upcoming)
+            upcoming = next(batches, None)  # a look ahead: the last batch takes its partial block along
             scored = scored if pending is None else pending.cat(scored)
-            ready, pending = scored.split(len(scored.user_ids) // DRAW_BLOCK * DRAW_BLOCK)
+            n = len(scored.user_ids)
+            ready, pending = scored.split(n if upcoming is None else n // DRAW_BLOCK * DRAW_BLOCK)
             if len(ready.user_ids):
                 yield _draw(ready, item_ids, k, policy, seed, drawn // DRAW_BLOCK, summary)
                 drawn += len(ready.user_ids)
-        if pending is not None and len(pending.user_ids):
-            yield _draw(pending, item_ids, k, policy, seed, drawn // DRAW_BLOCK, summary)
     finally:
         model.train(was_training)
 

@@ -14,7 +14,7 @@ from torch import Tensor
 from recsys_attn.constants import PAD
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.models.base import RecModule
-from recsys_attn.recommend import recommend
+from recsys_attn.recommend import known_users, recommend, serve
 from recsys_attn.serving.policies import Policy
 from tests.conftest import toy_datamodule
 from tests.test_recommend import make_dm, popularity
@@ -84,6 +84,14 @@ def test_unknown_items_are_dropped_and_counted_and_no_known_item_means_popularit
     assert not by_user[1]["fallback"].any() and not by_user[30]["fallback"].any()
 
 
+def test_a_file_of_users_the_model_knows_nothing_of_gets_popularity(tmp_path: Path) -> None:
+    dm = make_dm(tmp_path)
+    path = write_histories(tmp_path, ".jsonl", {1: [12345], 2: []})
+    recs = recommend(model_of("bert4rec", dm), dm, k=2, histories=path, batch_size=1)
+    assert recs["item_id"].to_list() == [900, 800] * 2 and recs["fallback"].all()
+    assert recs["n_unknown"].to_list() == [1, 1, 0, 0]
+
+
 class Shuffle(Policy):
     """Servable items in a random order, drawn from the generator."""
 
@@ -106,11 +114,15 @@ def many_users(tmp_path: Path) -> SeqDataModule:
 def test_seeded_draws_repeat_and_do_not_depend_on_batch_size(tmp_path: Path) -> None:
     dm = many_users(tmp_path)
     model = popularity(dm)
+    items = dm.prepared.items["item_id"]
     runs = [
         recommend(model, dm, k=4, history="all", policy=Shuffle(), seed=7, batch_size=b) for b in (1, 10, 64, 100, 500)
     ]
     assert all(run.equals(runs[0]) for run in runs[1:])
     assert runs[0].height == 150 * 4 and runs[0]["propensity"].to_list() == [pytest.approx(0.1)] * 600
+    # batch_size 100: users 64-99 wait for the rest of their draw block, then the last batch takes all
+    frames = list(serve(model, known_users(dm, model.sample_spec, "all", batch_size=100), items, 4, Shuffle(), 7))
+    assert [f["user_id"].n_unique() for f in frames] == [64, 86] and pl.concat(frames).equals(runs[0])
     other = recommend(model, dm, k=4, history="all", policy=Shuffle(), seed=8)
     assert not other["item_id"].equals(runs[0]["item_id"])  # another seed, other draws
     # each user's items are servable: never one of their own history
