@@ -23,11 +23,11 @@ endif
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
-install: ## create .venv, install torch 2.13.0 (default index; TORCH=cpu: the CPU wheel) + the package with dev and sweep extras
+install: ## create .venv, install torch 2.13.0 (default index; TORCH=cpu: the CPU wheel) + the package with dev, sweep and serve extras
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install torch==2.13.0 $(if $(TORCH),--index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install -e '.[dev,sweep]'
+	$(BIN)/python -m pip install -e '.[dev,sweep,serve]'
 
 lint: ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check src tests benchmarks

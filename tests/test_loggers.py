@@ -10,7 +10,8 @@ import pytest
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from recsys_attn.config import ConfigError
-from recsys_attn.loggers import build_loggers, finish_run, wandb_run_options
+from recsys_attn.loggers import build_loggers, finish_wandb, report_callbacks, wandb_run_options
+from recsys_attn.wandb_report import WandbReport
 from tests.conftest import run_cli
 from tests.test_configs import compose_train
 
@@ -115,7 +116,7 @@ def check_offline_run(run_dir: Path) -> dict[str, object]:
 def test_wandb_without_login_logs_offline_and_finishes(tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
     run_dir = train_without_wandb_login(tmp_path, shared_cache, "logger=wandb")
     run = check_offline_run(run_dir)
-    assert run["artifacts"] == ["run_table"]  # log_best_checkpoint is off by default
+    assert run["artifacts"] == ["run_table", "run_table"]  # sample and per-user tables; no model by default
     assert not (run_dir / "csv").exists()
 
 
@@ -173,15 +174,22 @@ def test_wandb_run_options_defaults_and_errors(tmp_path: Path) -> None:
         wandb_run_options(compose_train("logger=wandb", "logger.wandb.log_best_checkpoint=maybe", tmp=tmp_path))
 
 
-def test_finish_run_leaves_other_loggers_alone(tmp_path: Path) -> None:
+def test_without_wandb_there_is_no_report_and_nothing_to_finish(tmp_path: Path) -> None:
     cfg = compose_train("logger=csv", tmp=tmp_path)
     loggers = build_loggers(cfg)
-    finish_run(loggers, model=None, datamodule=None, cfg=cfg, best_ckpt="")  # no W&B: nothing to touch
+    assert report_callbacks(cfg) == []
+    finish_wandb(loggers)  # no W&B: nothing to touch
     assert [type(lg) for lg in loggers] == [CSVLogger]
+    (report,) = report_callbacks(compose_train("logger=[csv,wandb]", "logger.wandb.sample_users=3", tmp=tmp_path))
+    assert isinstance(report, WandbReport) and report.sample_users == 3 and not report.log_best_checkpoint
 
 
-def test_finish_run_logs_table_config_checkpoint_and_finishes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """In process, on the toy data: exact table rows, the config, the artifact, and a finished run."""
+def test_wandb_report_callback_logs_tables_histogram_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In process, on the toy data, through ``Trainer.test``: exact table rows, per-user rows, the artifact."""
+    import lightning as L
+
     from tests.test_recommend import make_dm, popularity
 
     for key in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR"):
@@ -190,15 +198,20 @@ def test_finish_run_logs_table_config_checkpoint_and_finishes(tmp_path: Path, mo
     monkeypatch.setenv("WANDB_SILENT", "true")
     dm = make_dm(tmp_path)
     model = popularity(dm, eval_ks=[2])
+    quiet = {"accelerator": "cpu", "enable_progress_bar": False, "enable_model_summary": False}
+    first = L.Trainer(logger=False, **quiet)  # type: ignore[arg-type]
+    first.test(model, datamodule=dm, verbose=False)
     ckpt = tmp_path / "best.ckpt"
-    ckpt.write_bytes(b"weights")
+    first.save_checkpoint(ckpt)
     run_dir = tmp_path / "out"
     cfg = compose_train(
         "logger=wandb", "logger.wandb.sample_users=2", "logger.wandb.log_best_checkpoint=true", tmp=run_dir
     )
     (lg,) = build_loggers(cfg)
+    trainer = L.Trainer(logger=lg, callbacks=report_callbacks(cfg), **quiet)  # type: ignore[arg-type]
     try:
-        finish_run([lg], model, dm, cfg, str(ckpt))
+        trainer.test(model, datamodule=dm, ckpt_path=str(ckpt), verbose=False)
+        finish_wandb([lg])
     finally:
         import wandb
 
@@ -206,9 +219,9 @@ def test_finish_run_logs_table_config_checkpoint_and_finishes(tmp_path: Path, mo
         wandb.finish()
     assert not still_running
     run = read_offline_run(run_dir)
-    assert "exit" in run["kinds"] and run["artifacts"] == ["run_table", "model"]
-    assert {"model", "logger", "seed"} <= run["config"]  # type: ignore[operator]
-    (table_file,) = (run["dir"] / "files").glob("media/table/recommendations/sample*.table.json")  # type: ignore[operator]
+    assert "exit" in run["kinds"] and run["artifacts"] == ["run_table", "run_table", "model"]
+    files = run["dir"] / "files"  # type: ignore[operator]
+    (table_file,) = files.glob("media/table/recommendations/sample*.table.json")
     # the first 2 test users (30 and 40), top-2 by popularity, history filtered (see tests/test_recommend.py)
     assert json.loads(table_file.read_text())["data"] == [
         [30, 0, 800, 5.0],
@@ -216,3 +229,11 @@ def test_finish_run_logs_table_config_checkpoint_and_finishes(tmp_path: Path, mo
         [40, 0, 900, 6.0],
         [40, 1, 800, 5.0],
     ]
+    (per_user_file,) = files.glob("media/table/per_user/test*.table.json")
+    per_user = json.loads(per_user_file.read_text())
+    assert per_user["columns"][:5] == ["split", "user_id", "history_len", "target_id", "rank"]
+    assert [row[1] for row in per_user["data"]] == [30, 40, 50]  # every test user, original ids
+    history = run["history"]
+    assert isinstance(history, dict) and json.loads(history["per_user/test/nrows"]) == 3
+    assert json.loads(history["per_user/test/rank/_type"]) == "histogram"
+    assert sum(json.loads(history["per_user/test/rank/values"])) == 3  # every user's target rank

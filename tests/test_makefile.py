@@ -1,5 +1,6 @@
 """The Makefile's install switch (TORCH) and first run (EXPERIMENT), as `make -n` would run them."""
 
+import re
 import shutil
 import subprocess
 
@@ -31,6 +32,13 @@ def test_install_takes_torch_from_the_default_index_unless_told_cpu() -> None:
     default = torch_install()
     assert "torch==2.13.0" in default and "--index-url" not in default  # GPU machines: PyPI's build
     assert torch_install("TORCH=cpu").split("torch==2.13.0", 1)[1].split() == ["--index-url", CPU_INDEX]
+
+
+def test_install_takes_the_serve_extra_with_onnx() -> None:
+    (line,) = [line for line in dry_run("install") if "pip install -e" in line]
+    assert "serve" in line.split("[", 1)[1].split("]", 1)[0].split(",")
+    serve = (REPO_ROOT / "pyproject.toml").read_text().split("\nserve = [", 1)[1].split("]", 1)[0]  # tomllib: 3.11+
+    assert set(re.findall(r'"([a-z]+)>=', serve)) == {"onnx", "onnxscript", "onnxruntime"}  # export format=onnx
 
 
 def test_ci_installs_with_the_default_index() -> None:

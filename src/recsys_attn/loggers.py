@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 import hydra
+import lightning as L
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -26,7 +26,7 @@ def wandb_can_go_online() -> bool:
     return os.path.isfile(netrc) and "api.wandb.ai" in open(netrc).read()
 
 
-#: Keys of a ``WandbLogger`` node that configure :func:`finish_run`, not the logger itself.
+#: Keys of a ``WandbLogger`` node that configure the end-of-run report (``WandbReport``), not the logger itself.
 WANDB_RUN_KEYS: dict[str, Any] = {"sample_users": 20, "log_best_checkpoint": False}
 
 
@@ -82,35 +82,31 @@ def wandb_run_options(cfg: DictConfig) -> dict[str, Any]:
     return options
 
 
-def finish_run(loggers: list[Logger], model: Any, datamodule: Any, cfg: DictConfig, best_ckpt: str) -> None:
-    """After testing: W&B extras (config, sample recommendations, best checkpoint), then finish the W&B run.
+def report_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    """The end-of-run W&B report (:class:`~recsys_attn.wandb_report.WandbReport`) when ``cfg.logger`` has W&B."""
+    group = cfg.get("logger") or {}
+    if not any(isinstance(n, DictConfig) and _is_wandb(n) for n in group.values()):
+        return []
+    from recsys_attn.wandb_report import WandbReport  # keeps this module light for the entry points
 
-    Each ``WandbLogger`` gets the resolved config (when nothing logged one yet), a table
-    ``recommendations/sample`` of the top-K items for the first ``logger.wandb.sample_users`` test users
-    (original ids, K = the largest ``model.eval_ks``) and, with ``logger.wandb.log_best_checkpoint=true``, the
-    best checkpoint as a ``model`` artifact. The run is finished even when one of these fails, and its files are
-    flushed before this returns, so an offline run directory is complete and syncable. Other loggers are left
-    as they are.
+    return [WandbReport(**wandb_run_options(cfg))]
+
+
+def finish_wandb(loggers: list[Logger]) -> None:
+    """Finish every W&B run of ``loggers`` and flush its files, so an offline run directory is complete and syncable.
+
+    Each run is finished even when another fails to; other loggers are left as they are.
     """
     wandb_loggers = [lg for lg in loggers if isinstance(lg, WandbLogger)]
     if not wandb_loggers:
         return
     import wandb
 
-    options = wandb_run_options(cfg)
     try:
         for lg in wandb_loggers:
             run = lg.experiment
-            try:
-                if not any(not str(key).startswith("_") for key in run.config.as_dict()):
-                    run.config.update(OmegaConf.to_container(cfg, resolve=True), allow_val_change=True)
-                if options["sample_users"] > 0:
-                    _log_sample_recommendations(lg, model, datamodule, options["sample_users"])
-                if options["log_best_checkpoint"]:
-                    _log_checkpoint(run, best_ckpt)
-            finally:
-                offline, sync_dir = bool(run.offline), run.sync_dir
-                run.finish()
+            offline, sync_dir = bool(run.offline), run.sync_dir
+            run.finish()
             if offline:
                 log.info("W&B offline run saved to %s; upload it with `wandb sync %s`", sync_dir, sync_dir)
     finally:
@@ -118,28 +114,3 @@ def finish_run(loggers: list[Logger], model: Any, datamodule: Any, cfg: DictConf
         # for that. Skipped while another run of this process is still active (teardown would finish it).
         if wandb.run is None:
             wandb.teardown()
-
-
-def _log_sample_recommendations(lg: WandbLogger, model: Any, datamodule: Any, n_users: int) -> None:
-    """A ``wandb.Table`` of the top-K test recommendations of the first ``n_users`` users."""
-    from recsys_attn.recommend import recommend  # keeps this module light for the entry points
-
-    k = max(model.settings.eval_ks)
-    recs = recommend(model, datamodule, k=k, max_users=n_users).select("user_id", "rank", "item_id", "score")
-    lg.log_table("recommendations/sample", columns=recs.columns, data=[list(row) for row in recs.iter_rows()])
-    log.info("logged top-%d recommendations of %d users to W&B", k, recs["user_id"].n_unique())
-
-
-def _log_checkpoint(run: Any, best_ckpt: str) -> None:
-    """The best checkpoint as a W&B ``model`` artifact (aliases ``best`` and ``latest``)."""
-    import wandb
-
-    path = Path(best_ckpt) if best_ckpt else None
-    if path is None or not path.is_file():
-        log.warning("logger.wandb.log_best_checkpoint: no best checkpoint to log (got %r)", best_ckpt)
-        return
-    artifact = wandb.Artifact(name=f"model-{run.id}", type="model", metadata={"checkpoint": path.name})
-    # immutable: the checkpoint is not copied into W&B's staging area outside the run directory
-    artifact.add_file(str(path), name=path.name, policy="immutable")
-    run.log_artifact(artifact, aliases=["best", "latest"])
-    log.info("logged %s to W&B as artifact %s", path, artifact.name)

@@ -22,6 +22,10 @@ RANK_ZERO_LOGGERS = (
 PYTREE_DEPRECATION = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 """torch 2.13 deprecates ``LeafSpec``, which Lightning 2.6's own ``_pytree`` still builds: not ours to fix."""
 
+ONNX_REGISTRY_LOGGER = "torch.onnx._internal.exporter._registration"
+TORCHVISION_SKIP = "torchvision is not installed"
+"""The ONNX exporter warns four times per export that it skips torchvision's operators, which we never use."""
+
 
 class _DropPrefix(logging.Filter):
     """Drop records whose message starts with ``prefix``."""
@@ -35,9 +39,15 @@ class _DropPrefix(logging.Filter):
 
 
 def silence_third_party_noise() -> None:
-    """Drop Lightning's litlogger tip and torch's ``LeafSpec`` deprecation warning (idempotent)."""
+    """Drop Lightning's litlogger tip, the ONNX exporter's torchvision note, torch's ``LeafSpec`` warning.
+
+    Idempotent: one filter per logger however often it is called.
+    """
     for name in RANK_ZERO_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropPrefix) for f in logger.filters):
             logger.addFilter(_DropPrefix(LIGHTNING_TIP))
+    onnx_registry = logging.getLogger(ONNX_REGISTRY_LOGGER)
+    if not any(isinstance(f, _DropPrefix) for f in onnx_registry.filters):
+        onnx_registry.addFilter(_DropPrefix(TORCHVISION_SKIP))
     warnings.filterwarnings("ignore", message=PYTREE_DEPRECATION, category=FutureWarning)

@@ -13,7 +13,7 @@ from recsys_attn.callbacks import EpochTimer, NonFiniteLossGuard
 from recsys_attn.config import CONF_DIR, run_entry_point  # importing config registers the resolvers
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.evaluation.outputs import write_per_user
-from recsys_attn.loggers import build_loggers, finish_run
+from recsys_attn.loggers import build_loggers, finish_wandb, report_callbacks
 from recsys_attn.models.base import RecModule
 from recsys_attn.progress import EpochProgress
 from recsys_attn.run_dir import failed_run_cleanup
@@ -46,6 +46,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     timer = EpochTimer()
     progress = EpochProgress(cfg.get("optimized_metric") or "val/ndcg@10")
     callbacks = [*instantiate_group(cfg.get("callbacks")), timer, NonFiniteLossGuard(), progress]
+    callbacks += report_callbacks(cfg)
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg) or False)
     for lg in trainer.loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
@@ -70,7 +71,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
 
     if trainer.is_global_zero:
-        finish_run(trainer.loggers, model, datamodule, cfg, best)
+        finish_wandb(trainer.loggers)
         write_json_atomic(output_dir(cfg) / "metrics.json", metrics)
         if cfg.get("test"):
             write_per_user(output_dir(cfg), model.per_user, ["test"], model.settings.eval_ks, datamodule.prepared)

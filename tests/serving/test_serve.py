@@ -9,13 +9,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 import torch
-from torch import Tensor
 
-from recsys_attn.constants import PAD
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.models.base import RecModule
 from recsys_attn.recommend import known_users, recommend, serve
-from recsys_attn.serving.policies import Policy
+from recsys_attn.serving.policies import make_policy
 from tests.conftest import toy_datamodule
 from tests.test_recommend import make_dm, popularity
 
@@ -92,39 +90,42 @@ def test_a_file_of_users_the_model_knows_nothing_of_gets_popularity(tmp_path: Pa
     assert recs["n_unknown"].to_list() == [1, 1, 0, 0]
 
 
-class Shuffle(Policy):
-    """Servable items in a random order, drawn from the generator."""
-
-    name = "shuffle"
-
-    def draw(self, scores: Tensor, k: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
-        keys = torch.rand(scores.shape, generator=generator, device=scores.device)  # [B, V]
-        keys = torch.where(scores > float("-inf"), keys, -1.0)  # [B, V]
-        top = keys.topk(k, dim=1)  # [B, k]
-        servable = top.values >= 0  # [B, k]
-        return torch.where(servable, top.indices, PAD), servable.float() / 10  # [B, k], [B, k]
-
-
 def many_users(tmp_path: Path) -> SeqDataModule:
     """150 users (more than two draw blocks of 64) over 20 items."""
     lines = [f"{u} {1 + (u * 7 + j * 3) % 20}" for u in range(1, 151) for j in range(3)]
     return toy_datamodule(tmp_path, lines)
 
 
-def test_seeded_draws_repeat_and_do_not_depend_on_batch_size(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "value"), [("temperature", 0.5), ("epsilon", 0.5)])
+def test_seeded_draws_repeat_and_do_not_depend_on_batch_size(tmp_path: Path, name: str, value: float) -> None:
     dm = many_users(tmp_path)
     model = popularity(dm)
+    policy = make_policy(name, **{name: value})
     items = dm.prepared.items["item_id"]
     runs = [
-        recommend(model, dm, k=4, history="all", policy=Shuffle(), seed=7, batch_size=b) for b in (1, 10, 64, 100, 500)
+        recommend(model, dm, k=4, history="all", policy=policy, seed=7, batch_size=b) for b in (1, 10, 64, 100, 500)
     ]
     assert all(run.equals(runs[0]) for run in runs[1:])
-    assert runs[0].height == 150 * 4 and runs[0]["propensity"].to_list() == [pytest.approx(0.1)] * 600
+    assert runs[0].height == 150 * 4 and not runs[0]["propensity"].eq(1.0).all()
     # batch_size 100: users 64-99 wait for the rest of their draw block, then the last batch takes all
-    frames = list(serve(model, known_users(dm, model.sample_spec, "all", batch_size=100), items, 4, Shuffle(), 7))
+    frames = list(serve(model, known_users(dm, model.sample_spec, "all", batch_size=100), items, 4, policy, 7))
     assert [f["user_id"].n_unique() for f in frames] == [64, 86] and pl.concat(frames).equals(runs[0])
-    other = recommend(model, dm, k=4, history="all", policy=Shuffle(), seed=8)
+    other = recommend(model, dm, k=4, history="all", policy=policy, seed=8)
     assert not other["item_id"].equals(runs[0]["item_id"])  # another seed, other draws
     # each user's items are servable: never one of their own history
     seen = dm.prepared.interactions.join(dm.prepared.items, on="item_idx").join(dm.prepared.users, on="user_idx")
     assert runs[0].join(seen, on=["user_id", "item_id"]).height == 0
+
+
+def test_propensities_are_the_policy_s_for_the_servable_scores(tmp_path: Path) -> None:
+    """The scores a policy draws from are the ranked ones (history filtered): its propensities say so."""
+    dm = many_users(tmp_path)
+    model = popularity(dm)
+    policy = make_policy("temperature", temperature=2.0)
+    recs = recommend(model, dm, k=3, history="all", policy=policy, seed=1, batch_size=150)
+    (served,) = known_users(dm, model.sample_spec, "all", batch_size=150)
+    ranked = model.rankable_scores(served.batch)  # [150, n_items + 1]
+    idx = dm.prepared.items.select("item_id", "item_idx")
+    slate = recs.join(idx, on="item_id", maintain_order="left")["item_idx"].to_torch().view(150, 3)
+    expected = policy.propensities(ranked, slate)  # [150, 3]
+    assert torch.allclose(recs["propensity"].to_torch().view(150, 3), expected)

@@ -8,7 +8,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from recsys_attn.constants import PAD
+from recsys_attn.constants import PAD, mask_id
+from recsys_attn.data.samples import SampleSpec
 
 
 class TrainBatch(NamedTuple):
@@ -69,6 +70,17 @@ def left_pad(values: Tensor, starts: Tensor, ends: Tensor, length: int) -> Tenso
     idx = ends[:, None] + cols[None, :]  # [R, L] positions in values
     valid = idx >= starts[:, None]  # [R, L]
     return torch.where(valid, values[idx.clamp_min(0)], PAD)  # [R, L]
+
+
+def eval_input(history: Tensor, spec: SampleSpec, n_items: int) -> Tensor:
+    """The model input after left-padded histories ``[B, spec.history_len]``: cloze appends a MASK to score.
+
+    The one place an evaluation (and serving) input is built: the datamodule and the exported scorer call it.
+    """
+    if not spec.cloze:
+        return history  # [B, L]
+    mask_col = torch.full_like(history[:, :1], mask_id(n_items))  # [B, 1]
+    return torch.cat([history, mask_col], dim=1)  # [B, L + 1]
 
 
 def ragged_coo(values: Tensor, starts: Tensor, ends: Tensor) -> tuple[Tensor, Tensor]:

@@ -21,6 +21,7 @@ from recsys_attn.data.batches import (
     TrainBatch,
     TrainRequest,
     cloze_batch,
+    eval_input,
     left_pad,
     next_item_batch,
     ragged_coo,
@@ -119,11 +120,8 @@ def eval_batch_of(values: Tensor, es: EvalSet, idx: Tensor, spec: SampleSpec, n_
     MASK appended), for the datamodule's own users and for histories read at serving time alike.
     """
     starts, ends = es.starts[idx], es.ends[idx]  # [B]
-    inp = left_pad(values, starts, ends, spec.history_len).long()  # [B, L'] (values may be int32: widened here)
-    if spec.cloze:  # predict the item after the history at an appended MASK position
-        mask_col = torch.full_like(inp[:, :1], mask_id(n_items))  # [B, 1]
-        inp = torch.cat([inp, mask_col], dim=1)  # [B, L]
-    (inp,) = trim_left(inp)
+    history = left_pad(values, starts, ends, spec.history_len).long()  # [B, L'] (values may be int32: widened here)
+    (inp,) = trim_left(eval_input(history, spec, n_items))  # [B, <= L] cloze: MASK appended
     seen_rows, seen_items = ragged_coo(values, starts, ends)  # [S], [S]
     user_ends = es.user_ends[idx]  # [B] whole histories (FULL) have no target and nothing later
     later_rows, later_items = ragged_coo(values, torch.minimum(ends + 1, user_ends), user_ends)  # [S'], [S']

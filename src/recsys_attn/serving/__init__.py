@@ -1,1 +1,1 @@
-"""Serving: histories of new users, exploration policies, off-policy evaluation."""
+"""Serving: histories of new users, exploration policies with logged propensities, off-policy evaluation, export."""

@@ -1,0 +1,126 @@
+"""Off-policy evaluation: ``python -m recsys_attn.ope logged=<file> ckpt_path=<file> [policy=...]``.
+
+Estimates the value of the target (the checkpoint's scores, turned into slates by ``policy``) from a log of
+slates another policy served; writes ``ope.json`` and ``served_ctr.parquet`` into its run directory. The
+estimators are defined in ``recsys_attn.serving.ope_estimators``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import hydra
+import polars as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from recsys_attn.atomic import write_atomic
+from recsys_attn.checkpoints import checkpoint_and_data
+from recsys_attn.config import CONF_DIR, ConfigError, run_entry_point
+from recsys_attn.run_dir import failed_run_cleanup, use_trained_data
+from recsys_attn.runner import check_setting, output_dir, start_run, write_json_atomic
+from recsys_attn.serving.logs import index_log, read_log
+from recsys_attn.serving.ope_estimators import ESTIMATORS, diagnostics, estimate, fit_reward_model, served_ctr
+from recsys_attn.serving.policies import make_policy
+from recsys_attn.serving.targets import history_batches, target_slots
+
+log = logging.getLogger(__name__)
+
+
+def ope(cfg: DictConfig) -> tuple[dict[str, Any], pl.DataFrame]:
+    """Every estimate of ``cfg.logged`` under the target, written to the run directory; returns the report and CTRs."""
+    check_setting(cfg, "logged", str)
+    check_setting(cfg, "bootstrap", int, minimum=1)
+    check_setting(cfg, "batch_size", int, minimum=1)
+    check_setting(cfg, "level", float)
+    if not 0.0 < cfg.level < 1.0:
+        raise ConfigError(f"level: must be in (0, 1), e.g. 0.95 (got {cfg.level!r})")
+    if cfg.histories is not None:
+        raise ConfigError(
+            "histories: not supported yet; ope scores each logged user after their whole history in the data "
+            "(leave histories=null)"
+        )
+    policy = make_policy(cfg.policy, cfg.temperature, cfg.epsilon)
+    logged = read_log(cfg.logged)  # a malformed log fails here, before the model loads and anything is written
+    start_run(cfg, ckpt_required=True)
+    model, datamodule = checkpoint_and_data(cfg)
+    model.to(_device(cfg.device))
+    if datamodule.prepared is None:
+        raise RuntimeError("ope: checkpoint_and_data returned a datamodule that is not set up")
+    slates = index_log(logged, datamodule.prepared, cfg.logged)
+    reward = fit_reward_model(slates, model.n_items + 1)
+    batches = history_batches(datamodule, slates.users, cfg.batch_size)
+    target = target_slots(model, policy, batches, slates, reward)
+    estimates = estimate(slates, target, cfg.bootstrap, cfg.seed, cfg.level)
+    report: dict[str, Any] = {name: e._asdict() for name, e in estimates.items()}
+    report.update(
+        policy={"name": policy.name, **policy.params()},
+        logged_file=str(cfg.logged),
+        ckpt_path=str(cfg.ckpt_path),
+        slates=int(slates.shown.shape[0]),
+        slots=int(slates.shown.sum()),
+        level=cfg.level,
+        bootstrap=cfg.bootstrap,
+        seed=cfg.seed,
+        diagnostics=diagnostics(slates, target),
+    )
+    ctr = served_ctr(logged, reward.rank_factor)
+    out = output_dir(cfg)
+    write_atomic(out / "served_ctr.parquet", lambda tmp: ctr.write_parquet(tmp))
+    write_json_atomic(out / "ope.json", report)
+    log.info("wrote %s and %s", out / "ope.json", out / "served_ctr.parquet")
+    return report, ctr
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """The estimates with their intervals, and how well the log covers the target (entry point only)."""
+    level = f"{report['level']:.0%}"
+    policy = " ".join(f"{k}={v}" if k != "name" else f"policy={v}" for k, v in report["policy"].items())
+    table = Table(title=f"value per slate of {policy} ({report['slates']:,} logged slates)")
+    for col in ("estimator", "value", f"{level} lo", f"{level} hi"):
+        table.add_column(col, justify="left" if col == "estimator" else "right")
+    for name in ESTIMATORS:
+        e = report[name]
+        table.add_row(name, *(f"{e[k]:.4f}" if not math.isnan(e[k]) else "nan" for k in ("value", "lo", "hi")))
+    Console().print(table)
+    diag = report["diagnostics"]
+    weights = ", ".join(f"{v:.3g}" for v in diag["mean_weight_by_rank"])
+    ess = ", ".join(f"{v:,.0f}" for v in diag["ess_by_rank"])
+    print(f"mean weight by rank (near 1 when the log covers the target): {weights}; effective slates: {ess}")
+
+
+def _device(name: str) -> torch.device:
+    """``auto`` = the first GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"device: {name!r} is not a device (auto, cpu, cuda, cuda:1, ...)") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: {name!r} but no GPU is available (use device=cpu or device=auto)")
+    return device
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="ope")
+def hydra_main(cfg: DictConfig) -> None:
+    """Hydra entry point: estimate (the data of the checkpoint's own run unless ``data=...``), print the table."""
+    with failed_run_cleanup():
+        use_trained_data(cfg, HydraConfig.get().overrides.task)
+        report, _ = ope(cfg)
+    print_report(report)
+    print(f"-> {output_dir(cfg) / 'ope.json'}, {output_dir(cfg) / 'served_ctr.parquet'}")
+
+
+def main() -> None:
+    """Console script and ``python -m`` entry: user errors exit with one line naming the key or file."""
+    run_entry_point(hydra_main)
+
+
+if __name__ == "__main__":
+    main()
