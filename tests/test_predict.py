@@ -244,3 +244,13 @@ def test_known_users_stream_in_row_groups_equal_to_one_block_with_the_policy_in_
         "users": "history=all",
         "filter_seen": "true",
     }
+    policy = ["policy=temperature", "temperature=0.5", "seed=3", "max_users=100", "output=t.parquet"]
+    code, out = predict(tmp_path, tiny_checkpoint, shared_cache, *policy)
+    assert code == 0, out[-3000:]
+    assert "1,000 recommendations for 100 users (k=10, policy=temperature)" in out
+    drawn = pq.ParquetFile(tmp_path / "t.parquet")
+    meta = drawn.schema_arrow.metadata
+    assert meta[b"policy"] == b"temperature" and meta[b"policy_params"] == b'{"temperature": 0.5}'
+    assert meta[b"seed"] == b"3"
+    propensity = pl.read_parquet(tmp_path / "t.parquet")["propensity"]
+    assert propensity.is_between(0, 1, closed="right").all() and propensity.lt(1).any()  # drawn, not greedy
