@@ -54,3 +54,20 @@ def test_bench_catalog_times_the_losses_and_ranking(tmp_path: Path) -> None:
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
     assert [r.split(" | ")[3].split(" ")[0] for r in rows] == ["ce", "sampled_softmax", "full-ranking"]
     assert "(one logits block)" in rows[0]  # 5,001 x 64 logits fit under ce_max_logits
+
+
+@pytest.mark.slow
+def test_bench_serve_reports_memory_and_speed_per_size(real_data_dir: Path, tmp_path: Path) -> None:
+    script = REPO_ROOT / "benchmarks" / "bench_serve.py"
+    results = REPO_ROOT / "benchmarks" / "RESULTS.md"
+    before = results.read_text()
+    args = ["--users", "200", "300", "--threads", "1", "--no-record"]
+    proc = subprocess.run(
+        [sys.executable, str(script), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split(" | ") for line in proc.stdout.splitlines() if line.startswith("| ")]
+    assert [r[3] for r in rows] == ["200", "300"] and all(r[4].startswith("jsonl, ") for r in rows)
+    assert all(float(r[5]) > 0 and float(r[8].replace(",", "")) > 0 for r in rows)  # peak RSS MiB, users/s
+    assert [r[9] for r in rows] == ["1", "1"]  # fewer users than one batch: one row group
+    assert results.read_text() == before  # --no-record leaves the results alone

@@ -45,7 +45,9 @@ def items_per_user(recs: pl.DataFrame) -> dict[int, list[int]]:
 
 def test_test_split_top3_filters_history_and_uses_original_ids(dm: SeqDataModule) -> None:
     recs = recommend(popularity(dm), dm, k=3)
-    assert recs.columns == ["user_id", "rank", "item_id", "score"]
+    assert recs.columns == ["user_id", "rank", "item_id", "score", "propensity", "n_unknown", "fallback"]
+    assert recs["propensity"].to_list() == [1.0] * 9  # greedy: every item is served for sure
+    assert not recs["fallback"].any() and recs["n_unknown"].sum() == 0  # the data's own users
     # users in evaluation-set order, ranks 0..k-1 within each
     assert recs["user_id"].to_list() == [30] * 3 + [40] * 3 + [50] * 3
     assert recs["rank"].to_list() == [0, 1, 2] * 3

@@ -51,7 +51,7 @@ def _log_sample_recommendations(lg: WandbLogger, model: RecModule, datamodule: A
     from recsys_attn.recommend import recommend  # keeps this module light for the entry points
 
     k = max(model.settings.eval_ks)
-    recs = recommend(model, datamodule, k=k, max_users=n_users)
+    recs = recommend(model, datamodule, k=k, max_users=n_users).select("user_id", "rank", "item_id", "score")
     lg.log_table("recommendations/sample", columns=recs.columns, data=[list(row) for row in recs.iter_rows()])
     log.info("logged top-%d recommendations of %d users to W&B", k, recs["user_id"].n_unique())
 

@@ -35,7 +35,7 @@ from recsys_attn.data.samples import SampleSpec
 from recsys_attn.data.sampling import IndexBatches, batch_seed
 from recsys_attn.data.settings import DataSettings
 from recsys_attn.data.sources import Source
-from recsys_attn.data.split import SplitConfig, Splits, split_interactions
+from recsys_attn.data.split import EvalSet, SplitConfig, Splits, split_interactions
 from recsys_attn.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -110,17 +110,24 @@ class SequenceStore:
 
     def eval_batch(self, idx: Tensor, split: EvalSplit) -> EvalBatch:
         """Evaluation batch for rows ``[B]`` of an evaluation set (``FULL``: whole histories, no target)."""
-        es = self.evals[split]
-        starts, ends = es.starts[idx], es.ends[idx]  # [B]
-        values = self.values  # int32: only the gathered items are widened below
-        history = left_pad(values, starts, ends, self.spec.history_len).long()  # [B, L']
-        (inp,) = trim_left(eval_input(history, self.spec, self.n_items))  # [B, <= L] cloze: MASK appended
-        seen_rows, seen_items = ragged_coo(values, starts, ends)  # [S], [S]
-        user_ends = es.user_ends[idx]  # [B] whole histories (FULL) have no target and nothing later
-        later_rows, later_items = ragged_coo(values, torch.minimum(ends + 1, user_ends), user_ends)  # [S'], [S']
-        return EvalBatch(
-            es.users[idx], inp, es.targets[idx].long(), seen_rows, seen_items.long(), later_rows, later_items.long()
-        )
+        return eval_batch_of(self.values, self.evals[split], idx, self.spec, self.n_items)
+
+
+def eval_batch_of(values: Tensor, es: EvalSet, idx: Tensor, spec: SampleSpec, n_items: int) -> EvalBatch:
+    """The evaluation batch of rows ``idx`` ``[B]`` of ``es``, whose histories are slices of ``values``.
+
+    The one way a model input is cut from a history (the most recent ``spec.history_len`` items; cloze: a
+    MASK appended), for the datamodule's own users and for histories read at serving time alike.
+    """
+    starts, ends = es.starts[idx], es.ends[idx]  # [B]
+    history = left_pad(values, starts, ends, spec.history_len).long()  # [B, L'] (values may be int32: widened here)
+    (inp,) = trim_left(eval_input(history, spec, n_items))  # [B, <= L] cloze: MASK appended
+    seen_rows, seen_items = ragged_coo(values, starts, ends)  # [S], [S]
+    user_ends = es.user_ends[idx]  # [B] whole histories (FULL) have no target and nothing later
+    later_rows, later_items = ragged_coo(values, torch.minimum(ends + 1, user_ends), user_ends)  # [S'], [S']
+    return EvalBatch(
+        es.users[idx], inp, es.targets[idx].long(), seen_rows, seen_items.long(), later_rows, later_items.long()
+    )
 
 
 def _mean_targets(real: Tensor, spec: SampleSpec, last_item_copies: bool) -> float:

@@ -163,16 +163,25 @@ class RecModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._finish_evaluation("test")
 
+    def rankable_scores(self, batch: EvalBatch, scores: Tensor | None = None) -> Tensor:
+        """Scores ``[B, n_items + 1]`` of every item after each history; ``-inf`` where it may not be served.
+
+        Padding, MASK (and the user's history when ``filter_seen``) score ``-inf``. ``scores`` ``[B, >= n_items + 1]``
+        stand in for the model's own (a popularity fallback for users without a known item).
+        """
+        raw = self.score(batch.input) if scores is None else scores  # [B, V]
+        ranked = self._rankable(raw, batch)  # [B, n_items + 1]
+        if bool(ranked.isnan().any()):
+            raise TrainingError("the model scores items as NaN (diverged weights); retrain with a lower model.lr")
+        return ranked
+
     def top_k(self, batch: EvalBatch, k: int) -> tuple[Tensor, Tensor]:
         """Item indices and scores ``[B, k]`` of the best items after each history, best first.
 
         Padding (and the user's history when ``filter_seen``) scores ``-inf``; a user with fewer than
         ``k`` rankable items gets ``-inf`` in the trailing columns.
         """
-        scores = self._rankable(self.score(batch.input), batch)  # [B, n_items + 1]
-        if bool(scores.isnan().any()):
-            raise TrainingError("the model scores items as NaN (diverged weights); retrain with a lower model.lr")
-        top = scores.topk(min(k, self.n_items + 1), dim=1)  # [B, k]
+        top = self.rankable_scores(batch).topk(min(k, self.n_items + 1), dim=1)  # [B, k]
         return top.indices, top.values
 
     def predict_step(self, batch: EvalBatch, batch_idx: int) -> dict[str, Tensor]:

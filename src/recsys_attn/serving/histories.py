@@ -1,0 +1,233 @@
+"""Histories of users the model has never seen, read from a file in original ids, in blocks ready to serve.
+
+The format follows the file's suffix:
+
+- ``.csv``, ``.tsv``, ``.parquet``: a header naming ``user_id``, ``item_id`` and optionally ``timestamp``, one
+  interaction a row. Read whole by the project's tabular reader (a user's rows may be anywhere in the file, so
+  memory grows with the file); each user's items are ordered by timestamp, then by file order.
+- ``.jsonl``, ``.ndjson``: one user a line, ``{"user_id": ..., "items": [...]}``, items oldest first. Read in
+  blocks of users, so memory stays bounded however long the file is; each line is served as it stands.
+
+Item ids are matched as text against the model's id map spelled its own way: with integer ids, ``5`` and
+``"5"`` are item 5 but ``"05"`` is not, and is counted as unknown like any id the model never saw. User ids
+take the dtype of the data's user ids (an integer data set needs integer user ids). Unknown items are dropped
+and counted per user; a user left with none is served the popularity ranking by the caller.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import torch
+from torch import Tensor
+
+from recsys_attn.data.errors import DataError, shorten
+from recsys_attn.data.lines import Layout, Rows, check_file, decoded_lines, header
+from recsys_attn.data.readers import read_tabular
+from recsys_attn.data.sources import Source
+
+ENCODING = "utf-8"
+"""History files are read as UTF-8 (JSON is UTF-8 by definition), strictly: a bad byte fails naming its line."""
+
+JSONL_EXPECT = 'one JSON object a line, {"user_id": ..., "items": [...]}'
+_JSONL_SCHEMA = pl.Schema({"user_id": pl.String(), "items": pl.List(pl.String())})
+
+
+@dataclass(frozen=True)
+class HistoryBlock:
+    """Consecutive users of a history file, their known items as flat tensors (the layout of ``EvalSet``)."""
+
+    user_ids: pl.Series  # [U] original user ids, in the data's user id dtype
+    values: Tensor  # [I] int32 item_idx of the items the model knows, users concatenated, oldest first
+    starts: Tensor  # [U] int64 start of each user's items in values
+    ends: Tensor  # [U] int64 exclusive end
+    n_unknown: Tensor  # [U] int32 history items the model does not know (dropped)
+
+    def __len__(self) -> int:
+        return int(self.starts.numel())
+
+
+def read_histories(
+    path: Path, users: pl.DataFrame, items: pl.DataFrame, block_users: int, max_users: int | None = None
+) -> Iterator[HistoryBlock]:
+    """The histories of ``path`` in blocks of at most ``block_users`` users, in file order.
+
+    Args:
+        path: A ``.csv``/``.tsv``/``.parquet``/``.jsonl``/``.ndjson`` file (``SUFFIXES``).
+        users: The data's ``user_idx``/``user_id`` table (its ``user_id`` dtype is the one user ids get).
+        items: The data's ``item_idx``/``item_id`` table, the model's items.
+        block_users: Users per block.
+        max_users: Only the first ``max_users`` users (all when None).
+
+    Raises:
+        DataError: A malformed file, naming the file and line (raised when the block holding it is reached).
+    """
+    path = Path(path)
+    read = SUFFIXES.get(path.suffix.lower())
+    if read is None:
+        raise DataError(f"{path}: a history file must end in one of {', '.join(SUFFIXES)}")
+    user_dtype = users.schema["user_id"]
+    by_text = items.select(pl.col("item_id").cast(pl.String), pl.col("item_idx").cast(pl.Int32))
+    left = max_users
+    for frame in read(path, block_users):
+        if left is not None:
+            frame = frame.head(left)
+            left -= frame.height
+        if frame.height:
+            yield _block(frame, by_text, user_dtype, Rows(path, ENCODING, text=path.suffix.lower() != ".parquet"))
+        if left == 0:
+            return
+
+
+def _block(frame: pl.DataFrame, by_text: pl.DataFrame, user_dtype: pl.DataType, rows: Rows) -> HistoryBlock:
+    """A ``HistoryBlock`` of ``frame`` (``user_id`` text, ``items`` list of text, ``line``)."""
+    user_ids = _user_ids(frame, user_dtype, rows)
+    lengths = frame["items"].list.len().cast(pl.Int64).to_torch()  # [U]
+    flat = frame.filter(pl.col("items").list.len() > 0)["items"].explode().rename("item_id")  # [I] in user order
+    found = flat.to_frame().join(by_text, on="item_id", how="left", maintain_order="left")["item_idx"]  # [I]
+    known = found.is_not_null().to_torch()  # [I]
+    row_of = torch.repeat_interleave(torch.arange(lengths.numel()), lengths)  # [I] user of each item
+    n_known = torch.bincount(row_of[known], minlength=lengths.numel())  # [U]
+    ends = torch.cumsum(n_known, 0)  # [U]
+    values = found.drop_nulls().to_torch().to(torch.int32)  # [I'] known items only, order kept
+    return HistoryBlock(user_ids, values, ends - n_known, ends, (lengths - n_known).to(torch.int32))
+
+
+def _user_ids(frame: pl.DataFrame, user_dtype: pl.DataType, rows: Rows) -> pl.Series:
+    """``frame``'s text ``user_id`` in the data's dtype; an id that is not of it fails naming its line."""
+    text = frame["user_id"]
+    if not user_dtype.is_integer():
+        return text.cast(user_dtype)
+    parsed = text.cast(pl.Int64, strict=False)
+    bad = parsed.is_null() | (parsed.cast(pl.String) != text)  # '007', '1.5', 'abc'
+    if bad.any():
+        rows.check(frame, pl.lit(bad), "user_id", "user_id is not an integer, and the data's user ids are integers")
+    return parsed.cast(user_dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Each format to frames of ``user_id`` (text), ``items`` (list of text, oldest first) and ``line``.
+
+
+def _tabular(separator: str | None) -> Callable[[Path, int], Iterator[pl.DataFrame]]:
+    """The reader of a csv (``,``), tsv (tab) or parquet (None) file of ``user_id,item_id[,timestamp]`` rows."""
+
+    def read(path: Path, block_users: int) -> Iterator[pl.DataFrame]:
+        kind = "parquet" if separator is None else {",": "comma", "\t": "tab"}[separator] + "-separated"
+        expect = f"a {kind} table with a header naming the columns user_id, item_id and optionally timestamp"
+        check_file(path, expect, text=separator is not None)
+        try:
+            if separator is None:
+                names = list(pl.read_parquet_schema(path))
+            else:
+                names = header(path, Layout(separator, expect, header=True, quoted=True), ENCODING)
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise DataError(f"{path}: could not be read as {kind}: {shorten(exc)}") from exc
+        for column in ("user_id", "item_id"):
+            if column not in names:
+                where = f"{path}:1" if separator is not None else str(path)
+                raise DataError(f"{where}: no column '{column}'; expected {expect}, found {shorten(names)}")
+        columns = {"user": "user_id", "item": "item_id", "timestamp": "timestamp" if "timestamp" in names else None}
+        fmt = "parquet" if separator is None else {",": "csv", "\t": "tsv"}[separator]
+        source = Source(name="histories", format=fmt, path=str(path), columns=columns, encoding=ENCODING, id_type="str")
+        raw = read_tabular(path, source, separator)  # user, item (text), timestamp (null when absent), line
+        grouped = (
+            raw.lazy()
+            .with_columns(pl.col("line").min().over("user").alias("first"))
+            .sort(["first", "timestamp", "line"], nulls_last=True)
+            .group_by("first", maintain_order=True)
+            .agg(pl.col("user").first().alias("user_id"), pl.col("item").alias("items"))
+            .select("user_id", "items", pl.col("first").alias("line"))
+            .collect()
+        )
+        for offset in range(0, grouped.height, block_users):
+            yield grouped.slice(offset, block_users)
+
+    return read
+
+
+def _jsonl(path: Path, block_users: int) -> Iterator[pl.DataFrame]:
+    """Blocks of ``block_users`` non-blank lines of a JSON-lines file, parsed by polars."""
+    check_file(path, JSONL_EXPECT)
+    lines: list[int] = []
+    texts: list[str] = []
+    empty = True
+    for lineno, text in _lines(path):
+        if not text.strip():
+            continue
+        lines.append(lineno)
+        texts.append(text)
+        if len(texts) == block_users:
+            yield _parse_jsonl(path, lines, texts)
+            lines, texts, empty = [], [], False
+    if texts:
+        yield _parse_jsonl(path, lines, texts)
+    elif empty:
+        raise DataError(f"{path}: empty file, expected {JSONL_EXPECT}")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``decoded_lines`` of ``path``, its error naming no ``data.source`` key (a history file is always UTF-8)."""
+    try:
+        yield from decoded_lines(path, ENCODING)
+    except DataError as exc:
+        raise DataError(str(exc).split("; set data.source.encoding")[0] + "; history files must be UTF-8") from None
+
+
+def _parse_jsonl(path: Path, lines: list[int], texts: list[str]) -> pl.DataFrame:
+    """``user_id``, ``items`` and ``line`` of the JSON objects ``texts`` found on ``lines``."""
+    try:
+        frame = pl.read_ndjson(io.StringIO("\n".join(texts)), schema=_JSONL_SCHEMA)
+    except pl.exceptions.PolarsError as exc:
+        _first_bad_json(path, lines, texts)
+        where = f"{path}:{lines[0]}-{lines[-1]}"
+        raise DataError(f"{where}: could not be parsed as {JSONL_EXPECT}: {shorten(exc)}") from exc
+    if frame.height != len(texts):  # polars read one line as several objects, or as none
+        _first_bad_json(path, lines, texts)
+        raise DataError(f"{path}:{lines[0]}-{lines[-1]}: could not be parsed as {JSONL_EXPECT}")
+    frame = frame.with_columns(pl.Series("line", lines, dtype=pl.Int64))
+    checks = [
+        (pl.col("user_id").is_null(), "user_id", f'no "user_id" (or null); expected {JSONL_EXPECT}'),
+        (pl.col("items").is_null(), "items", f'no "items" list (or null); expected {JSONL_EXPECT}'),
+        (
+            pl.col("items").list.eval(pl.element().is_null()).list.any(),
+            "items",
+            '"items" holds a null; expected item ids',
+        ),
+    ]
+    if frame.select(pl.any_horizontal(bad.any() for bad, _, _ in checks)).item():  # one pass when all is well
+        rows = Rows(path, ENCODING)
+        for bad, key, problem in checks:
+            rows.check(frame, bad, key, problem)
+    return frame
+
+
+def _first_bad_json(path: Path, lines: list[int], texts: list[str]) -> None:
+    """Raise ``DataError`` for the first of ``texts`` that is not a JSON object with an ``items`` list."""
+    import json
+
+    for line, text in zip(lines, texts, strict=True):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{line}: not valid JSON ({exc.msg}), got '{shorten(text)}'") from None
+        if not isinstance(value, dict):
+            raise DataError(f"{path}:{line}: expected {JSONL_EXPECT}, got '{shorten(text)}'")
+        if not isinstance(value.get("items", []), list):
+            raise DataError(f"{path}:{line}: \"items\" must be a list of item ids, got '{shorten(text)}'")
+        if isinstance(value.get("user_id"), dict | list):
+            raise DataError(f"{path}:{line}: \"user_id\" must be a number or a string, got '{shorten(text)}'")
+
+
+SUFFIXES: dict[str, Callable[[Path, int], Iterator[pl.DataFrame]]] = {
+    ".csv": _tabular(","),
+    ".tsv": _tabular("\t"),
+    ".parquet": _tabular(None),
+    ".jsonl": _jsonl,
+    ".ndjson": _jsonl,
+}
+"""The reader of each history file suffix: ``(path, block_users) -> frames of user_id, items, line``."""
