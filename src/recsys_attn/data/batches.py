@@ -69,6 +69,8 @@ def left_pad(values: Tensor, starts: Tensor, ends: Tensor, length: int) -> Tenso
     cols = torch.arange(-length, 0, device=values.device)  # [L] = -L..-1
     idx = ends[:, None] + cols[None, :]  # [R, L] positions in values
     valid = idx >= starts[:, None]  # [R, L]
+    if values.numel() == 0:  # only empty rows: nothing to gather
+        return torch.full_like(idx, PAD, dtype=values.dtype)  # [R, L]
     return torch.where(valid, values[idx.clamp_min(0)], PAD)  # [R, L]
 
 
