@@ -13,7 +13,6 @@ from typing import Any
 
 import hydra
 import polars as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from rich.console import Console
@@ -23,7 +22,7 @@ from recsys_attn.atomic import write_atomic
 from recsys_attn.checkpoints import checkpoint_and_data
 from recsys_attn.config import CONF_DIR, ConfigError, run_entry_point
 from recsys_attn.run_dir import failed_run_cleanup, use_trained_data
-from recsys_attn.runner import check_setting, output_dir, start_run, write_json_atomic
+from recsys_attn.runner import check_setting, device_of, output_dir, start_run, write_json_atomic
 from recsys_attn.serving.logs import index_log, read_log
 from recsys_attn.serving.ope_estimators import ESTIMATORS, diagnostics, estimate, fit_reward_model, served_ctr
 from recsys_attn.serving.policies import make_policy
@@ -49,7 +48,7 @@ def ope(cfg: DictConfig) -> tuple[dict[str, Any], pl.DataFrame]:
     logged = read_log(cfg.logged)  # a malformed log fails here, before the model loads and anything is written
     start_run(cfg, ckpt_required=True)
     model, datamodule = checkpoint_and_data(cfg)
-    model.to(_device(cfg.device))
+    model.to(device_of(cfg.device))
     if datamodule.prepared is None:
         raise RuntimeError("ope: checkpoint_and_data returned a datamodule that is not set up")
     slates = index_log(logged, datamodule.prepared, cfg.logged)
@@ -92,19 +91,6 @@ def print_report(report: dict[str, Any]) -> None:
     weights = ", ".join(f"{v:.3g}" for v in diag["mean_weight_by_rank"])
     ess = ", ".join(f"{v:,.0f}" for v in diag["ess_by_rank"])
     print(f"mean weight by rank (near 1 when the log covers the target): {weights}; effective slates: {ess}")
-
-
-def _device(name: str) -> torch.device:
-    """``auto`` = the first GPU when there is one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"device: {name!r} is not a device (auto, cpu, cuda, cuda:1, ...)") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device: {name!r} but no GPU is available (use device=cpu or device=auto)")
-    return device
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="ope")

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,7 +24,7 @@ from recsys_attn.recommend import (
     serve,
 )
 from recsys_attn.run_dir import failed_run_cleanup, use_trained_data
-from recsys_attn.runner import check_setting, start_run
+from recsys_attn.runner import check_setting, device_of, start_run
 from recsys_attn.serving.histories import SUFFIXES, read_histories
 from recsys_attn.serving.policies import make_policy
 from recsys_attn.serving.stream import WRITERS, write_stream
@@ -49,7 +48,7 @@ def predict(cfg: DictConfig) -> ServeSummary:
     policy = make_policy(cfg.policy, cfg.temperature, cfg.epsilon)
     start_run(cfg, ckpt_required=True)
     model, datamodule = checkpoint_and_data(cfg)
-    model.to(_device(cfg.device))
+    model.to(device_of(cfg.device))
     prepared = datamodule.prepared
     assert prepared is not None  # checkpoint_and_data sets the data up
     inputs: Iterator[ServeInput]
@@ -93,19 +92,6 @@ def _histories(cfg: DictConfig) -> Path | None:
     if cfg.users is not None:
         raise ConfigError("users: picks users of the data; with histories=... the file says whose histories to serve")
     return path
-
-
-def _device(name: str) -> torch.device:
-    """``auto`` = the first GPU when there is one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"device: {name!r} is not a device (auto, cpu, cuda, cuda:1, ...)") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device: {name!r} but no GPU is available (use device=cpu or device=auto)")
-    return device
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")

@@ -140,3 +140,16 @@ def print_summary(metrics: Mapping[str, float], title: str) -> None:
         value = metrics[name]
         table.add_row(name, f"{value:.4f}" if not math.isnan(value) else "nan")
     Console().print(table)
+
+
+def device_of(name: str) -> torch.device:
+    """``auto`` = the first GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"device: {name!r} is not a device (auto, cpu, cuda, cuda:1, ...)") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: {name!r} but no GPU is available (use device=cpu or device=auto)")
+    return device
