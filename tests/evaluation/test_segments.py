@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recsys_attn.evaluation.segments import history_buckets, history_edges, item_popularity_groups
+from recsys_attn.evaluation.segments import history_buckets, history_edges, item_popularity_groups, segment_order
 from recsys_attn.evaluation.summary import segment_metrics, stage_statistics
 
 
@@ -18,6 +18,20 @@ def test_history_buckets_with_given_edges_and_tertiles() -> None:
     assert torch.equal(torch.bincount(tertiles), torch.tensor([2, 2, 2]))
     _, ranged = history_buckets(lengths, history_edges(lengths, [3]))
     assert ranged == ["history_0-3", "history_4+"]
+
+
+def test_segments_are_ordered_short_to_long_then_head_to_tail() -> None:
+    names = ["target_tail", "history_long", "target_head", "history_short", "target_torso", "history_medium"]
+    assert sorted(names, key=segment_order) == [
+        "history_short",
+        "history_medium",
+        "history_long",
+        "target_head",
+        "target_torso",
+        "target_tail",
+    ]
+    ranged = ["history_101+", "history_11-100", "history_0-10"]  # alphabetically 101+ would come second
+    assert sorted(ranged, key=segment_order) == ["history_0-10", "history_11-100", "history_101+"]
 
 
 def test_head_torso_tail_by_share_of_training_interactions() -> None:

@@ -11,6 +11,7 @@ import polars as pl
 
 from recsys_attn.atomic import write_atomic
 from recsys_attn.evaluation.runs import Run
+from recsys_attn.evaluation.segments import segment_order
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def plot_segments(runs: Sequence[Run], split: str, out_dir: Path, metric: str = 
     prefix = f"segments/{split}/"
     segments = sorted(
         {k[len(prefix) : -len(metric) - 1] for r in runs for k in r.metrics if k.startswith(prefix)},
-        key=lambda s: (not s.startswith("history"), s),
+        key=segment_order,
     )
     segments = [s for s in segments if any(f"{prefix}{s}/{metric}" in r.metrics for r in runs)]
     plt = _pyplot()

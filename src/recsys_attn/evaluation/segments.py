@@ -34,6 +34,23 @@ def history_buckets(history_len: Tensor, edges: Tensor) -> tuple[Tensor, list[st
     return bucket, names
 
 
+def segment_order(name: str) -> tuple[int, float, str]:
+    """Sort key of segment names: history buckets from short to long, then target groups from head to tail.
+
+    Named tertiles go by ``HISTORY_NAMES``, ranged buckets (``history_11-100``) by their lower bound, so
+    ``history_101+`` comes after ``history_11-100``, not between it and ``history_0-10``.
+    """
+    kind, _, bucket = name.partition("_")
+    if kind == "history":
+        if bucket in HISTORY_NAMES:
+            return (0, float(HISTORY_NAMES.index(bucket)), name)
+        low = bucket.split("-")[0].rstrip("+")
+        return (0, float(low) if low.isdigit() else float("inf"), name)
+    if kind == "target" and bucket in POPULARITY_NAMES:
+        return (1, float(POPULARITY_NAMES.index(bucket)), name)
+    return (2, 0.0, name)
+
+
 def item_popularity_groups(popularity: Tensor, shares: Sequence[float]) -> Tensor:
     """Group of each item ``[V]``: 0 = head, 1 = torso, 2 = tail (PAD and unseen items: tail).
 
