@@ -4,6 +4,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from tests.conftest import TINY_RUN, run_cli
@@ -97,7 +98,17 @@ def test_ddp_two_processes_give_the_same_test_metrics(
     m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
     m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert m1["test/users"] == m2["test/users"] == 301.0  # odd count: no user dropped or repeated
-    assert m1 == pytest.approx(m2, abs=1e-6)
+    assert m1 == pytest.approx(m2, abs=1e-6)  # intervals, beyond-accuracy metrics and segments included
+    # per_user.parquet: every user exactly once per split under DDP, with the single process's values
+    rows = [pl.read_parquet(tmp_path / run / "per_user.parquet").sort("split", "user_id") for run in ("one", "two")]
+    assert (
+        rows[1]
+        .group_by("split")
+        .agg(pl.col("user_id").n_unique(), pl.len())
+        .filter((pl.col("user_id") != 301) | (pl.col("len") != 301))
+        .is_empty()
+    )
+    assert rows[1].height == 2 * 301 and rows[0].equals(rows[1])  # val and test
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # one run dir per run
 
 
