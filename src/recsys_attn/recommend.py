@@ -121,9 +121,8 @@ def new_users(blocks: Iterable[HistoryBlock], spec: SampleSpec, n_items: int, ba
     for block in blocks:
         n = len(block)
         es = EvalSet(torch.arange(n), block.starts, block.ends, torch.zeros(n, dtype=torch.long), block.ends)
-        values = block.values if block.values.numel() else torch.zeros(1, dtype=block.values.dtype)  # gathers need one
         for chunk in torch.arange(n).split(batch_size):
-            batch = eval_batch_of(values, es, chunk, spec, n_items)
+            batch = eval_batch_of(block.values, es, chunk, spec, n_items)
             yield ServeInput(batch, block.user_ids.gather(chunk.numpy()), block.n_unknown[chunk])
 
 
