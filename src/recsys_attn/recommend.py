@@ -103,7 +103,7 @@ def known_users(
     datamodule.connect(spec)  # histories cut as this model reads them (cloze: MASK appended)
     split = HISTORIES[history]
     es = datamodule.store.evals[split]
-    rows = torch.arange(len(es)) if users is None else _rows_of(prepared, es.users.cpu(), users, history)  # [U]
+    rows = torch.arange(len(es)) if users is None else _rows_of(prepared, es, users, history)  # [U]
     rows = rows[:max_users]
     user_table = prepared.users["user_id"]  # row i holds user_idx i + 1
 
@@ -296,13 +296,13 @@ def recommend(
     return pl.concat(frames) if frames else pl.DataFrame(schema=output_schema(prepared))
 
 
-def _rows_of(prepared: Prepared, set_users: Tensor, users: Sequence[object], history: str) -> Tensor:
-    """Rows of an evaluation set (whose ``user_idx`` are ``set_users``, ascending) for original user ids."""
+def _rows_of(prepared: Prepared, es: EvalSet, users: Sequence[object], history: str) -> Tensor:
+    """Rows of the evaluation set ``es`` for original user ids."""
     wanted = pl.DataFrame({"user_id": pl.Series(list(users), dtype=prepared.users.schema["user_id"], strict=False)})
     found = wanted.with_row_index("_order").join(prepared.users, on="user_id", how="left").sort("_order")
     idx = torch.from_numpy(found["user_idx"].fill_null(0).to_numpy().astype("int64"))  # [U], 0 = unknown
-    pos = torch.searchsorted(set_users, idx).clamp(max=max(len(set_users) - 1, 0))  # [U]
-    ok = (idx > 0) & (set_users[pos] == idx) if len(set_users) else torch.zeros_like(idx, dtype=torch.bool)
+    pos, found_in_set = es.rows_of(idx)  # [U], [U]
+    ok = (idx > 0) & found_in_set  # [U]
     if not bool(ok.all()):
         missing = [users[i] for i in torch.nonzero(~ok).flatten()[:10].tolist()]
         where = "in the data" if history == "all" else f"among the {history} set's users (try history=all)"

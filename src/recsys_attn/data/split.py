@@ -53,6 +53,14 @@ class EvalSet:
         """The same set with ``fn`` applied to every tensor (slicing, moving to a device)."""
         return EvalSet(*(fn(getattr(self, f.name)) for f in fields(self)))
 
+    def rows_of(self, users: Tensor) -> tuple[Tensor, Tensor]:
+        """Rows ``[S]`` of this set for ``user_idx`` values ``[S]``, and whether each user is in it ``[S]``."""
+        known = self.users.cpu()  # [E] ascending
+        if not len(known):
+            return torch.zeros_like(users), torch.zeros_like(users, dtype=torch.bool)
+        pos = torch.searchsorted(known, users).clamp(max=len(known) - 1)  # [S]
+        return pos, known[pos] == users
+
     def subset(self, n: int | None) -> EvalSet:
         """The first ``n`` users (all when ``n`` is None)."""
         if n is None or n >= len(self):

@@ -18,9 +18,7 @@ from recsys_attn.serving.policies import Policy
 def history_batches(datamodule: SeqDataModule, users: Tensor, batch_size: int) -> Iterator[EvalBatch]:
     """Batches of the whole histories in the data (``history=all``) of ``users`` ``[S]`` (user_idx), in order."""
     es = datamodule.store.evals[EvalSplit.FULL]
-    known = es.users.cpu()  # [U] ascending
-    pos = torch.searchsorted(known, users).clamp(max=max(len(known) - 1, 0))  # [S]
-    found = known[pos] == users if len(known) else torch.zeros_like(users, dtype=torch.bool)  # [S]
+    pos, found = es.rows_of(users)  # [S], [S]
     if not bool(found.all()):
         raise RecsysError(f"logged: user_idx {int(users[~found][0])} has no history in the data")
     for chunk in pos.split(batch_size):
