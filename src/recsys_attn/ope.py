@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -21,12 +23,14 @@ from rich.table import Table
 from recsys_attn.atomic import write_atomic
 from recsys_attn.checkpoints import checkpoint_and_data
 from recsys_attn.config import CONF_DIR, ConfigError, run_entry_point
+from recsys_attn.data.batches import EvalBatch
 from recsys_attn.run_dir import failed_run_cleanup, use_trained_data
 from recsys_attn.runner import check_setting, device_of, output_dir, start_run, write_json_atomic
+from recsys_attn.serving.histories import history_file
 from recsys_attn.serving.logs import index_log, read_log
 from recsys_attn.serving.ope_estimators import ESTIMATORS, diagnostics, estimate, fit_reward_model, served_ctr
 from recsys_attn.serving.policies import make_policy
-from recsys_attn.serving.targets import history_batches, target_slots
+from recsys_attn.serving.targets import history_batches, new_user_slates, target_slots
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +43,8 @@ def ope(cfg: DictConfig) -> tuple[dict[str, Any], pl.DataFrame]:
     check_setting(cfg, "level", float)
     if not 0.0 < cfg.level < 1.0:
         raise ConfigError(f"level: must be in (0, 1), e.g. 0.95 (got {cfg.level!r})")
-    if cfg.histories is not None:
-        raise ConfigError(
-            "histories: not supported yet; ope scores each logged user after their whole history in the data "
-            "(leave histories=null)"
-        )
+    check_setting(cfg, "histories", str | None)
+    histories = history_file(cfg.histories) if cfg.histories is not None else None
     policy = make_policy(cfg.policy, cfg.temperature, cfg.epsilon)
     logged = read_log(cfg.logged)  # a malformed log fails here, before the model loads and anything is written
     start_run(cfg, ckpt_required=True)
@@ -51,15 +52,23 @@ def ope(cfg: DictConfig) -> tuple[dict[str, Any], pl.DataFrame]:
     model.to(device_of(cfg.device))
     if datamodule.prepared is None:
         raise RuntimeError("ope: checkpoint_and_data returned a datamodule that is not set up")
-    slates = index_log(logged, datamodule.prepared, cfg.logged)
+    prepared = datamodule.prepared
+    batches: Iterator[EvalBatch]
+    if histories is None:
+        slates = index_log(logged, prepared.users, prepared.items, cfg.logged)
+        batches = history_batches(datamodule, slates.users, cfg.batch_size)
+    else:
+        slates, batches = new_user_slates(
+            histories, logged, Path(cfg.logged), prepared, model.sample_spec, cfg.batch_size
+        )
     reward = fit_reward_model(slates, model.n_items + 1)
-    batches = history_batches(datamodule, slates.users, cfg.batch_size)
     target = target_slots(model, policy, batches, slates, reward)
     estimates = estimate(slates, target, cfg.bootstrap, cfg.seed, cfg.level)
     report: dict[str, Any] = {name: e._asdict() for name, e in estimates.items()}
     report.update(
         policy={"name": policy.name, **policy.params()},
         logged_file=str(cfg.logged),
+        histories=str(histories.resolve()) if histories is not None else None,
         ckpt_path=str(cfg.ckpt_path),
         slates=int(slates.shown.shape[0]),
         slots=int(slates.shown.sum()),

@@ -25,7 +25,7 @@ from recsys_attn.recommend import (
 )
 from recsys_attn.run_dir import failed_run_cleanup, use_trained_data
 from recsys_attn.runner import check_setting, device_of, start_run
-from recsys_attn.serving.histories import SUFFIXES, read_histories
+from recsys_attn.serving.histories import history_file, read_histories
 from recsys_attn.serving.policies import make_policy
 from recsys_attn.serving.stream import WRITERS, write_stream
 
@@ -84,11 +84,7 @@ def _histories(cfg: DictConfig) -> Path | None:
     check_setting(cfg, "histories", str | None)
     if cfg.histories is None:
         return None
-    path = Path(cfg.histories)
-    if path.suffix.lower() not in SUFFIXES:
-        raise ConfigError(f"histories: {path} must end in one of {', '.join(SUFFIXES)}")
-    if not path.is_file():
-        raise ConfigError(f"histories: no file at {path.resolve()}")
+    path = history_file(cfg.histories)
     if cfg.users is not None:
         raise ConfigError("users: picks users of the data; with histories=... the file says whose histories to serve")
     return path

@@ -197,17 +197,8 @@ def serve(
 def _score(model: RecModule, served: ServeInput) -> _Scored:
     """Servable scores of a batch: the model's, or its training popularity for users with no known item."""
     batch = EvalBatch(*(t.to(model.device) for t in served.batch))
-    n = batch.users.numel()
-    fallback = torch.bincount(batch.seen_rows, minlength=n) == 0  # [B] no history item the model knows
     with torch.no_grad():
-        if bool(fallback.any()):
-            scores = model.item_popularity[None, :].expand(n, -1).clone()  # [B, n_items + 1]
-            known = ~fallback  # [B]
-            if bool(known.any()):
-                scores[known] = model.score(batch.input[known])[:, : model.n_items + 1].float()  # [B', n_items + 1]
-            ranked = model.rankable_scores(batch, scores)  # [B, n_items + 1]
-        else:
-            ranked = model.rankable_scores(batch)  # [B, n_items + 1]
+        ranked, fallback = model.serving_scores(batch)  # [B, n_items + 1], [B]
     return _Scored(ranked, served.user_ids, served.n_unknown.cpu(), fallback.cpu())
 
 

@@ -38,7 +38,7 @@ def test_a_good_log_becomes_one_padded_slate_per_user(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD)
     log = read_log(path)
     assert log.columns == ["_row", "user_id", "item_id", "rank", "propensity", "reward"]
-    slates = index_log(log, prepared(), path)
+    slates = index_log(log, prepared().users, prepared().items, path)
     assert slates.users.tolist() == [1, 2]  # by user_idx: u2, then u1
     assert slates.items.tolist() == [[3, 0], [2, 1]]
     torch.testing.assert_close(slates.propensity, torch.tensor([[1.0, 1.0], [0.5, 0.25]]))
@@ -46,7 +46,7 @@ def test_a_good_log_becomes_one_padded_slate_per_user(tmp_path: Path) -> None:
     assert slates.shown.tolist() == [[True, False], [True, True]]
     parquet = tmp_path / "log.parquet"
     pl.read_csv(path).write_parquet(parquet)
-    assert index_log(read_log(parquet), prepared(), parquet).items.tolist() == [[3, 0], [2, 1]]
+    assert index_log(read_log(parquet), prepared().users, prepared().items, parquet).items.tolist() == [[3, 0], [2, 1]]
 
 
 BAD = [
@@ -91,7 +91,7 @@ def test_unknown_users_and_items_name_their_line(tmp_path: Path) -> None:
     ]:
         path = write(tmp_path, GOOD.replace(old, new))
         with pytest.raises(LogError, match=message):
-            index_log(read_log(path), prepared(), path)
+            index_log(read_log(path), prepared().users, prepared().items, path)
 
 
 def test_a_missing_file_or_another_format_names_the_key(tmp_path: Path) -> None:

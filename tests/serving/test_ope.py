@@ -90,7 +90,47 @@ def test_another_target_policy_and_a_malformed_log(
     )
     assert not (tmp_path / "bad_run").exists()  # nothing written
     code, out = cli("recsys_attn.ope", *common, "h", f"logged={greedy_log}", "histories=new.parquet")
-    assert code != 0 and out.strip().splitlines()[-1].startswith("error: histories: not supported yet")
+    assert code != 0 and out.strip().splitlines()[-1].startswith("error: histories: no file at ")
+
+
+@pytest.mark.slow
+def test_new_users_from_a_history_file_are_scored_as_predict_served_them(
+    tmp_path: Path, tiny_checkpoint: Path, shared_cache: Path, real_data_dir: Path
+) -> None:
+    """Greedy target on a greedy log of users the data does not hold: every estimator equals the logged value.
+
+    Exact only if ope reads each history (unknown items dropped; a user with none scored by popularity) as
+    predict did when it served the slate.
+    """
+    log = pl.read_csv(real_data_dir / "ml-1m" / "ml-1m.txt", separator=" ", has_header=False, new_columns=["u", "i"])
+    firsts = log.filter(pl.col("u") <= 200).group_by("u", maintain_order=True).agg(pl.col("i").head(30))
+    lines = [json.dumps({"user_id": 500_000 + u, "items": [*items, 99_999]}) for u, items in firsts.iter_rows()]
+    lines.insert(7, json.dumps({"user_id": 7, "items": [99_998]}))  # known id, nothing the model knows: fallback
+    histories = tmp_path / "new.jsonl"
+    histories.write_text("\n".join(lines) + "\n")
+    common = (tmp_path, tiny_checkpoint, shared_cache)
+    code, out = cli("recsys_attn.predict", *common, "pred", "k=4", f"histories={histories}")
+    assert code == 0, out[-3000:]
+    recs = pl.read_parquet(tmp_path / "pred" / "recommendations.parquet")
+    assert recs.filter(pl.col("fallback"))["user_id"].unique().to_list() == [7]
+    reward = ((pl.col("user_id") * 31 + pl.col("item_id") * 17) % 3 == 0).cast(pl.Int8)
+    served = recs.drop("score").with_columns(propensity=pl.lit(1.0), reward=reward).sample(fraction=1.0, seed=3)
+    served.write_csv(tmp_path / "served.csv")  # rows shuffled: ope must not rely on the log's order
+
+    code, out = cli("recsys_attn.ope", *common, "ope", "logged=served.csv", f"histories={histories}")
+    assert code == 0, out[-3000:]
+    report = json.loads((tmp_path / "ope" / "ope.json").read_text())
+    assert report["slates"] == 201 and report["histories"] == str(histories.resolve())
+    logged_value = served["reward"].sum() / 201
+    assert report["diagnostics"]["mean_weight_by_rank"] == pytest.approx([1.0] * 4)
+    for name in ("logged", "ips", "snips", "dr"):
+        assert report[name]["value"] == pytest.approx(logged_value), name
+
+    stranger = served.head(4).with_columns(user_id=pl.lit(123_456, dtype=served["user_id"].dtype))
+    stranger.vstack(served).write_csv(tmp_path / "stranger.csv")
+    code, out = cli("recsys_attn.ope", *common, "s", "logged=stranger.csv", f"histories={histories}")
+    assert code != 0 and not (tmp_path / "s").exists()
+    assert out.strip().splitlines()[-1] == f"error: stranger.csv, line 2: user_id 123456 has no history in {histories}"
 
 
 @pytest.mark.slow

@@ -175,6 +175,21 @@ class RecModule(L.LightningModule):
             raise TrainingError("the model scores items as NaN (diverged weights); retrain with a lower model.lr")
         return ranked
 
+    def serving_scores(self, batch: EvalBatch) -> tuple[Tensor, Tensor]:
+        """``rankable_scores`` of a batch to serve, and ``[B]`` bool: the user has no history item the model knows.
+
+        Such a user (a new user whose items the model never saw) is scored by the training popularity instead.
+        """
+        n = batch.users.numel()
+        fallback = torch.bincount(batch.seen_rows, minlength=n) == 0  # [B]
+        if not bool(fallback.any()):
+            return self.rankable_scores(batch), fallback
+        scores = self.item_popularity[None, :].expand(n, -1).clone()  # [B, n_items + 1]
+        known = ~fallback  # [B]
+        if bool(known.any()):
+            scores[known] = self.score(batch.input[known])[:, : self.n_items + 1].float()  # [B', n_items + 1]
+        return self.rankable_scores(batch, scores), fallback
+
     def top_k(self, batch: EvalBatch, k: int) -> tuple[Tensor, Tensor]:
         """Item indices and scores ``[B, k]`` of the best items after each history, best first.
 

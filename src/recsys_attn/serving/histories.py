@@ -29,12 +29,27 @@ from recsys_attn.data.errors import DataError, shorten
 from recsys_attn.data.lines import Layout, Rows, check_file, decoded_lines, header
 from recsys_attn.data.readers import read_tabular
 from recsys_attn.data.sources import Source
+from recsys_attn.errors import ConfigError
 
 ENCODING = "utf-8"
 """History files are read as UTF-8 (JSON is UTF-8 by definition), strictly: a bad byte fails naming its line."""
 
 JSONL_EXPECT = 'one JSON object a line, {"user_id": ..., "items": [...]}'
 _JSONL_SCHEMA = pl.Schema({"user_id": pl.String(), "items": pl.List(pl.String())})
+
+
+def history_file(value: str, key: str = "histories") -> Path:
+    """The history file named by the setting ``key``: a file with a suffix of ``SUFFIXES``.
+
+    Raises:
+        ConfigError: naming ``key`` when the suffix is not one of ``SUFFIXES`` or there is no such file.
+    """
+    path = Path(value)
+    if path.suffix.lower() not in SUFFIXES:
+        raise ConfigError(f"{key}: {path} must end in one of {', '.join(SUFFIXES)}")
+    if not path.is_file():
+        raise ConfigError(f"{key}: no file at {path.resolve()}")
+    return path
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ import polars as pl
 import torch
 
 from recsys_attn.constants import PAD
-from recsys_attn.data.prepared import Prepared
 from recsys_attn.errors import ConfigError, RecsysError
 from recsys_attn.serving.ope_estimators import LoggedSlates
 
@@ -77,16 +76,30 @@ def read_log(path: str | Path) -> pl.DataFrame:
     return frame.sort("user_id", "rank")
 
 
-def index_log(log: pl.DataFrame, prepared: Prepared, path: str | Path) -> LoggedSlates:
-    """The log's slates in the internal indices of ``prepared``; one slate per user, in order of ``user_idx``.
+def index_log(
+    log: pl.DataFrame,
+    users: pl.DataFrame,
+    items: pl.DataFrame,
+    path: str | Path,
+    unknown_user: str = "is not a user of the data",
+) -> LoggedSlates:
+    """The log's slates in internal indices; one slate per user, in order of ``user_idx``.
+
+    Args:
+        log: The checked log (``read_log``).
+        users: ``user_id`` -> ``user_idx`` of the users whose histories the target reads (the data's, or those
+            of a history file).
+        items: ``item_id`` -> ``item_idx`` of the model's items (the data's).
+        path: The log file, named in errors.
+        unknown_user: What an error says of a logged user missing from ``users``.
 
     Raises:
-        LogError: naming the line of a user or item the data does not know.
+        LogError: naming the line of a user or item ``users``/``items`` does not hold.
     """
     at = _locator(Path(path))
-    frame = _joined(log, prepared.users, "user_id", "user_idx")
-    _first_bad(frame, pl.col("user_idx").is_null(), at, "user_id {user_id} is not a user of the data")
-    frame = _joined(frame, prepared.items, "item_id", "item_idx")
+    frame = _joined(log, users, "user_id", "user_idx")
+    _first_bad(frame, pl.col("user_idx").is_null(), at, "user_id {user_id} " + unknown_user.replace("{", "{{"))
+    frame = _joined(frame, items, "item_id", "item_idx")
     _first_bad(frame, pl.col("item_idx").is_null(), at, "item_id {item_id} is not an item the model knows")
     frame = frame.sort("user_idx", "rank").with_columns(
         (pl.col("user_idx").rank("dense") - 1).cast(pl.Int64).alias("_slate")
@@ -95,12 +108,12 @@ def index_log(log: pl.DataFrame, prepared: Prepared, path: str | Path) -> Logged
     rank = torch.from_numpy(frame["rank"].cast(pl.Int64).to_numpy().copy())  # [N]
     n_slates = int(slate.max()) + 1 if slate.numel() else 0
     k = int(rank.max()) + 1 if rank.numel() else 1
-    users = torch.zeros(n_slates, dtype=torch.long).index_put_((slate,), _tensor(frame, "user_idx"))  # [S]
-    items = torch.full((n_slates, k), PAD, dtype=torch.long).index_put_((slate, rank), _tensor(frame, "item_idx"))
+    user_idx = torch.zeros(n_slates, dtype=torch.long).index_put_((slate,), _tensor(frame, "user_idx"))  # [S]
+    item_idx = torch.full((n_slates, k), PAD, dtype=torch.long).index_put_((slate, rank), _tensor(frame, "item_idx"))
     propensity = torch.ones(n_slates, k).index_put_((slate, rank), _tensor(frame, "propensity").float())  # [S, K]
     reward = torch.zeros(n_slates, k).index_put_((slate, rank), _tensor(frame, "reward").float())  # [S, K]
     shown = torch.zeros(n_slates, k, dtype=torch.bool).index_put_((slate, rank), torch.tensor(True))  # [S, K]
-    return LoggedSlates(users, items, propensity, reward, shown)
+    return LoggedSlates(user_idx, item_idx, propensity, reward, shown)
 
 
 def _locator(path: Path) -> Callable[[int], str]:
