@@ -14,24 +14,17 @@ from recsys_attn.constants import PAD
 from recsys_attn.data.batches import EvalSplit, trim_left
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.models.sasrec import SASRec
+from recsys_attn.serving.click_model import ClickModel, dcg_position_bias, mean_and_error, slate_values
+from recsys_attn.serving.loop_log import Log, clone, log_datamodule, ope_users, split_log
 from recsys_attn.serving.policies import Epsilon, Greedy, Policy, Temperature
 from recsys_attn.serving.simulation import (
-    ClickModel,
-    Log,
     LoopSettings,
     batch_rows,
     blocked,
-    clone,
-    dcg_position_bias,
     exposure,
     heldout_batch,
-    log_datamodule,
-    mean_and_error,
-    ope_users,
     run_loop,
     serving_scores,
-    slate_values,
-    split_log,
 )
 from tests.conftest import toy_datamodule
 

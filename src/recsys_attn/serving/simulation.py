@@ -1,16 +1,7 @@
 """A simulated feedback loop: a world model plays the users, a production model serves them and learns from it.
 
-**The world** (``ClickModel``). A user reads a served slate from the top; at rank ``r`` they take the item with
-probability ``q_r = κ_r · a[u, item]`` and stop at the first take, so a slate yields at most one item (a
-cascade). The attraction ``a[u, i] = sigmoid(log softmax(world scores of u)_i + boost)`` calibrates a world
-model's scores into probabilities: with ``boost = log 50`` an item the world gives 2% of its next-item mass is
-a coin flip. The reward at a rank depends on its item and the items above it only, which is what the
-off-policy estimators assume (``ope_estimators``), and the expected reward of any slate is exact:
-``P(take at r) = q_r · Π_{j<r} (1 - q_j)``, summing to ``1 - Π_r (1 - q_r)``.
-
-**The production side.** ``Log`` holds each user's items (a start log, then what they took); ``log_datamodule``
-hands it to Lightning with each user's held-out real item as the test target, never as a training item, and
-trains only on the users it is told to; ``fine_tune`` trains a model on it for a few epochs.
+**The world** is a cascade click model (``click_model.ClickModel``) calibrated from a world model's scores.
+**The production side** is the log the model learns from and its fine-tuning (``loop_log``).
 
 **A round** (``run_loop``): every user is served a slate of ``k`` items drawn by the policy from the production
 model's scores (their log and held-out item excluded), the world decides what is taken, the taken items join
@@ -25,209 +16,25 @@ and reports the flattered estimate from the trained users' slates beside it (``n
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import lightning as L
 import polars as pl
 import torch
 from torch import Tensor
 
-from recsys_attn.callbacks import NonFiniteLossGuard
 from recsys_attn.constants import PAD
 from recsys_attn.data.batches import EvalBatch, EvalSplit
 from recsys_attn.data.datamodule import SeqDataModule
-from recsys_attn.data.split import EvalSet, Splits
 from recsys_attn.evaluation.beyond import BeyondAccuracy
 from recsys_attn.evaluation.bootstrap import bootstrap_ci
 from recsys_attn.metrics import per_user_values, target_ranks
 from recsys_attn.models.base import RecModule
+from recsys_attn.serving.click_model import ClickModel, mean_and_error, slate_values
+from recsys_attn.serving.loop_log import Log, clone, evaluating, fine_tune, log_datamodule
 from recsys_attn.serving.ope_estimators import LoggedSlates, diagnostics, estimate, fit_reward_model
 from recsys_attn.serving.policies import Greedy, Policy
 from recsys_attn.serving.targets import target_slots
-
-BOOST = math.log(50.0)
-"""``log 50``: the attraction of an item the world gives 1/50 of its next-item probability is 0.5."""
-
-
-class Log(NamedTuple):
-    """Every user's items, oldest first, in one flat tensor; row ``u`` of ``lengths`` is user_idx ``u + 1``."""
-
-    values: Tensor  # [N] item indices, users concatenated in user_idx order
-    lengths: Tensor  # [U] items per user
-
-    @property
-    def starts(self) -> Tensor:
-        """Where each user's items begin in ``values`` ``[U]``."""
-        return self.lengths.cumsum(0) - self.lengths
-
-    def append(self, items: Tensor) -> Log:
-        """The log with one item per user ``[U]`` appended after their last (PAD: nothing to append)."""
-        if items.shape != self.lengths.shape:
-            raise ValueError(f"append: one item per user {tuple(self.lengths.shape)}, got {tuple(items.shape)}")
-        took = items != PAD  # [U]
-        lengths = self.lengths + took.long()  # [U]
-        starts = lengths.cumsum(0) - lengths  # [U]
-        owner = torch.repeat_interleave(torch.arange(self.lengths.numel()), self.lengths)  # [N] row of each item
-        offset = torch.arange(self.values.numel()) - self.starts[owner]  # [N] place within its user
-        values = torch.empty(int(lengths.sum()), dtype=self.values.dtype)  # [N']
-        values[starts[owner] + offset] = self.values
-        values[(starts + lengths - 1)[took]] = items[took].to(self.values.dtype)
-        return Log(values, lengths)
-
-
-def split_log(splits: Splits, share: float, min_items: int = 2) -> tuple[Log, Tensor]:
-    """Each user's first ``share`` of real items (at least ``min_items``) as a start log, and their last item ``[U]``.
-
-    The items in between never enter the log: the world knows them, the production model does not.
-    """
-    if not 0.0 < share < 1.0:
-        raise ValueError(f"share: must be in (0, 1), got {share}")
-    full = splits.full  # every user's whole sequence, in user_idx order
-    counts = full.ends - full.starts  # [U]
-    if bool((counts < min_items + 1).any()):
-        raise ValueError(f"split_log: every user needs at least {min_items + 1} items (a start log and a last item)")
-    lengths = (counts.double() * share).floor().long().clamp(min=min_items).minimum(counts - 1)  # [U]
-    owner = torch.repeat_interleave(torch.arange(counts.numel()), lengths)  # [N'] row of each kept item
-    offset = torch.arange(owner.numel()) - (lengths.cumsum(0) - lengths)[owner]  # [N'] place within its user
-    return Log(splits.values[full.starts[owner] + offset], lengths), splits.values[full.ends - 1]
-
-
-def ope_users(n_users: int, share: float, seed: int) -> Tensor:
-    """A random ``share`` of the users ``[U]`` (bool, seeded): kept out of training, their slates evaluate models."""
-    if not 0.0 < share < 1.0:
-        raise ValueError(f"share: must be in (0, 1), got {share}")
-    order = torch.randperm(n_users, generator=torch.Generator().manual_seed(seed))  # [U]
-    chosen = torch.zeros(n_users, dtype=torch.bool)
-    chosen[order[: max(1, round(share * n_users))]] = True
-    return chosen
-
-
-def log_splits(log: Log, targets: Tensor, n_items: int, trained: Tensor | None = None) -> Splits:
-    """Training on the logs of the ``trained`` users ``[U]`` (bool; None = all), testing every user on ``targets``.
-
-    The test set holds each user's whole log as input and their target ``[U]``; there is no validation set.
-    """
-    users = torch.arange(1, log.lengths.numel() + 1)  # [U] user_idx
-    starts = log.starts  # [U]
-    ends = starts + log.lengths  # [U]
-    test = EvalSet(users, starts, ends, targets, ends)
-    full = EvalSet(users, starts, ends, torch.zeros_like(users), ends)
-    keep = torch.ones_like(users, dtype=torch.bool) if trained is None else trained  # [U]
-    return Splits(log.values, starts[keep], ends[keep], test.subset(0), test, n_items, full)
-
-
-def log_datamodule(base: SeqDataModule, log: Log, targets: Tensor, trained: Tensor | None = None) -> SeqDataModule:
-    """A datamodule with the settings and id maps of ``base`` (set up) over ``log`` (see ``log_splits``)."""
-    if base.prepared is None:
-        raise RuntimeError("log_datamodule: set the base datamodule up first (base.setup())")
-    dm = SeqDataModule(base.source, base.preparation, base.split, **asdict(base.settings))
-    dm.prepared = base.prepared  # setup() keeps splits that are already there
-    dm.splits = log_splits(log, targets, base.n_items, trained)
-    return dm
-
-
-def fine_tune(model: RecModule, datamodule: SeqDataModule, epochs: int, accelerator: str = "cpu") -> None:
-    """Train ``model`` in place for ``epochs`` epochs on the datamodule's training sequences, without validation."""
-    trainer = L.Trainer(
-        accelerator=accelerator,
-        devices=1,
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        callbacks=[NonFiniteLossGuard()],
-    )
-    trainer.fit(model, datamodule=datamodule)
-
-
-def clone(model: RecModule) -> RecModule:
-    """A new module of the same class, settings and weights (no trainer attached)."""
-    copy = type(model)(item_popularity=model.item_popularity.clone(), **model.hparams)
-    copy.load_state_dict(model.state_dict())
-    return copy
-
-
-@contextmanager
-def evaluating(model: RecModule) -> Iterator[None]:
-    """Eval mode and no gradients inside; the model's mode is restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
-
-
-def dcg_position_bias(k: int) -> Tensor:
-    """``κ_r = 1 / log2(r + 2)`` ``[k]``: the chance a user reads rank ``r``, NDCG's discount."""
-    return 1.0 / torch.log2(torch.arange(k, dtype=torch.float32) + 2.0)
-
-
-@dataclass(frozen=True)
-class ClickModel:
-    """The cascade of the module docstring: row ``u`` of ``attraction`` is the user in row ``u`` of every slate."""
-
-    attraction: Tensor  # [U, V] P(take | read), 0 for PAD
-    position_bias: Tensor  # [K] κ_r, the chance rank r is read
-
-    @classmethod
-    def from_scores(cls, scores: Tensor, position_bias: Tensor, boost: float = BOOST) -> ClickModel:
-        """Attractions ``sigmoid(log softmax(scores) + boost)`` from world scores ``[U, V]`` (column 0 = PAD)."""
-        s = scores.float().clone()  # [U, V]
-        s[:, PAD] = float("-inf")
-        return cls(torch.sigmoid(s.log_softmax(1) + boost), position_bias.float())
-
-    def take_rates(self, slates: Tensor) -> Tensor:
-        """``q_r = κ_r · a[u, item]`` ``[U, k]`` of each slot (0 for PAD)."""
-        k = slates.shape[1]
-        if k > self.position_bias.numel():
-            raise ValueError(f"slates of {k} items but position_bias covers {self.position_bias.numel()} ranks")
-        return self.attraction.gather(1, slates) * self.position_bias[:k]  # [U, k]
-
-    def slot_probabilities(self, slates: Tensor) -> Tensor:
-        """P(the user takes the item at rank r) ``[U, k]``: ``q_r · Π_{j<r} (1 - q_j)``."""
-        q = self.take_rates(slates)  # [U, k]
-        left = torch.cumprod(1.0 - q, dim=1)  # [U, k] nothing taken up to and including r
-        above = torch.cat([torch.ones_like(left[:, :1]), left[:, :-1]], dim=1)  # [U, k] nothing taken above r
-        return q * above
-
-    def value(self, slates: Tensor) -> Tensor:
-        """Expected items taken from each slate ``[U]`` (at most one): ``1 - Π_r (1 - q_r)``."""
-        return self.slot_probabilities(slates).sum(1)
-
-    def simulate(self, slates: Tensor, generator: torch.Generator | None) -> Tensor:
-        """Rewards ``[U, k]``: 1 at the rank whose item the user takes, else 0 (a cascade draw)."""
-        q = self.take_rates(slates)  # [U, k]
-        would = torch.rand(q.shape, generator=generator) < q  # [U, k] would take it if read before a take
-        return (would & (would.long().cumsum(1) == 1)).float()  # [U, k] only the first
-
-
-def slate_values(
-    policy: Policy, scores: Tensor, click: ClickModel, k: int, draws: int, generator: torch.Generator | None
-) -> Tensor:
-    """The exact expected take of ``draws`` slates per user drawn by the policy ``[draws, U]``.
-
-    Their mean over draws is a Monte Carlo estimate of each user's true value under the policy (greedy is
-    deterministic: one draw is exact).
-    """
-    return torch.stack([click.value(policy.draw(scores, k, generator)[0]) for _ in range(draws)]).double()
-
-
-def mean_and_error(values: Tensor, users: Tensor | None = None) -> tuple[float, float]:
-    """The mean of ``slate_values`` ``[draws, U]`` over draws and the ``users`` ``[U]`` (bool; None = all), and
-    its Monte Carlo standard error (0 for one draw)."""
-    v = values if users is None else values[:, users]  # [D, U']
-    per_draw = v.mean(1)  # [D]
-    se = float(per_draw.std() / per_draw.numel() ** 0.5) if per_draw.numel() > 1 else 0.0
-    return float(per_draw.mean()), se
 
 
 def blocked(batch: EvalBatch) -> EvalBatch:
