@@ -138,6 +138,18 @@ def test_every_field_of_every_settings_class_is_type_checked(cls: type, group: s
         (TransformerSettings, "norm_first", 1, "model.norm_first: expected true or false (got 1)"),
         (
             TransformerSettings,
+            "positions",
+            "from_left",
+            "model.positions: expected one of from_end, from_start (got 'from_left')",
+        ),
+        (
+            ClozeSettings,
+            "block_layout",
+            "pre_norm",
+            "model.block_layout: expected one of standard, sasrec_reference (got 'pre_norm')",
+        ),
+        (
+            TransformerSettings,
             "loss",
             "hinge",
             "model.loss: expected one of bce, bpr, ce, gbce, sampled_softmax (got 'hinge')",
@@ -167,6 +179,15 @@ def test_every_field_of_every_settings_class_is_type_checked(cls: type, group: s
 def test_a_wrong_setting_fails_naming_its_key_and_value(cls: type, key: str, value: Any, message: str) -> None:
     with fails(message):
         cls(**{key: value})
+
+
+def test_the_reference_block_layout_needs_pre_norm() -> None:
+    with fails(
+        "model.block_layout: sasrec_reference is a pre-norm layout; it needs model.norm_first=true "
+        "(got 'sasrec_reference')"
+    ):
+        TransformerSettings(block_layout="sasrec_reference", norm_first=False)
+    TransformerSettings(block_layout="sasrec_reference", positions="from_start")  # with norm_first=true: fine
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,24 @@ def test_fast_dev_run_every_model(model: str, tmp_path: Path, real_data_dir: Pat
     assert "test/ndcg@10" in proc.stdout  # the summary table
 
 
+def test_fast_dev_run_with_the_reference_positions_and_block(
+    tmp_path: Path, real_data_dir: Path, shared_cache: Path
+) -> None:
+    run_dir, _ = train_cli(
+        tmp_path,
+        shared_cache,
+        "model=sasrec",
+        "model.max_len=20",
+        "model.positions=from_start",
+        "model.block_layout=sasrec_reference",
+        "trainer.fast_dev_run=true",
+    )
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert 0.0 <= metrics["test/ndcg@10"] <= 1.0
+    hparams = (run_dir / ".hydra" / "config.yaml").read_text()
+    assert "positions: from_start" in hparams and "block_layout: sasrec_reference" in hparams
+
+
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))
 @pytest.mark.slow
 def test_fast_dev_run_every_experiment(

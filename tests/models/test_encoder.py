@@ -1,13 +1,17 @@
-"""SequenceEncoder: causality, padding invariance, BERT4Rec masking, norm placement, max length."""
+"""SequenceEncoder: causality, padding invariance, BERT4Rec masking, norm placement, positions, block layouts."""
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from recsys_attn.constants import PAD, mask_id
 from recsys_attn.data.batches import cloze_batch
-from recsys_attn.models.encoder import Block, SequenceEncoder
+from recsys_attn.models.encoder import Block, ReferenceBlock, SequenceEncoder
 
 N_ITEMS = 12
 MASK = mask_id(N_ITEMS)  # 13
@@ -15,7 +19,15 @@ MAX_LEN = 10
 HIDDEN = 16
 
 
-def make_encoder(causal: bool, norm_first: bool = True, seed: int = 0) -> SequenceEncoder:
+ARCHS = {
+    "pre_norm": {"norm_first": True},
+    "post_norm": {"norm_first": False},
+    "reference": {"block_layout": "sasrec_reference"},
+}
+"""The block wirings: ``norm_first`` x ``block_layout`` as the settings allow them."""
+
+
+def make_encoder(causal: bool, norm_first: bool = True, seed: int = 0, **settings: Any) -> SequenceEncoder:
     """A small encoder in eval mode whose every parameter (biases, norms included) is random.
 
     The default init (std 0.02, zero biases, unit norms) hides leaks that random weights expose:
@@ -31,6 +43,7 @@ def make_encoder(causal: bool, norm_first: bool = True, seed: int = 0) -> Sequen
         max_len=MAX_LEN,
         causal=causal,
         norm_first=norm_first,
+        **settings,  # positions, block_layout, activation, ff_mult
     )
     with torch.no_grad():
         for p in enc.parameters():
@@ -42,10 +55,11 @@ def make_encoder(causal: bool, norm_first: bool = True, seed: int = 0) -> Sequen
 SEQ = torch.tensor([[4, 7, 1, 9, 3, 11]])  # [1, 6] no padding
 
 
-@pytest.mark.parametrize("norm_first", [True, False])
+@pytest.mark.parametrize("positions", ["from_end", "from_start"])
+@pytest.mark.parametrize("arch", list(ARCHS))
 @pytest.mark.parametrize("t", [0, 2, 4])
-def test_causal_outputs_ignore_later_positions(norm_first: bool, t: int) -> None:
-    enc = make_encoder(causal=True, norm_first=norm_first)
+def test_causal_outputs_ignore_later_positions(arch: str, positions: str, t: int) -> None:
+    enc = make_encoder(causal=True, positions=positions, **ARCHS[arch])
     changed = SEQ.clone()
     changed[0, t + 1] = 2  # a different item at position t + 1 only
     with torch.no_grad():
@@ -55,10 +69,10 @@ def test_causal_outputs_ignore_later_positions(norm_first: bool, t: int) -> None
     assert (a[:, t + 1 :] - b[:, t + 1 :]).abs().amax(-1).min() > 1e-3
 
 
-@pytest.mark.parametrize("norm_first", [True, False])
+@pytest.mark.parametrize("arch", list(ARCHS))
 @pytest.mark.parametrize("t", [0, 2, 4])
-def test_bidirectional_outputs_see_later_positions(norm_first: bool, t: int) -> None:
-    enc = make_encoder(causal=False, norm_first=norm_first)
+def test_bidirectional_outputs_see_later_positions(arch: str, t: int) -> None:
+    enc = make_encoder(causal=False, **ARCHS[arch])
     changed = SEQ.clone()
     changed[0, t + 1] = 2
     with torch.no_grad():
@@ -89,15 +103,18 @@ def test_attention_mask_causal_and_padding() -> None:
     assert torch.equal(make_encoder(causal=False).attention_mask(items)[0, 0], expected_bidir)
 
 
-@pytest.mark.parametrize("norm_first", [True, False])
+@pytest.mark.parametrize("positions", ["from_end", "from_start"])
+@pytest.mark.parametrize("arch", list(ARCHS))
 @pytest.mark.parametrize("causal", [True, False])
-def test_padding_invariance(causal: bool, norm_first: bool) -> None:
-    enc = make_encoder(causal=causal, norm_first=norm_first)
+def test_padding_invariance(causal: bool, arch: str, positions: str) -> None:
+    enc = make_encoder(causal=causal, positions=positions, **ARCHS[arch])
     seq = torch.tensor([8, 2, 12, 5])  # 4 real items
     narrow = torch.cat([torch.full((1,), PAD), seq])[None]  # [1, 5]
     wide = torch.cat([torch.full((5,), PAD), seq])[None]  # [1, 9]
     with torch.no_grad():
         out5, out9 = enc(narrow), enc(wide)  # [1, 5, D], [1, 9, D]
+    # The same real items get the same position embeddings, exactly, whatever the padding.
+    assert torch.equal(enc.pos_emb(enc.position_ids(narrow)[..., -4:]), enc.pos_emb(enc.position_ids(wide)[..., -4:]))
     torch.testing.assert_close(out5[:, -4:], out9[:, -4:], rtol=0, atol=1e-5)
     assert torch.equal(out5[:, :1], torch.zeros(1, 1, HIDDEN))
     assert torch.equal(out9[:, :5], torch.zeros(1, 5, HIDDEN))
@@ -218,3 +235,132 @@ def test_item_weights_are_the_tied_input_embeddings() -> None:
     assert w.shape == (N_ITEMS + 1, HIDDEN)  # MASK row excluded
     assert w.data_ptr() == enc.item_emb.weight.data_ptr()
     assert torch.equal(w, enc.item_emb.weight[: N_ITEMS + 1])
+
+
+# --- positions --------------------------------------------------------------------------------
+
+
+def test_position_ids_count_real_tokens_from_start_or_columns_from_end() -> None:
+    items = torch.tensor([[PAD, PAD, 5, 6, MASK], [1, 2, 3, 4, 5], [PAD] * 5])  # [3, 5] MASK is a token
+    start = make_encoder(causal=False, positions="from_start").position_ids(items)  # [3, 5]
+    assert torch.equal(start, torch.tensor([[0, 0, 0, 1, 2], [0, 1, 2, 3, 4], [0, 0, 0, 0, 0]]))
+    end = make_encoder(causal=False, positions="from_end").position_ids(items)  # [5]
+    assert torch.equal(end, torch.arange(MAX_LEN - 5, MAX_LEN))
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_from_start_outputs_stay_put_when_the_history_grows(arch: str) -> None:
+    """The reference's numbering: the first item is position 0 however long the history, so a causal
+    encoder's output after item t does not move when items are appended; numbered from the end, every
+    earlier item moves one position back and its output changes."""
+    history = torch.tensor([[PAD, PAD, PAD, 4, 7, 1, 9, 3]])  # [1, 8] 5 items
+    grown = torch.tensor([[PAD, PAD, 4, 7, 1, 9, 3, 11]])  # [1, 8] the same 5 items and one more
+    outs = {}
+    for positions in ("from_start", "from_end"):
+        enc = make_encoder(causal=True, positions=positions, **ARCHS[arch])
+        with torch.no_grad():
+            outs[positions] = enc(history)[0, 3:], enc(grown)[0, 2:7]  # 2 x [5, D] at the 5 shared items
+    torch.testing.assert_close(*outs["from_start"], rtol=0, atol=1e-5)
+    a, b = outs["from_end"]
+    assert (a - b).abs().amax(-1).min() > 1e-3
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_from_end_and_from_start_differ_only_when_the_window_is_not_full(causal: bool) -> None:
+    start, end = make_encoder(causal, positions="from_start"), make_encoder(causal, positions="from_end")
+    assert torch.equal(start.state_dict()["pos_emb.weight"], end.state_dict()["pos_emb.weight"])  # same weights
+    short = torch.tensor([[PAD] * (MAX_LEN - 4) + [8, 2, 12, 5]])  # [1, MAX_LEN] 4 real items
+    full = torch.randint(1, N_ITEMS + 1, (1, MAX_LEN))  # [1, MAX_LEN] no padding: both number 0..max_len-1
+    with torch.no_grad():
+        assert (start(short)[0, -4:] - end(short)[0, -4:]).abs().amax(-1).min() > 1e-3
+        assert torch.equal(start(full), end(full))
+
+
+# --- the SASRec reference code's block layout --------------------------------------------------
+
+
+def reference_forward(enc: SequenceEncoder, items: torch.Tensor) -> torch.Tensor:
+    """Klenitskiy & Vasilev's ``SASRec.forward`` (models.py:126-160, pmixer's layout) from the formulas, on
+    right-padded ``items`` ``[B, L]`` with positions ``0..L-1`` and a causal mask only, as the reference runs it;
+    ``enc``'s weights, eval mode."""
+    d = enc.item_emb.embedding_dim
+    keep = (items != PAD)[..., None]  # [B, L, 1]
+    n = items.shape[1]
+    x = enc.item_emb.weight[items] * math.sqrt(d) + enc.pos_emb.weight[:n]  # [B, L, D]
+    x = x * keep
+    future = torch.ones(n, n, dtype=torch.bool).triu(1)  # [L, L] True = may not attend
+
+    def ln(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
+        mu, var = x.mean(-1, keepdim=True), x.var(-1, unbiased=False, keepdim=True)  # [B, L, 1]
+        return (x - mu) / torch.sqrt(var + 1e-8) * norm.weight + norm.bias  # the reference's eps
+
+    for blk in enc.blocks:
+        heads, w, b = blk.attn.heads, blk.attn.qkv.weight, blk.attn.qkv.bias
+        q_in = ln(x, blk.norm1)  # [B, L, D] Q = LN_attn(x)
+        q, k, v = (
+            t.unflatten(-1, (heads, d // heads)).transpose(1, 2)
+            for t in (q_in @ w[:d].T + b[:d], x @ w[d : 2 * d].T + b[d : 2 * d], x @ w[2 * d :].T + b[2 * d :])
+        )  # 3 x [B, H, L, Dh]: query from Q, key and value from x
+        att = (q @ k.transpose(-1, -2) / math.sqrt(d // heads)).masked_fill(future, float("-inf"))  # [B, H, L, L]
+        y = (att.softmax(-1) @ v).transpose(1, 2).flatten(2)  # [B, L, D]
+        x = q_in + (y @ blk.attn.out.weight.T + blk.attn.out.bias)  # x = Q + MHA(Q, x, x)
+        x = ln(x, blk.norm2)  # x = LN_ffn(x)
+        lin1, lin2 = blk.ff[0], blk.ff[3]
+        x = x + F.relu(x @ lin1.weight.T + lin1.bias) @ lin2.weight.T + lin2.bias  # x = x + FFN(x)
+        x = x * keep
+    return ln(x, enc.final_norm)  # [B, L, D] the last layer norm
+
+
+REFERENCE = {"block_layout": "sasrec_reference", "positions": "from_start", "activation": "relu", "ff_mult": 1}
+"""The reference's SASRec: its block, its positions, a ReLU feed-forward as wide as the model."""
+
+
+def test_reference_layout_is_the_reference_forward() -> None:
+    enc = make_encoder(causal=True, **REFERENCE).double()  # float64: the two computations agree to rounding
+    assert all(isinstance(b, ReferenceBlock) for b in enc.blocks)
+    lengths = [6, 3, 1, MAX_LEN]
+    rows = [torch.randint(1, N_ITEMS + 1, (n,), generator=torch.Generator().manual_seed(n)) for n in lengths]
+    right = torch.stack([F.pad(r, (0, MAX_LEN - len(r)), value=PAD) for r in rows])  # [4, L] the reference's padding
+    left = torch.stack([F.pad(r, (MAX_LEN - len(r), 0), value=PAD) for r in rows])  # [4, L] ours
+    with torch.no_grad():
+        ours, theirs = enc(left), reference_forward(enc, right)  # [4, L, D]
+    for i, n in enumerate(lengths):
+        torch.testing.assert_close(ours[i, MAX_LEN - n :], theirs[i, :n], rtol=0, atol=1e-6)
+    # ...and the standard pre-norm block with the same weights is another function.
+    pre = make_encoder(causal=True, positions="from_start", activation="relu", ff_mult=1).double()
+    pre.load_state_dict(enc.state_dict())  # the same parameter names and shapes
+    with torch.no_grad():
+        assert (pre(left) - ours)[left != PAD].abs().amax(-1).min() > 1e-3
+
+
+def test_reference_layout_refuses_post_norm() -> None:
+    with pytest.raises(ValueError, match=r"^model\.block_layout: sasrec_reference is a pre-norm layout"):
+        make_encoder(causal=True, norm_first=False, block_layout="sasrec_reference")
+
+
+@pytest.mark.parametrize(("key", "value"), [("positions", "from_left"), ("block_layout", "pmixer")])
+def test_unknown_positions_or_layout_fail_naming_the_key(key: str, value: str) -> None:
+    with pytest.raises(ValueError, match=rf"^model\.{key}: expected one of .* \(got '{value}'\)$"):
+        make_encoder(causal=True, **{key: value})
+
+
+@pytest.mark.parametrize(("arch", "drops_attention_output"), [("reference", False), ("pre_norm", True)])
+def test_the_reference_block_drops_out_attention_weights_not_the_attention_output(
+    arch: str, drops_attention_output: bool
+) -> None:
+    """With the attention-weight dropout off and a feed-forward that adds nothing, a train-mode reference block
+    is its eval-mode self (nothing else is dropped), while the standard block drops out the attention output."""
+    torch.manual_seed(0)
+    if arch == "reference":
+        block: torch.nn.Module = ReferenceBlock(HIDDEN, 2, 0.5, "relu", 1)
+    else:
+        block = Block(HIDDEN, 2, 0.5, True, "relu", 1)
+    block.attn.dropout = 0.0
+    with torch.no_grad():
+        block.ff[-1].weight.zero_()
+        block.ff[-1].bias.zero_()
+    x = torch.randn(2, 5, HIDDEN)  # [B, L, D]
+    mask = torch.ones(5, 5, dtype=torch.bool).tril()[None, None]  # [1, 1, L, L]
+    with torch.no_grad():
+        trained, evaluated = block.train()(x, mask), block.eval()(x, mask)  # [2, 5, D]
+    assert torch.equal(trained, evaluated) != drops_attention_output

@@ -18,11 +18,13 @@ from recsys_attn.data.samples import SampleSpec
 from recsys_attn.metrics import target_ranks
 from recsys_attn.models.base import RecModule
 from recsys_attn.models.bert4rec import BERT4Rec
+from recsys_attn.models.encoder import Block, ReferenceBlock
 from recsys_attn.models.gru4rec import GRU4Rec
 from recsys_attn.models.losses import LOSSES
 from recsys_attn.models.popularity import Popularity
 from recsys_attn.models.sasrec import SASRec
 from recsys_attn.models.sequential import SequentialRec, lr_factor
+from recsys_attn.models.transformer import TransformerRec
 from tests.conftest import quiet_trainer as trainer
 
 pytestmark = [
@@ -72,6 +74,18 @@ def test_bert4rec_builds_from_settings() -> None:
     assert model.encoder.item_emb.num_embeddings == N_ITEMS + 2  # PAD + items + MASK
     scores = model.score(torch.tensor([[1, 2, mask_id(N_ITEMS)]]))
     assert scores.shape == (1, N_ITEMS + 1)  # MASK is never scored
+
+
+@pytest.mark.parametrize("cls", [SASRec, BERT4Rec])
+def test_transformers_take_the_positions_and_block_layout_settings(cls: type[TransformerRec]) -> None:
+    default = cls(N_ITEMS, **TINY).encoder
+    assert default.positions == "from_end" and all(type(b) is Block for b in default.blocks)
+    model = cls(N_ITEMS, positions="from_start", block_layout="sasrec_reference", **TINY)
+    assert model.encoder.positions == "from_start"
+    assert all(isinstance(b, ReferenceBlock) for b in model.encoder.blocks)
+    # BERT4Rec's evaluation input: the MASK after the history is the position after the last item.
+    items = torch.tensor([[PAD, PAD, 3, 4, mask_id(N_ITEMS)]])  # [1, 5]
+    assert torch.equal(model.encoder.position_ids(items), torch.tensor([[0, 0, 0, 1, 2]]))
 
 
 def test_popularity_builds_from_settings() -> None:
@@ -284,6 +298,34 @@ def test_checkpoint_round_trip(cls: type[SequentialRec], tmp_path: Path) -> None
     fresh = build(cls, item_popularity=pop, loss="bce", weight_decay=0.1).eval()
     with torch.no_grad():
         assert not torch.equal(fresh.score(items), loaded.score(items))
+
+
+@pytest.mark.parametrize("cls", [SASRec, BERT4Rec])
+def test_checkpoints_keep_positions_and_block_layout_and_older_ones_load_with_the_defaults(
+    cls: type[SequentialRec], tmp_path: Path
+) -> None:
+    torch.manual_seed(0)
+    model = build(cls, positions="from_start", block_layout="sasrec_reference")
+    batch = cloze() if cls is BERT4Rec else next_batch()
+    t = trainer(tmp_path, max_steps=1, limit_val_batches=0)
+    t.fit(model, train_dataloaders=loader([batch]))
+    path = tmp_path / "model.ckpt"
+    t.save_checkpoint(path)
+    items = torch.tensor([[PAD, 3, 4, 5], [6, 7, 8, mask_id(N_ITEMS) if cls is BERT4Rec else 9]])
+    loaded = cls.load_from_checkpoint(path).eval()
+    assert loaded.settings == model.settings
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.score(items), model.eval().score(items), rtol=0, atol=0)
+    # A checkpoint written before the two settings existed has neither hyperparameter: the defaults, which are
+    # the only behaviour there was (and the parameter names of both layouts are the same).
+    ckpt = torch.load(path, weights_only=False)
+    for key in ("positions", "block_layout"):
+        del ckpt["hyper_parameters"][key]
+    torch.save(ckpt, tmp_path / "older.ckpt")
+    older = cls.load_from_checkpoint(tmp_path / "older.ckpt")
+    assert (older.settings.positions, older.settings.block_layout) == ("from_end", "standard")
+    assert all(type(b) is Block for b in older.encoder.blocks)
+    assert torch.equal(older.encoder.blocks[0].attn.qkv.weight, model.encoder.blocks[0].attn.qkv.weight)
 
 
 # --- evaluation -------------------------------------------------------------------------------

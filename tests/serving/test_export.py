@@ -207,6 +207,24 @@ def test_exported_scorer_gives_the_module_top_k_at_any_batch_size(toy_exports: d
         assert torch.equal(one[0], items[row : row + 1]) and torch.allclose(one[1], scores[row : row + 1], atol=1e-6)
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "torch"])
+def test_the_reference_positions_and_block_export_as_the_module_scores(tmp_path: Path, fmt: str) -> None:
+    """``positions=from_start`` numbers the window the graph cuts, by its real items, at any padding width."""
+    dm = toy(tmp_path)
+    model = toy_model(SASRec, dm, positions="from_start", block_layout="sasrec_reference")
+    assert dm.prepared is not None
+    path = export_scorer(model, dm.prepared.items, tmp_path / f"ref.{'onnx' if fmt == 'onnx' else 'pt2'}", fmt, k=K)
+    run = run_onnx if fmt == "onnx" else run_program
+    rows = torch.arange(10)
+    items, scores = run(path.model, histories(dm, rows))
+    ties, _ = assert_same_top_k(items, scores, reference(model, dm, rows, K))
+    assert ties <= 5
+    for row in range(10):  # B = 1, each history at its own width, no padding
+        h = histories(dm, rows[row : row + 1])
+        one = run(path.model, h[:, (h == 0).sum() :])
+        assert torch.equal(one[0], items[row : row + 1]) and torch.allclose(one[1], scores[row : row + 1], atol=1e-6)
+
+
 def test_sidecar_maps_indices_to_the_original_item_ids(toy_exports: dict[str, Any]) -> None:
     dm = toy_exports["dm"]
     meta = json.loads(toy_exports["written"]["BERT4Rec", "onnx"].sidecar.read_text())

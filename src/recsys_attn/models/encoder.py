@@ -11,6 +11,12 @@ from torch import Tensor, nn
 from recsys_attn.constants import PAD
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU}
+POSITIONS = ("from_end", "from_start")
+"""How position ids are numbered (``model.positions``): see ``SequenceEncoder.position_ids``."""
+BLOCK_LAYOUTS = ("standard", "sasrec_reference")
+"""Wirings of a transformer block (``model.block_layout``): ``Block`` or ``ReferenceBlock``."""
+REFERENCE_EPS = 1e-8
+"""The layer-norm epsilon of the SASRec reference code (pmixer's SASRec.pytorch, Klenitskiy & Vasilev)."""
 
 
 class SelfAttention(nn.Module):
@@ -24,9 +30,16 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.out = nn.Linear(hidden, hidden)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor, kv: Tensor | None = None) -> Tensor:
+        """Attention of queries from ``x`` ``[B, L, D]`` to keys and values from ``kv`` (default: ``x``)."""
         b, n, d = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # 3 x [B, H, L, Dh]
+        if kv is None:
+            q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # 3 x [B, H, L, Dh]
+        else:  # the same projection (rows q, k, v of one weight), applied to two inputs
+            w, bias = self.qkv.weight, self.qkv.bias  # [3D, D], [3D]
+            q = F.linear(x, w[:d], bias[:d]).view(b, n, self.heads, d // self.heads).transpose(1, 2)  # [B, H, L, Dh]
+            kv_proj = F.linear(kv, w[d:], bias[d:])  # [B, L, 2D]
+            k, v = kv_proj.view(b, n, 2, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # 2 x [B, H, L, Dh]
         drop = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)  # [B, H, L, Dh]
         return self.out(y.transpose(1, 2).reshape(b, n, d))  # [B, L, D]
@@ -64,11 +77,41 @@ class Block(nn.Module):
         return self.norm2(x + self.drop(self.ff(x)))
 
 
+class ReferenceBlock(nn.Module):
+    """The block of the SASRec reference code (pmixer's SASRec.pytorch, as Klenitskiy & Vasilev's models.py).
+
+    ``Q = LN(x); x = Q + MHA(Q, x, x); x = LN(x); x = x + FFN(x)``: the queries are normalised, the keys and
+    values are not, and the attention residual starts from the normalised ``Q``. Dropout acts on the attention
+    weights only (none on the attention output) and in the feed-forward before its activation and after it.
+    The parameter names and shapes are ``Block``'s, so one state dict loads into either.
+    """
+
+    def __init__(self, hidden: int, heads: int, dropout: float, activation: str, ff_mult: int) -> None:
+        super().__init__()
+        self.attn = SelfAttention(hidden, heads, dropout)
+        self.ff = nn.Sequential(
+            nn.Linear(hidden, ff_mult * hidden),
+            nn.Dropout(dropout),  # the reference: conv1 -> dropout1 -> ReLU -> conv2 -> dropout2
+            ACTIVATIONS[activation](),
+            nn.Linear(ff_mult * hidden, hidden),
+        )
+        self.norm1 = nn.LayerNorm(hidden, eps=REFERENCE_EPS)
+        self.norm2 = nn.LayerNorm(hidden, eps=REFERENCE_EPS)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        q = self.norm1(x)  # [B, L, D]
+        x = q + self.attn(q, mask, kv=x)  # [B, L, D] keys and values from the un-normalised stream
+        x = self.norm2(x)  # [B, L, D]
+        return x + self.drop(self.ff(x))  # [B, L, D] the residual from the normalised stream
+
+
 class SequenceEncoder(nn.Module):
     """Item + position embeddings, N transformer blocks; scores = dot product with the item table.
 
-    Positions count from the right (the last column is always position ``max_len - 1``), so a
-    left-padded sequence gives the same outputs at its real positions whatever its padded width.
+    Inputs are left-padded. Both ways of numbering positions (``position_ids``) give the same outputs at
+    the real positions of a sequence whatever its padded width. ``block_layout`` picks ``Block`` (pre- or
+    post-norm by ``norm_first``) or ``ReferenceBlock`` (a pre-norm variant: needs ``norm_first``).
     """
 
     def __init__(
@@ -83,16 +126,32 @@ class SequenceEncoder(nn.Module):
         norm_first: bool = True,
         activation: str = "gelu",
         ff_mult: int = 4,
+        positions: str = "from_end",
+        block_layout: str = "standard",
     ) -> None:
         super().__init__()
+        if positions not in POSITIONS:
+            raise ValueError(f"model.positions: expected one of {', '.join(POSITIONS)} (got {positions!r})")
+        if block_layout not in BLOCK_LAYOUTS:
+            raise ValueError(f"model.block_layout: expected one of {', '.join(BLOCK_LAYOUTS)} (got {block_layout!r})")
+        reference = block_layout == "sasrec_reference"
+        if reference and not norm_first:
+            raise ValueError(
+                "model.block_layout: sasrec_reference is a pre-norm layout; it needs model.norm_first=true"
+            )
         self.causal, self.max_len, self.norm_first = causal, max_len, norm_first
+        self.positions, self.block_layout = positions, block_layout
         self.item_emb = nn.Embedding(n_tokens, hidden, padding_idx=PAD)
         self.pos_emb = nn.Embedding(max_len, hidden)
         self.emb_drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            Block(hidden, num_heads, dropout, norm_first, activation, ff_mult) for _ in range(num_blocks)
+            ReferenceBlock(hidden, num_heads, dropout, activation, ff_mult)
+            if reference
+            else Block(hidden, num_heads, dropout, norm_first, activation, ff_mult)
+            for _ in range(num_blocks)
         )
-        self.final_norm = nn.LayerNorm(hidden) if norm_first else nn.Identity()
+        eps = REFERENCE_EPS if reference else 1e-5
+        self.final_norm = nn.LayerNorm(hidden, eps=eps) if norm_first else nn.Identity()
         self.emb_norm = nn.Identity() if norm_first else nn.LayerNorm(hidden)
         self.scale = math.sqrt(hidden)
         self.apply(self._init)
@@ -117,14 +176,26 @@ class SequenceEncoder(nn.Module):
             mask = mask & torch.ones(n, n, dtype=torch.bool, device=items.device).tril()
         return mask
 
+    def position_ids(self, items: Tensor) -> Tensor:
+        """Position ids of left-padded ``items`` ``[B, L]``, broadcastable to ``[B, L]``.
+
+        ``from_end``: by column from the right, the last column is ``max_len - 1``. ``from_start``: by real
+        token from the left, the first non-PAD token of the row is 0 (as the reference code's right-padded
+        ``arange``); a BERT4Rec MASK is a token, so an appended MASK is the position after the history.
+        Padding gets 0 (it is masked out anyway).
+        """
+        if self.positions == "from_start":
+            return ((items != PAD).cumsum(1) - 1).clamp(min=0)  # [B, L]
+        n = items.shape[1]
+        return torch.arange(self.max_len - n, self.max_len, device=items.device)  # [L]
+
     def forward(self, items: Tensor) -> Tensor:
         """Hidden states ``[B, L, D]`` for left-padded item ids ``[B, L]``; zero at padding."""
         n = items.shape[1]
         if n > self.max_len:
             raise ValueError(f"input length {n} exceeds model.max_len={self.max_len}")
         keep = (items != PAD).unsqueeze(-1)  # [B, L, 1]
-        pos = torch.arange(self.max_len - n, self.max_len, device=items.device)  # [L]
-        x = self.item_emb(items) * self.scale + self.pos_emb(pos)  # [B, L, D]
+        x = self.item_emb(items) * self.scale + self.pos_emb(self.position_ids(items))  # [B, L, D]
         x = self.emb_drop(self.emb_norm(x)) * keep
         mask = self.attention_mask(items)  # [B, 1, L, L]
         for block in self.blocks:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from recsys_attn.config import check_ranges, check_types
+from recsys_attn.models.encoder import BLOCK_LAYOUTS, POSITIONS
 from recsys_attn.models.losses import CE_MAX_LOGITS, LOSSES
 
 
@@ -121,6 +122,13 @@ class TransformerSettings(SequentialSettings):
     num_heads: int = 1
     norm_first: bool = True
     """Pre-norm (True) or post-norm (False) transformer blocks."""
+    block_layout: str = "standard"
+    """``standard`` blocks (pre- or post-norm by ``norm_first``) or ``sasrec_reference``, the pre-norm variant of
+    the SASRec reference code: ``Q = LN(x); x = Q + MHA(Q, x, x); x = LN(x); x = x + FFN(x)`` (keys and values
+    not normalised, no dropout on the attention output, layer-norm eps 1e-8); needs ``norm_first=true``."""
+    positions: str = "from_end"
+    """Position ids of a left-padded input: ``from_end`` (the last column is ``max_len - 1``) or ``from_start``
+    (the first real token is 0, as the reference code numbers its right-padded inputs; BERT4Rec's MASK counts)."""
     activation: str = "gelu"
     ff_mult: int = 4
     """Feed-forward width as a multiple of hidden_size."""
@@ -136,6 +144,13 @@ class TransformerSettings(SequentialSettings):
             ),
             ("activation", self.activation in ("gelu", "relu"), "expected gelu or relu"),
             ("ff_mult", self.ff_mult >= 1, "must be >= 1"),
+            ("positions", self.positions in POSITIONS, f"expected one of {', '.join(POSITIONS)}"),
+            ("block_layout", self.block_layout in BLOCK_LAYOUTS, f"expected one of {', '.join(BLOCK_LAYOUTS)}"),
+            (
+                "block_layout",
+                self.norm_first or self.block_layout != "sasrec_reference",
+                "sasrec_reference is a pre-norm layout; it needs model.norm_first=true",
+            ),
         ]
         check_ranges(self, "model", checks)
 

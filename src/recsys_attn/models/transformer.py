@@ -30,4 +30,6 @@ class TransformerRec(SequentialRec):
             norm_first=s.norm_first,
             activation=s.activation,
             ff_mult=s.ff_mult,
+            positions=s.positions,
+            block_layout=s.block_layout,
         )
