@@ -1,0 +1,114 @@
+"""Where a full-size training step spends its time: torch.profiler over real batches of a preset.
+
+    python benchmarks/profile_step.py                                   # experiment=sasrec_ml-1m, 12 steps
+    python benchmarks/profile_step.py bert4rec_ml-1m --steps 8 -- model.dropout=0.0
+    python benchmarks/profile_step.py sasrec_ml-1m --no-record          # print only
+
+Composes ``experiment=<preset>`` as ``train`` does, builds the datamodule and model, and runs ``--steps``
+training steps (batch building on the device path, forward, backward, Adam) after two warm-up steps, under
+``torch.profiler``. Prints the operators by self CPU time and the steps' wall time; the top rows go to
+benchmarks/RESULTS.md with the command, machine and date. Measure on a quiet machine: a busy one inflates
+every figure (the load average at start is recorded beside the rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_train import machine, record
+
+SECTION = "## Where a training step spends its time (`profile_step.py`)"
+HEADER = (
+    f"\n{SECTION}\n\n"
+    "| date | machine | command | load at start | ms/step | est. s/epoch | top operators (share of self CPU time) |\n"
+    "|---|---|---|---|---|---|---|\n"
+)
+
+
+def build(preset: str, overrides: list[str]) -> tuple[Any, Any]:
+    """The set-up datamodule and model of ``experiment=<preset>``, as ``recsys_attn.train`` builds them."""
+    import hydra
+    from hydra import compose, initialize_config_dir
+
+    from recsys_attn.config import CONF_DIR
+
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={preset}", "logger=none", *overrides])
+    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    model = hydra.utils.instantiate(
+        cfg.model, n_items=datamodule.n_items, item_popularity=datamodule.item_popularity, _convert_="all"
+    )
+    datamodule.connect(model.sample_spec)
+    return datamodule, model
+
+
+Shares = list[tuple[str, float]]
+
+
+def profile(preset: str, steps: int, overrides: list[str], rows: int) -> tuple[float, int, Shares, str]:
+    """Seconds per step, batches per epoch, the top ``rows`` operators with their share, and the full table."""
+    import torch
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    datamodule, model = build(preset, overrides)
+    model.log = lambda *args, **kwargs: None  # no trainer attached: logging is not what is measured
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = datamodule.train_dataloader()
+    requests = iter(loader)
+    batches = [next(requests) for _ in range(steps + 2)]
+    model.train()
+
+    def step(request: Any) -> None:
+        batch = datamodule.on_after_batch_transfer(request, 0)
+        loss = model.training_step(batch, 0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for request in batches[:2]:
+        step(request)
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        for request in batches[2:]:
+            step(request)
+        seconds = (time.perf_counter() - start) / steps
+    averages = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in averages)
+    top = sorted(averages, key=lambda e: e.self_cpu_time_total, reverse=True)[:rows]
+    shares = [(e.key, e.self_cpu_time_total / total) for e in top]
+    return seconds, len(loader), shares, averages.table(sort_by="self_cpu_time_total", row_limit=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("preset", nargs="?", default="sasrec_ml-1m", help="an experiment of conf/experiment/")
+    parser.add_argument("--steps", type=int, default=12, help="profiled training steps (after 2 warm-up steps)")
+    parser.add_argument("--top", type=int, default=8, help="operators recorded in RESULTS.md")
+    parser.add_argument("--no-record", action="store_true", help="print only; RESULTS.md is left as it is")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides after --, e.g. -- model.dropout=0.0")
+    args = parser.parse_args()
+    load = os.getloadavg()[0]
+    seconds, n_batches, shares, table = profile(args.preset, args.steps, args.overrides, args.top)
+    print(table)
+    epoch = seconds * n_batches
+    print(f"{seconds * 1000:.0f} ms/step x {n_batches} batches = {epoch:.1f} s/epoch (training steps only)")
+    if args.no_record:
+        return
+    command = " ".join(["python benchmarks/profile_step.py", args.preset, f"--steps {args.steps}", *args.overrides])
+    ops = ", ".join(f"{name} {share:.0%}" for name, share in shares)
+    row = f"| {dt.date.today()} | {machine()} | `{command}` | {load:.1f} | {seconds * 1000:.0f} | {epoch:.1f} | {ops} |"
+    record(row + "\n", SECTION, HEADER)
+
+
+if __name__ == "__main__":
+    main()
