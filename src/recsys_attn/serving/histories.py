@@ -9,7 +9,7 @@ The format follows the file's suffix:
   merged back in order (``history_tables``): memory does not grow with the file (a few bytes a user are kept).
 - ``.jsonl``, ``.ndjson``: one user a line, ``{"user_id": ..., "items": [...]}``, items oldest first. Read in
   blocks of users, so memory stays bounded however long the file is; each line is served as it stands, and a
-  user id on a second line is an error naming both lines (ids seen are kept as 64-bit hashes, 16 bytes a user).
+  user id on a second line is an error naming both lines (ids seen are kept as 64-bit hashes, 8 bytes a user).
 
 Item ids are matched as text against the model's id map spelled its own way: with integer ids, ``5`` and
 ``"5"`` are item 5 but ``"05"`` is not, and is counted as unknown like any id the model never saw. User ids
@@ -30,9 +30,9 @@ import torch
 from torch import Tensor
 
 from recsys_attn.data.errors import DataError, shorten
-from recsys_attn.data.lines import Rows, check_file, decoded_lines, line_text
+from recsys_attn.data.lines import Rows, check_file, decoded_lines
 from recsys_attn.serving.history_tables import ENCODING, read_table
-from recsys_attn.serving.seen_ids import SeenIds
+from recsys_attn.serving.seen_ids import SeenHashes
 
 Frames = Generator[pl.DataFrame, None, None]
 """What a format's reader yields: frames of ``user_id`` (text), ``items`` (list of text, oldest first), ``line``."""
@@ -149,13 +149,15 @@ def _tabular(separator: str | None) -> Callable[[Path, int], Frames]:
     return read
 
 
-def _jsonl(path: Path, block_users: int) -> Frames:
-    """Blocks of ``block_users`` non-blank lines of a JSON-lines file, parsed by polars."""
+def _jsonl(path: Path, block_users: int, stop: int | None = None) -> Frames:
+    """Blocks of ``block_users`` non-blank lines of a JSON-lines file (before line ``stop``), parsed by polars."""
     check_file(path, JSONL_EXPECT)
     lines: list[int] = []
     texts: list[str] = []
     empty = True
     for lineno, text in decoded_lines(path, ENCODING):
+        if stop is not None and lineno >= stop:
+            break
         if not text.strip():
             continue
         lines.append(lineno)
@@ -217,10 +219,10 @@ def _first_bad_json(path: Path, lines: list[int], texts: list[str]) -> None:
 def _each_user_once(path: Path, frames: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
     """``frames`` of a JSON-lines file; a ``user_id`` on a second line fails naming both lines.
 
-    Ids of earlier frames are kept as 64-bit hashes (``SeenIds``); a hash match is confirmed by reading the earlier
-    line again before it is reported, so a collision of two ids' hashes is no error.
+    Ids of earlier frames are kept as their 64-bit hashes (``SeenHashes``); a hash seen before is looked up in the
+    file before it is reported, so two ids sharing a hash are no error.
     """
-    seen = SeenIds()
+    seen = SeenHashes()
     for frame in frames:
         ids = frame["user_id"]
         lines = frame["line"].to_numpy()  # [U] ascending
@@ -228,13 +230,12 @@ def _each_user_once(path: Path, frames: Iterator[pl.DataFrame]) -> Iterator[pl.D
         first = frame.select(pl.col("line").min().over("user_id")).to_series().to_numpy()  # [U] within the frame
         again = np.flatnonzero(lines != first)  # [r] rows whose id is on an earlier line of the frame
         repeat = (int(lines[again[0]]), int(first[again[0]]), int(again[0])) if again.size else None
-        at, earlier = seen.matches(hashes)  # [h] rows whose id's hash was seen before: almost always none
-        for k in np.argsort(at, kind="stable"):  # in line order
-            row = int(at[k])
+        for row in np.flatnonzero(seen.seen(hashes)).tolist():  # in line order; almost always none
             if repeat is not None and lines[row] >= repeat[0]:
                 break
-            if _user_id_on(path, int(earlier[k])) == ids[row]:
-                repeat = (int(lines[row]), int(earlier[k]), row)
+            earlier = _first_line_of(path, ids[row], int(lines[row]))
+            if earlier is not None:
+                repeat = (int(lines[row]), earlier, row)
                 break
         if repeat is not None:
             line, before, row = repeat
@@ -242,13 +243,17 @@ def _each_user_once(path: Path, frames: Iterator[pl.DataFrame]) -> Iterator[pl.D
                 f"{path}:{line}: user_id '{shorten(ids[row])}' already appeared on line {before}; "
                 "each user must be on one line"
             )
-        seen.add(hashes, lines)
+        seen.add(hashes)
         yield frame
 
 
-def _user_id_on(path: Path, line: int) -> str:
-    """The ``user_id`` text (as polars reads it) of the JSON object on ``line`` of ``path``."""
-    return str(_parse_jsonl(path, [line], [line_text(path, line, ENCODING)])["user_id"][0])
+def _first_line_of(path: Path, user_id: str, before: int) -> int | None:
+    """The first line of ``path`` before line ``before`` whose ``user_id`` is ``user_id`` (None: there is none)."""
+    for frame in _jsonl(path, 1 << 16, stop=before):
+        found = frame.filter(pl.col("user_id") == user_id)["line"]
+        if found.len():
+            return int(found[0])
+    return None
 
 
 SUFFIXES: dict[str, Callable[[Path, int], Frames]] = {
