@@ -6,10 +6,10 @@
 
 Trains a tiny SASRec on ML-1M (hidden 16, max_len 20, four batches: speed is measured, not quality) unless
 ``--ckpt`` names a checkpoint, writes N synthetic users (5-30 random ML-1M items each, 1% of them ids the
-model does not know) as JSON lines (or ``--format csv``), and runs ``python -m recsys_attn.predict
-histories=<file> k=10`` once per size, each in its own process: its peak RSS (``os.wait4``), its wall time, and
-the serving time predict logs (reading the histories, scoring, writing; start-up and loading the checkpoint and
-data left out): users/s are over the serving time.
+model does not know) as JSON lines (or ``--format csv`` / ``parquet``: a row an interaction), and runs
+``python -m recsys_attn.predict histories=<file> k=10`` once per size, each in its own process: its peak RSS
+(``os.wait4``), its wall time, and the serving time predict logs (reading the histories, scoring, writing;
+start-up and loading the checkpoint and data left out): users/s are over the serving time.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -65,9 +66,10 @@ def train_tiny(tmp: Path, cache: Path) -> Path:
 
 
 def write_users(path: Path, n_users: int, items: np.ndarray, seed: int = 0) -> None:
-    """``n_users`` random histories over ``items`` (1% replaced by unknown ids) as JSON lines or a csv table."""
+    """``n_users`` random histories over ``items`` (1% replaced by unknown ids) as JSON lines, or a csv or parquet
+    table (a row group per 100k users)."""
     rng = np.random.default_rng(seed)
-    with path.open("wb") as fh:
+    with path.open("wb") as fh, ExitStack() as stack:
         for start in range(0, n_users, 100_000):
             users = np.arange(start + 1, min(start + 100_000, n_users) + 1)
             lengths = rng.integers(5, 31, users.size)
@@ -76,6 +78,10 @@ def write_users(path: Path, n_users: int, items: np.ndarray, seed: int = 0) -> N
             rows = pl.DataFrame({"user_id": np.repeat(users, lengths), "item_id": flat})
             if path.suffix == ".csv":
                 rows.write_csv(fh, include_header=start == 0)
+            elif path.suffix == ".parquet":
+                if start == 0:
+                    writer = stack.enter_context(pq.ParquetWriter(fh, rows.to_arrow().schema))
+                writer.write_table(rows.to_arrow())
             else:
                 rows.group_by("user_id", maintain_order=True).agg(pl.col("item_id").alias("items")).write_ndjson(fh)
 
@@ -126,7 +132,7 @@ def cpu_model() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    parser.add_argument("--format", choices=["jsonl", "csv", "parquet"], default="jsonl")
     parser.add_argument("--ckpt", type=Path, help="a checkpoint to serve (default: train a tiny SASRec)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, help="CPU threads of predict (OMP_NUM_THREADS; default: all cores)")

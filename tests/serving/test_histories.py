@@ -154,3 +154,40 @@ def test_parquet_with_a_missing_column_names_the_file(tmp_path: Path) -> None:
     pl.DataFrame({"user_id": [1], "item": [10]}).write_parquet(path)
     with pytest.raises(DataError, match=r"h.parquet: no column 'item_id'"):
         read_all(path)
+
+
+# ------------------------------------------------------------------------------ a user on two lines
+
+
+@pytest.mark.parametrize("block_users", [2, 100])  # the repeat in a later block, or in the same one
+def test_a_user_on_two_json_lines_fails_naming_both_lines(tmp_path: Path, block_users: int) -> None:
+    lines = [json.dumps({"user_id": f"u{u}", "items": [10]}) for u in range(6)]
+    lines.insert(1, "")  # blank lines count in line numbers
+    lines.append(json.dumps({"user_id": "u2", "items": [20]}))  # line 8; u2 is on line 4
+    lines.append(json.dumps({"user_id": "u1", "items": [20]}))
+    path = tmp_path / "h.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    text_users = pl.DataFrame({"user_idx": [1], "user_id": ["a"]})
+    message = r"h.jsonl:8: user_id 'u2' already appeared on line 4; each user must be on one line$"
+    with pytest.raises(DataError, match=message):
+        read_all(path, block_users, users=text_users)
+    assert sum(len(b) for b in read_all(path, block_users, users=text_users, max_users=6)) == 6  # served: no repeat
+
+
+def test_the_same_integer_id_written_as_text_is_the_same_user(tmp_path: Path) -> None:
+    path = write_jsonl(
+        tmp_path, [{"user_id": 7, "items": [10]}, {"user_id": 8, "items": []}, {"user_id": "7", "items": []}]
+    )
+    with pytest.raises(DataError, match=r"h\w*.jsonl:3: user_id '7' already appeared on line 1"):
+        read_all(path, block_users=1)
+
+
+def test_users_whose_ids_hash_alike_are_told_apart_by_their_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pl.Series, "hash", lambda self, *a, **k: pl.Series(self.name, [0] * len(self), pl.UInt64))
+    path = write_jsonl(tmp_path, [{"user_id": u, "items": [10]} for u in range(9)])
+    assert [len(b) for b in read_all(path, block_users=2)] == [2, 2, 2, 2, 1]  # every hash equal, every user new
+    path = write_jsonl(tmp_path, [{"user_id": u, "items": [10]} for u in [*range(9), 5]], "again.jsonl")
+    with pytest.raises(DataError, match=r"again.jsonl:10: user_id '5' already appeared on line 6"):
+        read_all(path, block_users=2)

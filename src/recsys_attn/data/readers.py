@@ -202,14 +202,13 @@ def _ids(df: pl.DataFrame, key: str, what: str, id_type: str, rows: Rows, line: 
     warning; under ``int`` that is an error.
     """
     dtype = df.schema[key]
+    check_id_dtype(dtype, what, rows.path)
     text = pl.col(key).cast(pl.String)
     if dtype.is_integer():
         as_int = pl.col(key).cast(pl.Int64, strict=False)  # null: an unsigned id beyond Int64
-    elif dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
+    else:
         parsed = text.cast(pl.Int64, strict=False)
         as_int = pl.when(parsed.cast(pl.String) == text).then(parsed)  # '007' or '+7' stay text
-    else:
-        raise DataError(f"{rows.path}: {what} has dtype {dtype}; expected integer or string ids")
     if id_type == "str":
         return df.with_columns(text)
     n_other = df.select(as_int.is_null().sum()).item()
@@ -230,26 +229,44 @@ def _ids(df: pl.DataFrame, key: str, what: str, id_type: str, rows: Rows, line: 
     return df.with_columns(text)
 
 
+def check_id_dtype(dtype: pl.DataType, what: str, path: Path) -> None:
+    """Raise ``DataError`` unless ``dtype`` holds ids (integers or text); ``what`` names the column."""
+    if not (dtype.is_integer() or dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum)):
+        raise DataError(f"{path}: {what} has dtype {dtype}; expected integer or string ids")
+
+
+def parse_times(dtype: pl.DataType, first: str | None, what: str, path: Path) -> pl.Expr:
+    """Column ``timestamp`` of ``dtype`` as Int64: integers as they are, date-times as Unix seconds.
+
+    Text is read as integers if ``first`` (its first non-null value) is one, else as date-times; a value that does
+    not parse becomes null, for the caller to name its line.
+
+    Raises:
+        DataError: ``dtype`` holds no timestamps; ``what`` names the column.
+    """
+    col = pl.col("timestamp")
+    if dtype.is_integer():
+        return col.cast(pl.Int64)
+    if isinstance(dtype, pl.Datetime):
+        return col.dt.epoch("s")
+    if dtype == pl.Date:
+        return col.cast(pl.Datetime("us")).dt.epoch("s")
+    if dtype != pl.String:
+        raise DataError(f"{path}: column {what} has dtype {dtype}; expected integer or date-time timestamps")
+    if first is not None and is_int(first.strip()):
+        return col.str.strip_chars().cast(pl.Int64, strict=False)
+    return col.str.to_datetime(strict=False).dt.epoch("s")
+
+
 def _times(df: pl.DataFrame, what: str, rows: Rows) -> pl.DataFrame:
     """Convert ``timestamp`` to Int64 (integers as they are, date-times to Unix seconds)."""
     dtype = df.schema["timestamp"]
-    col = pl.col("timestamp")
-    if dtype.is_integer():
-        return df.with_columns(col.cast(pl.Int64))
-    if isinstance(dtype, pl.Datetime):
-        return df.with_columns(col.dt.epoch("s"))
-    if dtype == pl.Date:
-        return df.with_columns(col.cast(pl.Datetime("us")).dt.epoch("s"))
-    if dtype != pl.String:
-        raise DataError(f"{rows.path}: column {what} has dtype {dtype}; expected integer or date-time timestamps")
-    # The first value decides: integers, or date-times (converted to Unix seconds).
-    first = df["timestamp"].drop_nulls().head(1).to_list()
-    if first and is_int(first[0].strip()):
-        parsed = col.str.strip_chars().cast(pl.Int64, strict=False)
-    else:
-        parsed = col.str.to_datetime(strict=False).dt.epoch("s")
-    bad = parsed.is_null() & col.is_not_null()
-    rows.check(df, bad, "timestamp", f"expected an integer or date-time timestamp in column {what}")
+    # Text: the first value decides, integers or date-times (converted to Unix seconds).
+    first = df["timestamp"].drop_nulls().head(1).to_list() if dtype == pl.String else []
+    parsed = parse_times(dtype, first[0] if first else None, what, rows.path)
+    if dtype == pl.String:
+        bad = parsed.is_null() & pl.col("timestamp").is_not_null()
+        rows.check(df, bad, "timestamp", f"expected an integer or date-time timestamp in column {what}")
     return df.with_columns(parsed)
 
 

@@ -3,10 +3,13 @@
 The format follows the file's suffix:
 
 - ``.csv``, ``.tsv``, ``.parquet``: a header naming ``user_id``, ``item_id`` and optionally ``timestamp``, one
-  interaction a row. Read whole by the project's tabular reader (a user's rows may be anywhere in the file, so
-  memory grows with the file); each user's items are ordered by timestamp, then by file order.
+  interaction a row, a user's rows anywhere in the file; users come in the order of their first row, each user's
+  items ordered by timestamp, then by file order. Checked as the project's tabular reader checks a log; a file of
+  more than ``history_tables.PART_ROWS`` rows is split on disk into buckets of whole users, each grouped alone, and
+  merged back in order (``history_tables``): memory does not grow with the file (a few bytes a user are kept).
 - ``.jsonl``, ``.ndjson``: one user a line, ``{"user_id": ..., "items": [...]}``, items oldest first. Read in
-  blocks of users, so memory stays bounded however long the file is; each line is served as it stands.
+  blocks of users, so memory stays bounded however long the file is; each line is served as it stands, and a
+  user id on a second line is an error naming both lines (ids seen are kept as 64-bit hashes, 8 bytes a user).
 
 Item ids are matched as text against the model's id map spelled its own way: with integer ids, ``5`` and
 ``"5"`` are item 5 but ``"05"`` is not, and is counted as unknown like any id the model never saw. User ids
@@ -17,22 +20,26 @@ and counted per user; a user left with none is served the popularity ranking by 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import torch
 from torch import Tensor
 
 from recsys_attn.data.errors import DataError, shorten
-from recsys_attn.data.lines import Layout, Rows, check_file, decoded_lines, header
-from recsys_attn.data.readers import read_tabular
-from recsys_attn.data.sources import Source
+from recsys_attn.data.lines import Rows, check_file, decoded_lines
 from recsys_attn.errors import ConfigError
+from recsys_attn.serving.history_tables import ENCODING, read_table
+from recsys_attn.serving.seen_ids import SeenHashes
 
-ENCODING = "utf-8"
-"""History files are read as UTF-8 (JSON is UTF-8 by definition), strictly: a bad byte fails naming its line."""
+Frames = Generator[pl.DataFrame, None, None]
+"""What a format's reader yields: frames of ``user_id`` (text), ``items`` (list of text, oldest first), ``line``."""
+
+ENCODING_ADVICE = "; set data.source.encoding"
+"""How the message of an undecodable byte (``data.lines.decoded_lines``) starts its advice, dropped here."""
 
 JSONL_EXPECT = 'one JSON object a line, {"user_id": ..., "items": [...]}'
 _JSONL_SCHEMA = pl.Schema({"user_id": pl.String(), "items": pl.List(pl.String())})
@@ -79,7 +86,8 @@ def read_histories(
         max_users: Only the first ``max_users`` users (all when None).
 
     Raises:
-        DataError: A malformed file, naming the file and line (raised when the block holding it is reached).
+        DataError: A malformed file, naming the file and line: for JSON lines when the block holding it is reached,
+            for a table before the first block.
     """
     path = Path(path)
     read = SUFFIXES.get(path.suffix.lower())
@@ -87,13 +95,32 @@ def read_histories(
         raise DataError(f"{path}: a history file must end in one of {', '.join(SUFFIXES)}")
     user_dtype = users.schema["user_id"]
     by_text = items.select(pl.col("item_id").cast(pl.String), pl.col("item_idx").cast(pl.Int32))
+    rows = Rows(path, ENCODING, text=path.suffix.lower() != ".parquet")
+    frames = read(path, block_users)
+    try:
+        served = _head(frames, max_users)
+        if read is _jsonl:
+            served = _each_user_once(path, served)
+        for frame in served:
+            yield _block(frame, by_text, user_dtype, rows)
+    except DataError as exc:
+        if ENCODING_ADVICE not in str(exc):
+            raise
+        # a history file is always UTF-8: no data.source.encoding to set
+        raise DataError(str(exc).split(ENCODING_ADVICE)[0] + "; history files must be UTF-8") from None
+    finally:
+        frames.close()  # a table's reader removes its temporary files now, also when stopped early
+
+
+def _head(frames: Iterator[pl.DataFrame], max_users: int | None) -> Iterator[pl.DataFrame]:
+    """The non-empty ``frames`` up to ``max_users`` users in all (all when None)."""
     left = max_users
-    for frame in read(path, block_users):
+    for frame in frames:
         if left is not None:
             frame = frame.head(left)
             left -= frame.height
         if frame.height:
-            yield _block(frame, by_text, user_dtype, Rows(path, ENCODING, text=path.suffix.lower() != ".parquet"))
+            yield frame
         if left == 0:
             return
 
@@ -128,50 +155,24 @@ def _user_ids(frame: pl.DataFrame, user_dtype: pl.DataType, rows: Rows) -> pl.Se
 # Each format to frames of ``user_id`` (text), ``items`` (list of text, oldest first) and ``line``.
 
 
-def _tabular(separator: str | None) -> Callable[[Path, int], Iterator[pl.DataFrame]]:
+def _tabular(separator: str | None) -> Callable[[Path, int], Frames]:
     """The reader of a csv (``,``), tsv (tab) or parquet (None) file of ``user_id,item_id[,timestamp]`` rows."""
 
-    def read(path: Path, block_users: int) -> Iterator[pl.DataFrame]:
-        kind = "parquet" if separator is None else {",": "comma", "\t": "tab"}[separator] + "-separated"
-        expect = f"a {kind} table with a header naming the columns user_id, item_id and optionally timestamp"
-        check_file(path, expect, text=separator is not None)
-        try:
-            if separator is None:
-                names = list(pl.read_parquet_schema(path))
-            else:
-                names = header(path, Layout(separator, expect, header=True, quoted=True), ENCODING)
-        except (pl.exceptions.PolarsError, OSError) as exc:
-            raise DataError(f"{path}: could not be read as {kind}: {shorten(exc)}") from exc
-        for column in ("user_id", "item_id"):
-            if column not in names:
-                where = f"{path}:1" if separator is not None else str(path)
-                raise DataError(f"{where}: no column '{column}'; expected {expect}, found {shorten(names)}")
-        columns = {"user": "user_id", "item": "item_id", "timestamp": "timestamp" if "timestamp" in names else None}
-        fmt = "parquet" if separator is None else {",": "csv", "\t": "tsv"}[separator]
-        source = Source(name="histories", format=fmt, path=str(path), columns=columns, encoding=ENCODING, id_type="str")
-        raw = read_tabular(path, source, separator)  # user, item (text), timestamp (null when absent), line
-        grouped = (
-            raw.lazy()
-            .with_columns(pl.col("line").min().over("user").alias("first"))
-            .sort(["first", "timestamp", "line"], nulls_last=True)
-            .group_by("first", maintain_order=True)
-            .agg(pl.col("user").first().alias("user_id"), pl.col("item").alias("items"))
-            .select("user_id", "items", pl.col("first").alias("line"))
-            .collect()
-        )
-        for offset in range(0, grouped.height, block_users):
-            yield grouped.slice(offset, block_users)
+    def read(path: Path, block_users: int) -> Frames:
+        yield from read_table(path, separator, block_users)
 
     return read
 
 
-def _jsonl(path: Path, block_users: int) -> Iterator[pl.DataFrame]:
-    """Blocks of ``block_users`` non-blank lines of a JSON-lines file, parsed by polars."""
+def _jsonl(path: Path, block_users: int, stop: int | None = None) -> Frames:
+    """Blocks of ``block_users`` non-blank lines of a JSON-lines file (before line ``stop``), parsed by polars."""
     check_file(path, JSONL_EXPECT)
     lines: list[int] = []
     texts: list[str] = []
     empty = True
-    for lineno, text in _lines(path):
+    for lineno, text in decoded_lines(path, ENCODING):
+        if stop is not None and lineno >= stop:
+            break
         if not text.strip():
             continue
         lines.append(lineno)
@@ -183,14 +184,6 @@ def _jsonl(path: Path, block_users: int) -> Iterator[pl.DataFrame]:
         yield _parse_jsonl(path, lines, texts)
     elif empty:
         raise DataError(f"{path}: empty file, expected {JSONL_EXPECT}")
-
-
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """``decoded_lines`` of ``path``, its error naming no ``data.source`` key (a history file is always UTF-8)."""
-    try:
-        yield from decoded_lines(path, ENCODING)
-    except DataError as exc:
-        raise DataError(str(exc).split("; set data.source.encoding")[0] + "; history files must be UTF-8") from None
 
 
 def _parse_jsonl(path: Path, lines: list[int], texts: list[str]) -> pl.DataFrame:
@@ -238,7 +231,47 @@ def _first_bad_json(path: Path, lines: list[int], texts: list[str]) -> None:
             raise DataError(f"{path}:{line}: \"user_id\" must be a number or a string, got '{shorten(text)}'")
 
 
-SUFFIXES: dict[str, Callable[[Path, int], Iterator[pl.DataFrame]]] = {
+def _each_user_once(path: Path, frames: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+    """``frames`` of a JSON-lines file; a ``user_id`` on a second line fails naming both lines.
+
+    Ids of earlier frames are kept as their 64-bit hashes (``SeenHashes``); a hash seen before is looked up in the
+    file before it is reported, so two ids sharing a hash are no error.
+    """
+    seen = SeenHashes()
+    for frame in frames:
+        ids = frame["user_id"]
+        lines = frame["line"].to_numpy()  # [U] ascending
+        hashes = ids.hash().to_numpy()  # [U] uint64
+        first = frame.select(pl.col("line").min().over("user_id")).to_series().to_numpy()  # [U] within the frame
+        again = np.flatnonzero(lines != first)  # [r] rows whose id is on an earlier line of the frame
+        repeat = (int(lines[again[0]]), int(first[again[0]]), int(again[0])) if again.size else None
+        for row in np.flatnonzero(seen.seen(hashes)).tolist():  # in line order; almost always none
+            if repeat is not None and lines[row] >= repeat[0]:
+                break
+            earlier = _first_line_of(path, ids[row], int(lines[row]))
+            if earlier is not None:
+                repeat = (int(lines[row]), earlier, row)
+                break
+        if repeat is not None:
+            line, before, row = repeat
+            raise DataError(
+                f"{path}:{line}: user_id '{shorten(ids[row])}' already appeared on line {before}; "
+                "each user must be on one line"
+            )
+        seen.add(hashes)
+        yield frame
+
+
+def _first_line_of(path: Path, user_id: str, before: int) -> int | None:
+    """The first line of ``path`` before line ``before`` whose ``user_id`` is ``user_id`` (None: there is none)."""
+    for frame in _jsonl(path, 1 << 16, stop=before):
+        found = frame.filter(pl.col("user_id") == user_id)["line"]
+        if found.len():
+            return int(found[0])
+    return None
+
+
+SUFFIXES: dict[str, Callable[[Path, int], Frames]] = {
     ".csv": _tabular(","),
     ".tsv": _tabular("\t"),
     ".parquet": _tabular(None),
