@@ -119,9 +119,8 @@ def known_users(
 def new_users(blocks: Iterable[HistoryBlock], spec: SampleSpec, n_items: int, batch_size: int) -> Iterator[ServeInput]:
     """Batches of users read from a history file, cut into model inputs exactly as the datamodule's own."""
     for block in blocks:
-        n = len(block)
-        es = EvalSet(torch.arange(n), block.starts, block.ends, torch.zeros(n, dtype=torch.long), block.ends)
-        for chunk in torch.arange(n).split(batch_size):
+        es = block.eval_set()
+        for chunk in torch.arange(len(block)).split(batch_size):
             batch = eval_batch_of(block.values, es, chunk, spec, n_items)
             yield ServeInput(batch, block.user_ids.gather(chunk.numpy()), block.n_unknown[chunk])
 

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from recsys_attn.data.errors import DataError, shorten
 from recsys_attn.data.lines import Rows, check_file, decoded_lines
+from recsys_attn.data.split import EvalSet
 from recsys_attn.errors import ConfigError
 from recsys_attn.serving.history_tables import ENCODING, read_table
 from recsys_attn.serving.seen_ids import SeenHashes
@@ -71,6 +72,11 @@ class HistoryBlock:
 
     def __len__(self) -> int:
         return int(self.starts.numel())
+
+    def eval_set(self) -> EvalSet:
+        """The block as an ``EvalSet`` over ``values``: row ``i`` is user ``i``'s whole history, no target."""
+        n = len(self)
+        return EvalSet(torch.arange(n), self.starts, self.ends, torch.zeros(n, dtype=torch.long), self.ends)
 
 
 def read_histories(

@@ -17,7 +17,6 @@ from recsys_attn.data.batches import EvalBatch, EvalSplit
 from recsys_attn.data.datamodule import SeqDataModule, eval_batch_of
 from recsys_attn.data.prepared import Prepared
 from recsys_attn.data.samples import SampleSpec
-from recsys_attn.data.split import EvalSet
 from recsys_attn.errors import RecsysError
 from recsys_attn.models.base import RecModule
 from recsys_attn.serving.histories import HistoryBlock, read_histories
@@ -61,17 +60,23 @@ def new_user_slates(
     """
     wanted = log["user_id"].cast(prepared.users.schema["user_id"], strict=False).unique().drop_nulls()
     kept = [_rows_in(block, wanted) for block in read_histories(histories, prepared.users, prepared.items, READ_BLOCK)]
-    user_ids = pl.concat([b.user_ids for b in kept]) if kept else wanted.clear()  # [U]
-    lengths = torch.cat([b.ends - b.starts for b in kept]) if kept else torch.zeros(0, dtype=torch.long)  # [U]
-    values = torch.cat([b.values for b in kept]) if kept else torch.zeros(0, dtype=torch.int32)  # [I]
-    n_users = len(user_ids)
-    users = pl.DataFrame({"user_id": user_ids, "user_idx": pl.int_range(1, n_users + 1, eager=True)})
+    block = _concat(kept, wanted.clear())  # [U] the logged users the file holds, in its order
+    users = pl.DataFrame({"user_id": block.user_ids, "user_idx": pl.int_range(1, len(block) + 1, eager=True)})
     slates = index_log(log, users, prepared.items, logged, f"has no history in {histories}")
-    ends = torch.cumsum(lengths, 0)  # [U]
-    es = EvalSet(torch.arange(n_users), ends - lengths, ends, torch.zeros(n_users, dtype=torch.long), ends)
+    es = block.eval_set()
     rows = slates.users - 1  # [S] the history of each slate's user
-    batches = (eval_batch_of(values, es, chunk, spec, prepared.n_items) for chunk in rows.split(batch_size))
+    batches = (eval_batch_of(block.values, es, chunk, spec, prepared.n_items) for chunk in rows.split(batch_size))
     return slates, batches
+
+
+def _concat(blocks: list[HistoryBlock], no_users: pl.Series) -> HistoryBlock:
+    """One block of the users of ``blocks``, in order (``no_users``, an empty id series, when there are none)."""
+    long, int32 = torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.int32)
+    lengths = torch.cat([long, *(b.ends - b.starts for b in blocks)])  # [U]
+    ends = torch.cumsum(lengths, 0)  # [U]
+    values = torch.cat([int32, *(b.values for b in blocks)])  # [I]
+    user_ids = pl.concat([no_users, *(b.user_ids for b in blocks)])  # [U]
+    return HistoryBlock(user_ids, values, ends - lengths, ends, torch.cat([int32, *(b.n_unknown for b in blocks)]))
 
 
 def _rows_in(block: HistoryBlock, wanted: pl.Series) -> HistoryBlock:
