@@ -166,6 +166,11 @@ def test_presets_match_the_reproduction_recipes(tmp_path: Path) -> None:
         0,
     )
     assert bert.data.cloze_last_item_samples is False and bert.callbacks.early_stopping.smoothing == 0.8
+    assert (bert.model.block_layout, bert.model.positions, bert.data.length_grouping) == (
+        "bert_reference",
+        "from_start",
+        1,
+    )
     for name in ("sasrec_ml-1m", "sasrec_ml-1m_bce", "sasrec_beauty"):
         m = compose_train(f"experiment={name}", tmp=tmp_path).model
         assert (m.hidden_size, m.dropout, list(m.betas), m.lr) == (64, 0.1, [0.9, 0.999], 1e-3), name

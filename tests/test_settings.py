@@ -146,7 +146,7 @@ def test_every_field_of_every_settings_class_is_type_checked(cls: type, group: s
             ClozeSettings,
             "block_layout",
             "pre_norm",
-            "model.block_layout: expected one of standard, sasrec_reference (got 'pre_norm')",
+            "model.block_layout: expected one of standard, sasrec_reference, bert_reference (got 'pre_norm')",
         ),
         (
             TransformerSettings,
@@ -188,6 +188,15 @@ def test_the_reference_block_layout_needs_pre_norm() -> None:
     ):
         TransformerSettings(block_layout="sasrec_reference", norm_first=False)
     TransformerSettings(block_layout="sasrec_reference", positions="from_start")  # with norm_first=true: fine
+
+
+def test_the_bert_reference_block_layout_needs_post_norm() -> None:
+    with fails(
+        "model.block_layout: bert_reference is a post-norm layout; it needs model.norm_first=false "
+        "(got 'bert_reference')"
+    ):
+        TransformerSettings(block_layout="bert_reference", norm_first=True)
+    ClozeSettings(block_layout="bert_reference", norm_first=False)  # post-norm: fine
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ ARCHS = {
     "pre_norm": {"norm_first": True},
     "post_norm": {"norm_first": False},
     "reference": {"block_layout": "sasrec_reference"},
+    "bert": {"norm_first": False, "block_layout": "bert_reference"},
 }
 """The block wirings: ``norm_first`` x ``block_layout`` as the settings allow them."""
 
@@ -331,6 +332,66 @@ def test_reference_layout_is_the_reference_forward() -> None:
     pre.load_state_dict(enc.state_dict())  # the same parameter names and shapes
     with torch.no_grad():
         assert (pre(left) - ours)[left != PAD].abs().amax(-1).min() > 1e-3
+
+
+def bert_reference_forward(enc: SequenceEncoder, items: torch.Tensor) -> torch.Tensor:
+    """A HuggingFace ``BertModel`` (eval mode) on right-padded ``items`` ``[B, L]``, written out with ``enc``'s
+    weights: ``LN(item + position + token type)``, then per layer ``a = LN(x + Attn(x))``,
+    ``x = LN(a + W2 gelu(W1 a))`` with padding keys masked out, layer-norm eps 1e-12, no final norm."""
+    n, d = items.shape[1], enc.item_emb.embedding_dim
+    assert enc.type_emb is not None
+    padding = (items == PAD)[:, None, None, :]  # [B, 1, 1, L] True = a padding key
+
+    def ln(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
+        mu, var = x.mean(-1, keepdim=True), x.var(-1, unbiased=False, keepdim=True)  # [B, L, 1]
+        return (x - mu) / torch.sqrt(var + 1e-12) * norm.weight + norm.bias  # BertModel's eps
+
+    x = ln(enc.item_emb(items) + enc.pos_emb(torch.arange(n)) + enc.type_emb, enc.emb_norm)  # [B, L, D]
+    for blk in enc.blocks:
+        heads, w, b = blk.attn.heads, blk.attn.qkv.weight, blk.attn.qkv.bias
+        q, k, v = (
+            (x @ w[i * d : (i + 1) * d].T + b[i * d : (i + 1) * d]).unflatten(-1, (heads, d // heads)).transpose(1, 2)
+            for i in range(3)
+        )  # 3 x [B, H, L, Dh]
+        att = (q @ k.transpose(-1, -2) / math.sqrt(d // heads)).masked_fill(padding, float("-inf"))  # [B, H, L, L]
+        y = (att.softmax(-1) @ v).transpose(1, 2).flatten(2)  # [B, L, D]
+        a = ln(x + y @ blk.attn.out.weight.T + blk.attn.out.bias, blk.norm1)  # BertAttention's output
+        lin1, lin2 = blk.ff[0], blk.ff[3]
+        x = ln(a + F.gelu(a @ lin1.weight.T + lin1.bias) @ lin2.weight.T + lin2.bias, blk.norm2)  # BertOutput
+    return x  # [B, L, D]
+
+
+def test_bert_reference_layout_is_a_huggingface_bert_forward() -> None:
+    enc = make_encoder(causal=False, norm_first=False, block_layout="bert_reference", positions="from_start")
+    enc = enc.double()  # float64: the two computations agree to rounding
+    lengths = [6, 3, 1, MAX_LEN]
+    rows = [torch.randint(1, MASK + 1, (n,), generator=torch.Generator().manual_seed(n)) for n in lengths]
+    right = torch.stack([F.pad(r, (0, MAX_LEN - len(r)), value=PAD) for r in rows])  # [4, L] the reference's padding
+    left = torch.stack([F.pad(r, (MAX_LEN - len(r), 0), value=PAD) for r in rows])  # [4, L] ours
+    with torch.no_grad():
+        ours, theirs = enc(left), bert_reference_forward(enc, right)  # [4, L, D]
+    for i, n in enumerate(lengths):
+        torch.testing.assert_close(ours[i, MAX_LEN - n :], theirs[i, :n], rtol=0, atol=1e-6)
+    # ...and the standard post-norm encoder (scaled items, no token type, eps 1e-5) is another function.
+    post = make_encoder(causal=False, norm_first=False, positions="from_start").double()
+    post.load_state_dict({k: v for k, v in enc.state_dict().items() if k != "type_emb"})
+    with torch.no_grad():
+        assert (post(left) - ours)[left != PAD].abs().amax(-1).min() > 1e-3
+
+
+def test_bert_reference_layout_has_no_dropout_inside_the_feed_forward() -> None:
+    """Train mode with the attention-weight dropout off: the feed-forward's hidden activations are never
+    dropped (the same output on two draws once everything outside the feed-forward's inner layer is fixed)."""
+    enc = make_encoder(causal=False, norm_first=False, block_layout="bert_reference")
+    std = make_encoder(causal=False, norm_first=False)
+    for e in (enc, std):
+        e.emb_drop.p = 0.0
+        for blk in e.blocks:
+            blk.attn.dropout, blk.drop.p = 0.0, 0.0
+        e.train()
+    with torch.no_grad():
+        assert torch.equal(enc(SEQ), enc(SEQ))
+        assert not torch.equal(std(SEQ), std(SEQ))  # the standard block drops the inner activations
 
 
 def test_reference_layout_refuses_post_norm() -> None:

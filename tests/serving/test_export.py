@@ -208,10 +208,19 @@ def test_exported_scorer_gives_the_module_top_k_at_any_batch_size(toy_exports: d
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torch"])
-def test_the_reference_positions_and_block_export_as_the_module_scores(tmp_path: Path, fmt: str) -> None:
+@pytest.mark.parametrize(
+    ("cls", "layout"),
+    [
+        (SASRec, {"block_layout": "sasrec_reference"}),
+        (BERT4Rec, {"block_layout": "bert_reference", "norm_first": False}),
+    ],
+)
+def test_the_reference_positions_and_block_export_as_the_module_scores(
+    tmp_path: Path, fmt: str, cls: type[RecModule], layout: dict[str, Any]
+) -> None:
     """``positions=from_start`` numbers the window the graph cuts, by its real items, at any padding width."""
     dm = toy(tmp_path)
-    model = toy_model(SASRec, dm, positions="from_start", block_layout="sasrec_reference")
+    model = toy_model(cls, dm, positions="from_start", **layout)
     assert dm.prepared is not None
     path = export_scorer(model, dm.prepared.items, tmp_path / f"ref.{'onnx' if fmt == 'onnx' else 'pt2'}", fmt, k=K)
     run = run_onnx if fmt == "onnx" else run_program

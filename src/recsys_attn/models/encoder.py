@@ -13,10 +13,13 @@ from recsys_attn.constants import PAD
 ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU}
 POSITIONS = ("from_end", "from_start")
 """How position ids are numbered (``model.positions``): see ``SequenceEncoder.position_ids``."""
-BLOCK_LAYOUTS = ("standard", "sasrec_reference")
-"""Wirings of a transformer block (``model.block_layout``): ``Block`` or ``ReferenceBlock``."""
+BLOCK_LAYOUTS = ("standard", "sasrec_reference", "bert_reference")
+"""Wirings of the encoder (``model.block_layout``): ``Block``, ``ReferenceBlock`` or a HuggingFace BERT's (see
+``SequenceEncoder``)."""
 REFERENCE_EPS = 1e-8
 """The layer-norm epsilon of the SASRec reference code (pmixer's SASRec.pytorch, Klenitskiy & Vasilev)."""
+BERT_EPS = 1e-12
+"""The layer-norm epsilon of a HuggingFace ``BertModel`` (the BERT4Rec reference code, Klenitskiy & Vasilev)."""
 
 
 class SelfAttention(nn.Module):
@@ -46,7 +49,11 @@ class SelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    """Attention + feed-forward, each with residual, dropout and layer norm (pre- or post-norm)."""
+    """Attention + feed-forward, each with residual, dropout and layer norm (pre- or post-norm).
+
+    ``inner_dropout`` drops out the feed-forward's hidden activations too (a HuggingFace ``BertLayer`` does not);
+    ``eps`` is the layer norms' epsilon.
+    """
 
     def __init__(
         self,
@@ -56,6 +63,8 @@ class Block(nn.Module):
         norm_first: bool,
         activation: str,
         ff_mult: int,
+        inner_dropout: bool = True,
+        eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.norm_first = norm_first
@@ -63,10 +72,10 @@ class Block(nn.Module):
         self.ff = nn.Sequential(
             nn.Linear(hidden, ff_mult * hidden),
             ACTIVATIONS[activation](),
-            nn.Dropout(dropout),
+            nn.Dropout(dropout) if inner_dropout else nn.Identity(),  # Identity keeps the parameter names
             nn.Linear(ff_mult * hidden, hidden),
         )
-        self.norm1, self.norm2 = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
+        self.norm1, self.norm2 = nn.LayerNorm(hidden, eps=eps), nn.LayerNorm(hidden, eps=eps)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
@@ -111,8 +120,13 @@ class SequenceEncoder(nn.Module):
 
     Inputs are left-padded. Both ways of numbering positions (``position_ids``) give the same outputs at
     the real positions of a sequence whatever its padded width. ``block_layout`` picks ``Block`` (pre- or
-    post-norm by ``norm_first``) or ``ReferenceBlock`` (a pre-norm variant: needs ``norm_first``).
+    post-norm by ``norm_first``), ``ReferenceBlock`` (a pre-norm variant: needs ``norm_first``) or
+    ``bert_reference``, a HuggingFace ``BertModel`` as the BERT4Rec reference code uses it (needs post-norm):
+    item embeddings not scaled by sqrt(hidden), a learned token-type vector added to every token, layer norms
+    with eps 1e-12, and no dropout inside the feed-forward.
     """
+
+    type_emb: nn.Parameter | None
 
     def __init__(
         self,
@@ -134,10 +148,14 @@ class SequenceEncoder(nn.Module):
             raise ValueError(f"model.positions: expected one of {', '.join(POSITIONS)} (got {positions!r})")
         if block_layout not in BLOCK_LAYOUTS:
             raise ValueError(f"model.block_layout: expected one of {', '.join(BLOCK_LAYOUTS)} (got {block_layout!r})")
-        reference = block_layout == "sasrec_reference"
+        reference, bert = block_layout == "sasrec_reference", block_layout == "bert_reference"
         if reference and not norm_first:
             raise ValueError(
                 "model.block_layout: sasrec_reference is a pre-norm layout; it needs model.norm_first=true"
+            )
+        if bert and norm_first:
+            raise ValueError(
+                "model.block_layout: bert_reference is a post-norm layout; it needs model.norm_first=false"
             )
         self.causal, self.max_len, self.norm_first = causal, max_len, norm_first
         self.positions, self.block_layout = positions, block_layout
@@ -147,14 +165,20 @@ class SequenceEncoder(nn.Module):
         self.blocks = nn.ModuleList(
             ReferenceBlock(hidden, num_heads, dropout, activation, ff_mult)
             if reference
-            else Block(hidden, num_heads, dropout, norm_first, activation, ff_mult)
+            else Block(
+                hidden, num_heads, dropout, norm_first, activation, ff_mult, not bert, BERT_EPS if bert else 1e-5
+            )
             for _ in range(num_blocks)
         )
         eps = REFERENCE_EPS if reference else 1e-5
         self.final_norm = nn.LayerNorm(hidden, eps=eps) if norm_first else nn.Identity()
-        self.emb_norm = nn.Identity() if norm_first else nn.LayerNorm(hidden)
-        self.scale = math.sqrt(hidden)
+        self.emb_norm = nn.Identity() if norm_first else nn.LayerNorm(hidden, eps=BERT_EPS if bert else 1e-5)
+        self.scale = 1.0 if bert else math.sqrt(hidden)
+        # a BertModel's token-type embedding: every token has type 0, so one learned vector added to each
+        self.register_parameter("type_emb", nn.Parameter(torch.empty(hidden)) if bert else None)
         self.apply(self._init)
+        if self.type_emb is not None:
+            nn.init.normal_(self.type_emb, std=0.02)
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -196,6 +220,8 @@ class SequenceEncoder(nn.Module):
             raise ValueError(f"input length {n} exceeds model.max_len={self.max_len}")
         keep = (items != PAD).unsqueeze(-1)  # [B, L, 1]
         x = self.item_emb(items) * self.scale + self.pos_emb(self.position_ids(items))  # [B, L, D]
+        if self.type_emb is not None:
+            x = x + self.type_emb  # [B, L, D]
         x = self.emb_drop(self.emb_norm(x)) * keep
         mask = self.attention_mask(items)  # [B, 1, L, L]
         for block in self.blocks:

@@ -125,7 +125,10 @@ class TransformerSettings(SequentialSettings):
     block_layout: str = "standard"
     """``standard`` blocks (pre- or post-norm by ``norm_first``) or ``sasrec_reference``, the pre-norm variant of
     the SASRec reference code: ``Q = LN(x); x = Q + MHA(Q, x, x); x = LN(x); x = x + FFN(x)`` (keys and values
-    not normalised, no dropout on the attention output, layer-norm eps 1e-8); needs ``norm_first=true``."""
+    not normalised, no dropout on the attention output, layer-norm eps 1e-8); needs ``norm_first=true``; or
+    ``bert_reference``, a HuggingFace ``BertModel`` as the BERT4Rec reference code uses it (item embeddings not
+    scaled by sqrt(hidden), a learned token-type vector, layer-norm eps 1e-12, no dropout inside the
+    feed-forward); needs ``norm_first=false``."""
     positions: str = "from_end"
     """Position ids of a left-padded input: ``from_end`` (the last column is ``max_len - 1``) or ``from_start``
     (the first real token is 0, as the reference code numbers its right-padded inputs; BERT4Rec's MASK counts)."""
@@ -150,6 +153,11 @@ class TransformerSettings(SequentialSettings):
                 "block_layout",
                 self.norm_first or self.block_layout != "sasrec_reference",
                 "sasrec_reference is a pre-norm layout; it needs model.norm_first=true",
+            ),
+            (
+                "block_layout",
+                not self.norm_first or self.block_layout != "bert_reference",
+                "bert_reference is a post-norm layout; it needs model.norm_first=false",
             ),
         ]
         check_ranges(self, "model", checks)
