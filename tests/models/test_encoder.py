@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -316,17 +317,27 @@ REFERENCE = {"block_layout": "sasrec_reference", "positions": "from_start", "act
 """The reference's SASRec: its block, its positions, a ReLU feed-forward as wide as the model."""
 
 
-def test_reference_layout_is_the_reference_forward() -> None:
-    enc = make_encoder(causal=True, **REFERENCE).double()  # float64: the two computations agree to rounding
-    assert all(isinstance(b, ReferenceBlock) for b in enc.blocks)
+def assert_same_as_right_padded(
+    enc: SequenceEncoder, forward: Callable[[SequenceEncoder, torch.Tensor], torch.Tensor], top: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``enc`` on left-padded rows equals ``forward`` (a reference written out) on the same rows right-padded,
+    at every real position; rows of lengths 6, 3, 1 and ``MAX_LEN`` with ids in ``[1, top]``. Returns the
+    left-padded input ``[4, L]`` and ``enc``'s output ``[4, L, D]``."""
     lengths = [6, 3, 1, MAX_LEN]
-    rows = [torch.randint(1, N_ITEMS + 1, (n,), generator=torch.Generator().manual_seed(n)) for n in lengths]
+    rows = [torch.randint(1, top + 1, (n,), generator=torch.Generator().manual_seed(n)) for n in lengths]
     right = torch.stack([F.pad(r, (0, MAX_LEN - len(r)), value=PAD) for r in rows])  # [4, L] the reference's padding
     left = torch.stack([F.pad(r, (MAX_LEN - len(r), 0), value=PAD) for r in rows])  # [4, L] ours
     with torch.no_grad():
-        ours, theirs = enc(left), reference_forward(enc, right)  # [4, L, D]
+        ours, theirs = enc(left), forward(enc, right)  # [4, L, D]
     for i, n in enumerate(lengths):
         torch.testing.assert_close(ours[i, MAX_LEN - n :], theirs[i, :n], rtol=0, atol=1e-6)
+    return left, ours
+
+
+def test_reference_layout_is_the_reference_forward() -> None:
+    enc = make_encoder(causal=True, **REFERENCE).double()  # float64: the two computations agree to rounding
+    assert all(isinstance(b, ReferenceBlock) for b in enc.blocks)
+    left, ours = assert_same_as_right_padded(enc, reference_forward, top=N_ITEMS)
     # ...and the standard pre-norm block with the same weights is another function.
     pre = make_encoder(causal=True, positions="from_start", activation="relu", ff_mult=1).double()
     pre.load_state_dict(enc.state_dict())  # the same parameter names and shapes
@@ -364,14 +375,7 @@ def bert_reference_forward(enc: SequenceEncoder, items: torch.Tensor) -> torch.T
 def test_bert_reference_layout_is_a_huggingface_bert_forward() -> None:
     enc = make_encoder(causal=False, norm_first=False, block_layout="bert_reference", positions="from_start")
     enc = enc.double()  # float64: the two computations agree to rounding
-    lengths = [6, 3, 1, MAX_LEN]
-    rows = [torch.randint(1, MASK + 1, (n,), generator=torch.Generator().manual_seed(n)) for n in lengths]
-    right = torch.stack([F.pad(r, (0, MAX_LEN - len(r)), value=PAD) for r in rows])  # [4, L] the reference's padding
-    left = torch.stack([F.pad(r, (MAX_LEN - len(r), 0), value=PAD) for r in rows])  # [4, L] ours
-    with torch.no_grad():
-        ours, theirs = enc(left), bert_reference_forward(enc, right)  # [4, L, D]
-    for i, n in enumerate(lengths):
-        torch.testing.assert_close(ours[i, MAX_LEN - n :], theirs[i, :n], rtol=0, atol=1e-6)
+    left, ours = assert_same_as_right_padded(enc, bert_reference_forward, top=MASK)
     # ...and the standard post-norm encoder (scaled items, no token type, eps 1e-5) is another function.
     post = make_encoder(causal=False, norm_first=False, positions="from_start").double()
     post.load_state_dict({k: v for k, v in enc.state_dict().items() if k != "type_emb"})
