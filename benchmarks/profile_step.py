@@ -71,6 +71,7 @@ def profile(preset: str, steps: int, overrides: list[str], rows: int, device: st
     """Profile ``steps`` training steps of ``preset`` on ``device``; write a Chrome trace to ``trace`` if given."""
     import torch
     from lightning.fabric.utilities.apply_func import move_data_to_device
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
@@ -112,8 +113,9 @@ def profile(preset: str, steps: int, overrides: list[str], rows: int, device: st
     shares = [(e.key, e.self_cpu_time_total / total) for e in top]
     tables = averages.table(sort_by="self_cpu_time_total", row_limit=30)
     busy = None
-    if cuda:  # kernel time per step (microseconds in the profiler) over the step's wall time
-        busy = sum(e.self_device_time_total for e in averages) / 1e6 / steps / seconds
+    if cuda:  # the kernels' time per step (the profiler counts microseconds) over the step's wall time
+        kernels = [e for e in averages if e.device_type == DeviceType.CUDA and not e.is_user_annotation]
+        busy = sum(e.self_device_time_total for e in kernels) / 1e6 / steps / seconds
         tables += "\n" + averages.table(sort_by="self_device_time_total", row_limit=20)
     return Profile(seconds, len(loader), shares, busy, tables)
 
@@ -127,7 +129,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="where the model, the data and the steps run: cpu, cuda")
     parser.add_argument("--trace", type=Path, help="also write a Chrome trace (Perfetto, chrome://tracing) here")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides after --, e.g. -- model.dropout=0.0")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()  # overrides after the options too (plain parse_args refuses them)
     load = os.getloadavg()[0]
     p = profile(args.preset, args.steps, args.overrides, args.top, args.device, args.trace)
     print(p.tables)

@@ -1,27 +1,32 @@
 #!/usr/bin/env bash
 # Issue 14's GPU measurements as one batch: a single `run` call on the H200 device machine, ~8 minutes.
 #
-# 1. Here (CPU), once per checkout: `bash benchmarks/gpu/prepare.sh` builds the two git-ignored carried
-#    paths, .whl/ (hydra-core, omegaconf, polars wheels, ~53 MiB) and .carry/ml-1m.tar.gz (~2 MiB); the
-#    working tree travels too (keep it free of other large untracked files: 64 MiB in all).
-# 2. The device call (the `run` tool):
+# 1. Here (CPU), in the checkout the session was started in (the `run` tool sends that one, whichever
+#    worktree calls it; this branch must be in it): `bash benchmarks/gpu/prepare.sh` builds the two
+#    git-ignored carried paths, .whl/ (hydra-core, omegaconf, polars wheels, 53 MiB) and
+#    .carry/ml-1m.tar.gz (2.4 MiB). With the tracked files that is ~57 of the 64 MiB a call may send:
+#    keep the checkout free of other large untracked, non-ignored files.
+# 2. The device call, the `run` tool with:
 #      command:   bash benchmarks/gpu/batch.sh
 #      carry:     [".whl", ".carry"]
 #      timeout_s: 600
-#    The script keeps itself to BUDGET=560 s (a step that would start with under 30 s left is skipped) and
-#    copies what it has to $OUT after every step, so a cut-off run still returns its finished steps.
+#    The script keeps itself to BUDGET=560 s (a step that would start with under 30 s left is skipped;
+#    each step runs under its own `timeout`) and copies what it has to $OUT after every step, so a cut-off
+#    run still returns the steps it finished. Give the machine back (`give_back`) unless rerunning at once.
 # 3. Results, in the reply's files_at folder (3 files):
 #      summary.md   one row per step: exit status (124 = its timeout), seconds, log name
-#      RESULTS.md   benchmarks/RESULTS.md with the new rows; `diff` it, then copy it over benchmarks/RESULTS.md
-#      logs.tar.gz  every step's log, metrics json and the profiler trace: `tar -xzf logs.tar.gz -C /tmp/gpu`
+#      RESULTS.md   benchmarks/RESULTS.md with the new rows: `diff` it against ours, then copy it over
+#      logs.tar.gz  each step's log, the metrics json files, the profiler's Chrome trace:
+#                   `mkdir -p /tmp/gpu && tar -xzf <files_at>/logs.tar.gz -C /tmp/gpu`
 #
-# Steps, most wanted first: setup (wheels, data, nvidia-smi) · sasrec (experiment=sasrec_ml-1m, early stopping,
-# 100 s fit cap) · profile (torch.profiler over 30 SASRec steps, GPU busy share) · precision_* (fp32 vs bf16-mixed,
-# 3 epochs each, SASRec and BERT4Rec) · catalog_* (CE over 100k and 1M items, 128 x 200 positions) · bert4rec
-# (60 s fit cap) · ddp_* (a checkpoint evaluated by one and by two processes sharing the GPU must give equal
-# metrics; two-process training runs) · lightning_profile (Lightning's per-hook timings).
+# Steps, most wanted first: versions (+ pip_install of .whl when needed) · sasrec (experiment=sasrec_ml-1m,
+# early stopping, 100 s fit cap) · profile (torch.profiler over 20 SASRec steps: ms/step, GPU busy share,
+# kernels by GPU time) · precision_* (fp32 vs bf16-mixed, 3 epochs each, SASRec and BERT4Rec) · catalog_*
+# (CE, sampled softmax and top-10 over 100k and 1M items, 128 x 200 positions) · bert4rec (60 s fit cap) ·
+# ddp_* (one checkpoint evaluated by one process and by two sharing the GPU must give equal metrics; a
+# two-process training against a one-process one) · lightning_profile (Lightning's per-hook timings).
 #
-# CPU smoke test of every step with tiny settings (~30 min on a busy 2-core machine; benchmarks/RESULTS.md
+# CPU smoke test of every step with tiny settings (~15 min on a busy 2-core machine; benchmarks/RESULTS.md
 # is left alone, its copy with the smoke rows goes to $OUT):
 #   SMOKE=1 bash benchmarks/gpu/batch.sh          (OUT defaults to /tmp/gpu-batch-smoke/out)
 set -uo pipefail
@@ -31,13 +36,15 @@ SMOKE=${SMOKE:-0}
 if [ "$SMOKE" = 1 ]; then
     OUT=${OUT:-/tmp/gpu-batch-smoke/out}
     BUDGET=${BUDGET:-3600}
-    DEV=cpu CUDA=cpu LONG=1 SHORT=1 STEPS=2 ITEMS=(20000 50000) POSITIONS=256
-    TINY=(trainer.limit_train_batches=2 data.max_eval_users=101)
+    DEV=cpu CUDA=cpu LONG=1 SHORT=1 STEPS=2 ITEMS=(20000 50000) POSITIONS=256 SLOW=4  # SLOW: caps x 4
+    LIMITS=(trainer.limit_train_batches=2 data.max_eval_users=101)  # every run
+    SMALL=(model.max_len=20 model.hidden_size=16)                   # every run that builds a model
 else
     BUDGET=${BUDGET:-560}
-    DEV=gpu CUDA=cuda LONG=200 SHORT=3 STEPS=30 ITEMS=(100000 1000000) POSITIONS=25600
-    TINY=()
+    DEV=gpu CUDA=cuda LONG=200 SHORT=3 STEPS=20 ITEMS=(100000 1000000) POSITIONS=25600 SLOW=1
+    LIMITS=() SMALL=()
 fi
+TINY=("${LIMITS[@]}" "${SMALL[@]}")
 : "${OUT:?OUT must name the folder results go to (the run tool sets it)}"
 WORK=$(mktemp -d /tmp/gpu-batch.XXXXXX)
 LOGS=$WORK/logs
@@ -60,7 +67,7 @@ save() {
 # step NAME CAP COMMAND...: COMMAND under `timeout` of CAP seconds (less when the budget is nearly spent),
 # its output in $LOGS/NAME.log, a row in summary.md, then the results so far copied to $OUT.
 step() {
-    local name=$1 cap=$2 left t0 rc
+    local name=$1 cap=$(($2 * SLOW)) left t0 rc
     shift 2
     left=$((BUDGET - (SECONDS - START)))
     if ((left < 30)); then
@@ -80,7 +87,7 @@ step() {
 # commands the steps share (arrays, not functions: `timeout` runs programs only)
 BENCH=("$PY" benchmarks/bench_train.py)
 TRAIN=("$PY" -m recsys_attn.train "${QUIET[@]}" "${TINY[@]}")
-EVALUATE=("$PY" -m recsys_attn.evaluate trainer.enable_progress_bar=false "${TINY[@]}")
+EVALUATE=("$PY" -m recsys_attn.evaluate trainer.enable_progress_bar=false "${LIMITS[@]}")
 TWO=("$PY" benchmarks/gpu/ranks.py 2 --)  # then a command, +trainer.num_nodes=2 and $GLOO
 
 {
@@ -106,10 +113,10 @@ print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'lightning'
       'polars', polars.__version__, 'hydra', hydra.__version__, 'recsys_attn', r.__file__)"
 : "${RECSYS_ATTN_DATA_DIR:?no .carry/ml-1m.tar.gz: set RECSYS_ATTN_DATA_DIR (folder holding ml-1m/ml-1m.txt)}"
 
-step sasrec 170 "${BENCH[@]}" "$LONG" --metrics-json "$LOGS/sasrec_ml-1m.json" -- experiment=sasrec_ml-1m "trainer=$DEV" \
+step sasrec 170 "${BENCH[@]}" --epochs "$LONG" --metrics-json "$LOGS/sasrec_ml-1m.json" -- experiment=sasrec_ml-1m "trainer=$DEV" \
     callbacks=default trainer.max_time=00:00:01:40 "${TINY[@]}"
 step profile 60 "$PY" benchmarks/profile_step.py sasrec_ml-1m --steps "$STEPS" --device "$CUDA" \
-    --trace "$LOGS/sasrec_step_trace.json"
+    --trace "$LOGS/sasrec_step_trace.json" -- "${SMALL[@]}"
 for preset in sasrec bert4rec; do
     step "precision_$preset" 100 "$PY" benchmarks/bench_precision.py --epochs "$SHORT" -- \
         "experiment=${preset}_ml-1m" "trainer=$DEV" "${TINY[@]}"
@@ -118,7 +125,7 @@ for items in "${ITEMS[@]}"; do
     step "catalog_$items" 90 "$PY" benchmarks/bench_catalog.py --device "$CUDA" --items "$items" \
         --positions "$POSITIONS" --repeats 3
 done
-step bert4rec 130 "${BENCH[@]}" "$LONG" --metrics-json "$LOGS/bert4rec_ml-1m.json" -- experiment=bert4rec_ml-1m \
+step bert4rec 130 "${BENCH[@]}" --epochs "$LONG" --metrics-json "$LOGS/bert4rec_ml-1m.json" -- experiment=bert4rec_ml-1m \
     "trainer=$DEV" callbacks=default trainer.max_time=00:00:01:00 "${TINY[@]}"
 
 # DDP: the same checkpoint evaluated by one process and by two sharing the GPU must give the same metrics
@@ -136,7 +143,7 @@ step ddp_train_compare 20 "$PY" benchmarks/gpu/compare_metrics.py "$D/train1" "$
     --label "train 2 epochs: 1 vs 2 processes on one $DEV (gloo; batches differ, metrics need not match)"
 for run in train1 eval1 eval2 train2; do cp "$D/$run/metrics.json" "$LOGS/ddp_$run.json" 2>/dev/null; done
 
-step lightning_profile 60 "${BENCH[@]}" "$SHORT" --no-record -- experiment=sasrec_ml-1m "trainer=$DEV" \
+step lightning_profile 60 "${BENCH[@]}" --epochs "$SHORT" --no-record -- experiment=sasrec_ml-1m "trainer=$DEV" \
     +trainer.profiler=simple "${TINY[@]}"
 
 echo "| total | | $((SECONDS - START)) | |" >>"$SUMMARY"

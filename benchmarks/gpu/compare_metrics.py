@@ -55,27 +55,28 @@ def main() -> None:
     m1, m2 = (json.loads((run / "metrics.json").read_text()) for run in (args.one, args.two))
     keys = sorted(k for k in m1.keys() & m2.keys() if not k.startswith(IGNORED))
     diffs = {k: abs(m1[k] - m2[k]) for k in keys}
-    worst = max(diffs, key=lambda k: diffs[k], default="")
-    for k in keys:
-        if diffs[k] > args.tol:
+    differ = [k for k in keys if diffs[k] > args.tol]
+    if args.expect_equal:
+        for k in differ:
             print(f"{k}: {m1[k]!r} vs {m2[k]!r}")
-    only = sorted((m1.keys() ^ m2.keys()) - {k for k in m1.keys() | m2.keys() if k.startswith(IGNORED)})
+    only = sorted(k for k in m1.keys() ^ m2.keys() if not k.startswith(IGNORED))
     if only:
         print("in one run only:", ", ".join(only))
     rows = per_user_equal(args.one, args.two)
+    worst = max(diffs, key=lambda k: diffs[k], default="")
+    max_diff = f"{diffs[worst]:.2g} ({worst}; {len(differ)} over {args.tol:g})" if differ else "0"
 
     def pair(key: str, fmt: str) -> str:
         return " / ".join(format(m[key], fmt) if key in m else "-" for m in (m1, m2))
 
     line = (
-        f"| {dt.date.today()} | {machine()} | {args.label} | {pair('test/users', '.0f')} | {len(keys)} "
-        f"| {diffs.get(worst, float('nan')):.2g} ({worst}) | {rows} | {pair('time/epoch_s_median', '.3f')} "
-        f"| {pair('test/ndcg@10', '.4f')} |\n"
+        f"| {dt.date.today()} | {machine()} | {args.label} | {pair('test/users', '.0f')} | {len(keys)} | {max_diff} "
+        f"| {rows} | {pair('time/epoch_s_median', '.3f')} | {pair('test/ndcg@10', '.4f')} |\n"
     )
     print(line, end="")
     if not args.no_record:
         record(line, SECTION, HEADER)
-    equal = diffs.get(worst, 0.0) <= args.tol and not only and rows != "no"
+    equal = not differ and not only and rows != "no"
     sys.exit(0 if equal or not args.expect_equal else 1)
 
 
