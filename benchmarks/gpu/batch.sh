@@ -26,7 +26,7 @@
 # ddp_* (one checkpoint evaluated by one process and by two sharing the GPU must give equal metrics; a
 # two-process training against a one-process one) · lightning_profile (Lightning's per-hook timings).
 #
-# CPU smoke test of every step with tiny settings (~15 min on a busy 2-core machine; benchmarks/RESULTS.md
+# CPU smoke test of every step with tiny settings (~19 min on a busy 2-core machine; benchmarks/RESULTS.md
 # is left alone, its copy with the smoke rows goes to $OUT):
 #   SMOKE=1 bash benchmarks/gpu/batch.sh          (OUT defaults to /tmp/gpu-batch-smoke/out)
 set -uo pipefail
