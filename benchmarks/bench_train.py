@@ -3,9 +3,12 @@
     python benchmarks/bench_train.py                                   # SASRec, ml-1m, 2 epochs, full size
     python benchmarks/bench_train.py --epochs 200 -- experiment=sasrec_ml-1m trainer=gpu
     python benchmarks/bench_train.py --no-record -- model=bert4rec trainer.precision=bf16-mixed
+    python benchmarks/bench_train.py --epochs 200 -- experiment=sasrec_ml-1m callbacks=default   # early stopping
 
 Runs the real entry point in a subprocess (the data cache warm beforehand), then records the median
 seconds per training epoch, the fit time and test metrics, with the command, machine and date.
+Runs log nowhere and keep no checkpoints (``logger=none callbacks=none``) unless the overrides choose a
+logger or callbacks. ``BENCH_RESULTS=path`` records into another file than benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
+RESULTS = Path(os.environ.get("BENCH_RESULTS") or Path(__file__).with_name("RESULTS.md"))
 SECTION = "## Training (`bench_train.py`)"
 HEADER = (
     f"\n{SECTION}\n\n"
@@ -45,11 +48,12 @@ def machine() -> str:
 
 def run_train(epochs: int, overrides: list[str]) -> tuple[dict[str, float], str]:
     """Run ``recsys_attn.train`` for ``epochs`` in a subprocess; its metrics and the command as shown."""
+    chosen = {o.split("=", 1)[0] for o in overrides}
+    quiet = [f"{group}=none" for group in ("logger", "callbacks") if group not in chosen]
     with tempfile.TemporaryDirectory() as tmp:
         full = [
             f"trainer.max_epochs={epochs}",
-            "logger=none",
-            "callbacks=none",
+            *quiet,
             "trainer.enable_progress_bar=false",
             f"hydra.run.dir={tmp}/run",
             *overrides,
@@ -100,9 +104,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument("--metrics-json", type=Path, help="also write the run's metrics.json here")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for recsys_attn.train")
     args = parser.parse_args()
     metrics, command = run_train(args.epochs, args.overrides)
+    if args.metrics_json:
+        args.metrics_json.write_text(json.dumps({"command": command, **metrics}, indent=1))
     row = table_row(metrics, command)
     print(row, end="")
     if not args.no_record:

@@ -3,11 +3,14 @@
     python benchmarks/profile_step.py                                   # experiment=sasrec_ml-1m, 12 steps
     python benchmarks/profile_step.py bert4rec_ml-1m --steps 8 -- model.dropout=0.0
     python benchmarks/profile_step.py sasrec_ml-1m --no-record          # print only
+    python benchmarks/profile_step.py sasrec_ml-1m --device cuda --steps 30 --trace /tmp/step.json
 
 Composes ``experiment=<preset>`` as ``train`` does, builds the datamodule and model, and runs ``--steps``
 training steps (batch building on the device path, forward, backward, Adam) after two warm-up steps, under
 ``torch.profiler``. Prints the operators by self CPU time and the steps' wall time; the top rows go to
-benchmarks/RESULTS.md with the command, machine and date. Measure on a quiet machine: a busy one inflates
+benchmarks/RESULTS.md with the command, machine and date. On a GPU (``--device cuda``) it also prints the
+kernels by GPU time and how busy they kept the GPU: the rest of a step's wall time is per-step overhead
+(Python, kernel launches, host-device syncs). Measure on a quiet machine: a busy one inflates
 every figure (the load average at start is recorded beside the rows).
 """
 
@@ -19,7 +22,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_train import machine, record
@@ -54,18 +57,33 @@ def build(preset: str, overrides: list[str]) -> tuple[Any, Any]:
 Shares = list[tuple[str, float]]
 
 
-def profile(preset: str, steps: int, overrides: list[str], rows: int) -> tuple[float, int, Shares, str]:
-    """Seconds per step, batches per epoch, the top ``rows`` operators with their share, and the full table."""
+class Profile(NamedTuple):
+    """What one profiling run measured."""
+
+    seconds: float  # wall seconds per step
+    n_batches: int  # training batches per epoch
+    shares: Shares  # the top operators with their share of self CPU time
+    busy: float | None  # GPU kernel time over wall time (None on the CPU)
+    tables: str  # the operator tables as printed
+
+
+def profile(preset: str, steps: int, overrides: list[str], rows: int, device: str, trace: Path | None) -> Profile:
+    """Profile ``steps`` training steps of ``preset`` on ``device``; write a Chrome trace to ``trace`` if given."""
     import torch
+    from lightning.fabric.utilities.apply_func import move_data_to_device
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
+    on = torch.device(device)
+    cuda = on.type == "cuda"
     datamodule, model = build(preset, overrides)
     model.log = lambda *args, **kwargs: None  # no trainer attached: logging is not what is measured
+    model.to(on)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = datamodule.train_dataloader()
     requests = iter(loader)
-    batches = [next(requests) for _ in range(steps + 2)]
+    batches = [move_data_to_device(next(requests), on) for _ in range(steps + 2)]
     model.train()
 
     def step(request: Any) -> None:
@@ -77,16 +95,29 @@ def profile(preset: str, steps: int, overrides: list[str], rows: int) -> tuple[f
 
     for request in batches[:2]:
         step(request)
-    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+    with torch_profile(activities=activities) as prof:
+        if cuda:
+            torch.cuda.synchronize()
         start = time.perf_counter()
         for request in batches[2:]:
             step(request)
+        if cuda:
+            torch.cuda.synchronize()  # the steps end when their kernels do
         seconds = (time.perf_counter() - start) / steps
+    if trace is not None:
+        prof.export_chrome_trace(str(trace))
     averages = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in averages)
     top = sorted(averages, key=lambda e: e.self_cpu_time_total, reverse=True)[:rows]
     shares = [(e.key, e.self_cpu_time_total / total) for e in top]
-    return seconds, len(loader), shares, averages.table(sort_by="self_cpu_time_total", row_limit=30)
+    tables = averages.table(sort_by="self_cpu_time_total", row_limit=30)
+    busy = None
+    if cuda:  # the kernels' time per step (the profiler counts microseconds) over the step's wall time
+        kernels = [e for e in averages if e.device_type == DeviceType.CUDA and not e.is_user_annotation]
+        busy = sum(e.self_device_time_total for e in kernels) / 1e6 / steps / seconds
+        tables += "\n" + averages.table(sort_by="self_device_time_total", row_limit=20)
+    return Profile(seconds, len(loader), shares, busy, tables)
 
 
 def main() -> None:
@@ -95,18 +126,27 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12, help="profiled training steps (after 2 warm-up steps)")
     parser.add_argument("--top", type=int, default=8, help="operators recorded in RESULTS.md")
     parser.add_argument("--no-record", action="store_true", help="print only; RESULTS.md is left as it is")
+    parser.add_argument("--device", default="cpu", help="where the model, the data and the steps run: cpu, cuda")
+    parser.add_argument("--trace", type=Path, help="also write a Chrome trace (Perfetto, chrome://tracing) here")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides after --, e.g. -- model.dropout=0.0")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()  # overrides after the options too (plain parse_args refuses them)
     load = os.getloadavg()[0]
-    seconds, n_batches, shares, table = profile(args.preset, args.steps, args.overrides, args.top)
-    print(table)
-    epoch = seconds * n_batches
-    print(f"{seconds * 1000:.0f} ms/step x {n_batches} batches = {epoch:.1f} s/epoch (training steps only)")
+    p = profile(args.preset, args.steps, args.overrides, args.top, args.device, args.trace)
+    print(p.tables)
+    epoch = p.seconds * p.n_batches
+    print(f"{p.seconds * 1000:.1f} ms/step x {p.n_batches} batches = {epoch:.2f} s/epoch (training steps only)")
+    busy = "" if p.busy is None else f"GPU kernels busy {p.busy:.0%} of the wall time; "
+    print(busy or "(CPU run)")
     if args.no_record:
         return
-    command = " ".join(["python benchmarks/profile_step.py", args.preset, f"--steps {args.steps}", *args.overrides])
-    ops = ", ".join(f"{name} {share:.0%}" for name, share in shares)
-    row = f"| {dt.date.today()} | {machine()} | `{command}` | {load:.1f} | {seconds * 1000:.0f} | {epoch:.1f} | {ops} |"
+    device = [] if args.device == "cpu" else [f"--device {args.device}"]
+    command = " ".join(
+        ["python benchmarks/profile_step.py", args.preset, f"--steps {args.steps}", *device, *args.overrides]
+    )
+    ops = busy + ", ".join(f"{name} {share:.0%}" for name, share in p.shares)
+    row = (
+        f"| {dt.date.today()} | {machine()} | `{command}` | {load:.1f} | {p.seconds * 1000:.1f} | {epoch:.2f} | {ops} |"
+    )
     record(row + "\n", SECTION, HEADER)
 
 

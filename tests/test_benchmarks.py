@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end (tiny settings, nothing recorded)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,26 @@ def test_bench_serve_reports_memory_and_speed_per_size(real_data_dir: Path, tmp_
     assert all(float(r[5]) > 0 and float(r[8].replace(",", "")) > 0 for r in rows)  # peak RSS MiB, users/s
     assert [r[9] for r in rows] == ["1", "1"]  # fewer users than one batch: one row group
     assert results.read_text() == before  # --no-record leaves the results alone
+
+
+def test_gpu_compare_metrics_fails_only_when_equal_metrics_were_expected(tmp_path: Path) -> None:
+    script = REPO_ROOT / "benchmarks" / "gpu" / "compare_metrics.py"
+    results = REPO_ROOT / "benchmarks" / "RESULTS.md"
+    before = results.read_text()
+    runs = {"one": 0.25, "same": 0.25, "other": 0.5}
+    for name, ndcg in runs.items():
+        (tmp_path / name).mkdir()
+        metrics = {"test/ndcg@10": ndcg, "test/users": 3.0, "time/epoch_s_median": ndcg * 4}  # time/* not compared
+        (tmp_path / name / "metrics.json").write_text(json.dumps(metrics))
+
+    def compare(two: str, *flags: str) -> subprocess.CompletedProcess[str]:
+        args = [str(tmp_path / "one"), str(tmp_path / two), "--no-record", *flags]
+        return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, check=False)
+
+    same = compare("same", "--expect-equal")
+    assert same.returncode == 0, same.stderr[-2000:]
+    assert "| 3 / 3 | 2 | 0 | n/a | 1.000 / 1.000 | 0.2500 / 0.2500 |" in same.stdout
+    other = compare("other", "--expect-equal")
+    assert other.returncode == 1 and "test/ndcg@10: 0.25 vs 0.5" in other.stdout
+    assert compare("other").returncode == 0  # differences reported, not failed, unless expected equal
+    assert results.read_text() == before
