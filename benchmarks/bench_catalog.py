@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import resource
 import time
 from collections.abc import Callable
 
 import torch
 from bench_train import machine, record
+from torch import Tensor
 
 from recsys_attn.models.losses import LossContext, get_loss
 
@@ -47,6 +49,35 @@ def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> tuple
     else:  # the process's peak RSS so far (Linux: KiB)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return sorted(times)[len(times) // 2], peak
+
+
+def liger_step(hidden: Tensor, items: Tensor, targets: Tensor) -> Callable[[], object] | None:
+    """liger-kernel's fused linear cross-entropy over ``items[1:]`` (row 0 is padding, not a class), or None
+    when liger-kernel is not installed or the device is not a GPU (its kernels are Triton)."""
+    if hidden.device.type != "cuda" or importlib.util.find_spec("liger_kernel") is None:
+        return None
+    from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+    loss_fn = LigerFusedLinearCrossEntropyLoss()
+
+    def run() -> object:
+        loss = loss_fn(items[1:], hidden, targets - 1)  # classes 1..V-1 renumbered from 0
+        loss.backward()
+        hidden.grad = items.grad = None
+        return loss
+
+    return run
+
+
+def agreement(a: Callable[[], Tensor], b: Callable[[], Tensor], tensors: list[Tensor]) -> float:
+    """Largest relative difference between ``a`` and ``b`` in the loss and the gradients of ``tensors``:
+    ``max |x_a - x_b| / max |x_a|`` for each, the largest over all."""
+    outs = []
+    for fn in (a, b):
+        loss = fn()
+        grads = torch.autograd.grad(loss, tensors)
+        outs.append([loss.detach().reshape(1), *grads])
+    return max(float((x - y).abs().max() / x.abs().max().clamp_min(1e-30)) for x, y in zip(*outs, strict=True))
 
 
 def main() -> None:
@@ -87,12 +118,23 @@ def main() -> None:
     )
     chunked = args.positions * (args.items + 1) > ctx.ce_max_logits
     how = f"in chunks of {ctx.ce_max_logits // args.positions:,} items" if chunked else "one logits block"
-    rows = ""
-    for what, fn in [
+    runs: list[tuple[str, Callable[[], object]]] = [
         (f"ce forward+backward ({how})", step("ce")),
         ("sampled_softmax forward+backward (256 negatives)", step("sampled_softmax")),
         (f"full-ranking top-10 of {args.users} users", rank),
-    ]:
+    ]
+    liger = liger_step(hidden, items, targets)
+    if liger is not None:
+        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+        diff = agreement(
+            lambda: get_loss("ce")(hidden, targets, items, ctx),
+            lambda: LigerFusedLinearCrossEntropyLoss()(items[1:], hidden, targets - 1),
+            [hidden, items],
+        )
+        runs.insert(1, (f"liger-kernel fused linear cross-entropy forward+backward (vs ce: {diff:.1e} rel.)", liger))
+    rows = ""
+    for what, fn in runs:
         seconds, peak = timed(fn, device, args.repeats)
         rows += f"| {dt.date.today()} | {machine()} | `{command}` | {what} | {seconds:.3f} | {peak:.2f} |\n"
     print(rows, end="")

@@ -95,3 +95,26 @@ def test_gpu_compare_metrics_fails_only_when_equal_metrics_were_expected(tmp_pat
     assert other.returncode == 1 and "test/ndcg@10: 0.25 vs 0.5" in other.stdout
     assert compare("other").returncode == 0  # differences reported, not failed, unless expected equal
     assert results.read_text() == before
+
+
+def test_catalog_agreement_is_the_largest_relative_difference_of_loss_and_gradients() -> None:
+    """The check bench_catalog runs on liger-kernel (GPU only), here on the renumbering it uses: cross-entropy over
+    ``items[1:]`` with targets - 1 is the project's ``ce`` (row 0 excluded); a scaled loss is caught."""
+    import torch
+    import torch.nn.functional as F
+
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    try:
+        from bench_catalog import agreement
+    finally:
+        sys.path.pop(0)
+    from recsys_attn.models.losses import LossContext, get_loss
+
+    g = torch.Generator().manual_seed(0)
+    items = (torch.randn(301, 16, generator=g) * 0.3).requires_grad_()  # [V, D]
+    hidden = torch.randn(40, 16, generator=g).requires_grad_()  # [N, D]
+    targets = torch.randint(1, 301, (40,), generator=g)  # [N]
+    ours = lambda: get_loss("ce")(hidden, targets, items, LossContext(300))  # noqa: E731
+    plain = lambda: F.cross_entropy(hidden @ items[1:].T, targets - 1)  # noqa: E731
+    assert agreement(ours, plain, [hidden, items]) < 1e-5
+    assert agreement(ours, lambda: plain() * 1.01, [hidden, items]) > 5e-3

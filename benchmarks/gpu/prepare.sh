@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build here, on the CPU machine, the two git-ignored paths benchmarks/gpu/batch.sh carries to the GPU one:
-#   .whl/               wheels the GPU image lacks: hydra-core, omegaconf (+ antlr4), polars (+ its runtime), ~53 MiB
+#   .whl/               wheels the GPU image lacks: hydra-core, omegaconf (+ antlr4), polars (+ its runtime),
+#                       liger-kernel, ~54 MiB
 #   .carry/ml-1m.tar.gz the one file the ml-1m loader reads (ml-1m/ml-1m.txt, 9 MiB), gzipped to ~2 MiB
 # The versions are the ones the batch was tested with; the GPU image has torch, lightning, torchmetrics, rich,
 # pyarrow, tensorboard and matplotlib, and wandb is not needed (logger=csv or none).
@@ -9,6 +10,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 data=${RECSYS_ATTN_DATA_DIR:-../shared/data}
 [ -d .whl ] || python3 ../shared/tools/device_wheels.py hydra-core==1.3.8 omegaconf==2.3.1 polars==2.1.0
+# liger-kernel (0.9 MiB, issue 14's fused linear cross-entropy) alone: its dependencies (torch, triton) are on
+# the image, and device_wheels would fetch torch's CUDA wheels (GiBs) with it
+ls .whl/liger_kernel-*.whl >/dev/null 2>&1 ||
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d .whl liger-kernel==0.8.5
 mkdir -p .carry
 tar -czf .carry/ml-1m.tar.gz -C "$data" ml-1m/ml-1m.txt
 du -sh .whl .carry
