@@ -162,17 +162,15 @@ class SequenceEncoder(nn.Module):
         self.item_emb = nn.Embedding(n_tokens, hidden, padding_idx=PAD)
         self.pos_emb = nn.Embedding(max_len, hidden)
         self.emb_drop = nn.Dropout(dropout)
+        eps = REFERENCE_EPS if reference else BERT_EPS if bert else 1e-5  # every layer norm's
         self.blocks = nn.ModuleList(
             ReferenceBlock(hidden, num_heads, dropout, activation, ff_mult)
             if reference
-            else Block(
-                hidden, num_heads, dropout, norm_first, activation, ff_mult, not bert, BERT_EPS if bert else 1e-5
-            )
+            else Block(hidden, num_heads, dropout, norm_first, activation, ff_mult, inner_dropout=not bert, eps=eps)
             for _ in range(num_blocks)
         )
-        eps = REFERENCE_EPS if reference else 1e-5
         self.final_norm = nn.LayerNorm(hidden, eps=eps) if norm_first else nn.Identity()
-        self.emb_norm = nn.Identity() if norm_first else nn.LayerNorm(hidden, eps=BERT_EPS if bert else 1e-5)
+        self.emb_norm = nn.Identity() if norm_first else nn.LayerNorm(hidden, eps=eps)
         self.scale = 1.0 if bert else math.sqrt(hidden)
         # a BertModel's token-type embedding: every token has type 0, so one learned vector added to each
         self.register_parameter("type_emb", nn.Parameter(torch.empty(hidden)) if bert else None)
