@@ -4,13 +4,15 @@
     python benchmarks/profile_step.py bert4rec_ml-1m --steps 8 -- model.dropout=0.0
     python benchmarks/profile_step.py sasrec_ml-1m --no-record          # print only
     python benchmarks/profile_step.py sasrec_ml-1m --device cuda --steps 30 --trace /tmp/step.json
+    python benchmarks/profile_step.py sasrec_ml-1m --compile            # the encoder under torch.compile
 
 Composes ``experiment=<preset>`` as ``train`` does, builds the datamodule and model, and runs ``--steps``
 training steps (batch building on the device path, forward, backward, Adam) after two warm-up steps, under
 ``torch.profiler``. Prints the operators by self CPU time and the steps' wall time; the top rows go to
 benchmarks/RESULTS.md with the command, machine and date. On a GPU (``--device cuda``) it also prints the
 kernels by GPU time and how busy they kept the GPU: the rest of a step's wall time is per-step overhead
-(Python, kernel launches, host-device syncs). Measure on a quiet machine: a busy one inflates
+(Python, kernel launches, host-device syncs). ``--compile`` wraps the encoder in ``torch.compile`` (dynamic
+shapes: batch lengths vary); compilation happens in the warm-up steps, which are not timed. Measure on a quiet machine: a busy one inflates
 every figure (the load average at start is recorded beside the rows).
 """
 
@@ -67,8 +69,13 @@ class Profile(NamedTuple):
     tables: str  # the operator tables as printed
 
 
-def profile(preset: str, steps: int, overrides: list[str], rows: int, device: str, trace: Path | None) -> Profile:
-    """Profile ``steps`` training steps of ``preset`` on ``device``; write a Chrome trace to ``trace`` if given."""
+def profile(
+    preset: str, steps: int, overrides: list[str], rows: int, device: str, trace: Path | None, compile_: bool = False
+) -> Profile:
+    """Profile ``steps`` training steps of ``preset`` on ``device``; write a Chrome trace to ``trace`` if given.
+
+    ``compile_``: the encoder runs under ``torch.compile(dynamic=True)``, compiled during the warm-up steps.
+    """
     import torch
     from lightning.fabric.utilities.apply_func import move_data_to_device
     from torch.autograd import DeviceType
@@ -80,6 +87,8 @@ def profile(preset: str, steps: int, overrides: list[str], rows: int, device: st
     datamodule, model = build(preset, overrides)
     model.log = lambda *args, **kwargs: None  # no trainer attached: logging is not what is measured
     model.to(on)
+    if compile_:
+        model.encoder = torch.compile(model.encoder, dynamic=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = datamodule.train_dataloader()
     requests = iter(loader)
@@ -110,7 +119,7 @@ def profile(preset: str, steps: int, overrides: list[str], rows: int, device: st
     averages = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in averages)
     top = sorted(averages, key=lambda e: e.self_cpu_time_total, reverse=True)[:rows]
-    shares = [(e.key, e.self_cpu_time_total / total) for e in top]
+    shares = [(short_name(e.key), e.self_cpu_time_total / total) for e in top]
     tables = averages.table(sort_by="self_cpu_time_total", row_limit=30)
     busy = None
     if cuda:  # the kernels' time per step (the profiler counts microseconds) over the step's wall time
@@ -120,6 +129,13 @@ def profile(preset: str, steps: int, overrides: list[str], rows: int, device: st
     return Profile(seconds, len(loader), shares, busy, tables)
 
 
+def short_name(key: str) -> str:
+    """An operator's name for the table: a compiled graph's ``## Call CompiledFxGraph <hash> ##`` shortened."""
+    if key.startswith("## Call CompiledFxGraph"):
+        return f"compiled graph {key.split()[3][:6]}"
+    return key
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("preset", nargs="?", default="sasrec_ml-1m", help="an experiment of conf/experiment/")
@@ -127,11 +143,12 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=8, help="operators recorded in RESULTS.md")
     parser.add_argument("--no-record", action="store_true", help="print only; RESULTS.md is left as it is")
     parser.add_argument("--device", default="cpu", help="where the model, the data and the steps run: cpu, cuda")
+    parser.add_argument("--compile", action="store_true", help="run the encoder under torch.compile")
     parser.add_argument("--trace", type=Path, help="also write a Chrome trace (Perfetto, chrome://tracing) here")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides after --, e.g. -- model.dropout=0.0")
     args = parser.parse_intermixed_args()  # overrides after the options too (plain parse_args refuses them)
     load = os.getloadavg()[0]
-    p = profile(args.preset, args.steps, args.overrides, args.top, args.device, args.trace)
+    p = profile(args.preset, args.steps, args.overrides, args.top, args.device, args.trace, args.compile)
     print(p.tables)
     epoch = p.seconds * p.n_batches
     print(f"{p.seconds * 1000:.1f} ms/step x {p.n_batches} batches = {epoch:.2f} s/epoch (training steps only)")
@@ -140,8 +157,9 @@ def main() -> None:
     if args.no_record:
         return
     device = [] if args.device == "cpu" else [f"--device {args.device}"]
+    compiled = ["--compile"] if args.compile else []
     command = " ".join(
-        ["python benchmarks/profile_step.py", args.preset, f"--steps {args.steps}", *device, *args.overrides]
+        ["python benchmarks/profile_step.py", args.preset, f"--steps {args.steps}", *device, *compiled, *args.overrides]
     )
     ops = busy + ", ".join(f"{name} {share:.0%}" for name, share in p.shares)
     row = (
