@@ -12,8 +12,8 @@ training steps (batch building on the device path, forward, backward, Adam) afte
 benchmarks/RESULTS.md with the command, machine and date. On a GPU (``--device cuda``) it also prints the
 kernels by GPU time and how busy they kept the GPU: the rest of a step's wall time is per-step overhead
 (Python, kernel launches, host-device syncs). ``--compile`` wraps the encoder in ``torch.compile`` (dynamic
-shapes: batch lengths vary); compilation happens in the warm-up steps, which are not timed. Measure on a quiet machine: a busy one inflates
-every figure (the load average at start is recorded beside the rows).
+shapes: batch lengths vary); compilation happens in the warm-up steps, which are not timed. Measure on a
+quiet machine: a busy one inflates every figure (the load average at start is recorded beside the rows).
 """
 
 from __future__ import annotations
