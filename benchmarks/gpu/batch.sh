@@ -24,7 +24,8 @@
 # kernels by GPU time) · precision_* (fp32 vs bf16-mixed, 3 epochs each, SASRec and BERT4Rec) · catalog_*
 # (CE, sampled softmax and top-10 over 100k and 1M items, 128 x 200 positions) · bert4rec (60 s fit cap) ·
 # ddp_* (one checkpoint evaluated by one process and by two sharing the GPU must give equal metrics; a
-# two-process training against a one-process one) · lightning_profile (Lightning's per-hook timings).
+# two-process training against a one-process one) · lightning_profile (Lightning's per-hook timings) ·
+# profile_compile (the profile step with the encoder under torch.compile, `model.compile`).
 #
 # CPU smoke test of every step with tiny settings (~19 min on a busy 2-core machine; benchmarks/RESULTS.md
 # is left alone, its copy with the smoke rows goes to $OUT):
@@ -145,6 +146,8 @@ for run in train1 eval1 eval2 train2; do cp "$D/$run/metrics.json" "$LOGS/ddp_$r
 
 step lightning_profile 60 "${BENCH[@]}" --epochs "$SHORT" --no-record -- experiment=sasrec_ml-1m "trainer=$DEV" \
     +trainer.profiler=simple "${TINY[@]}"
+step profile_compile 120 "$PY" benchmarks/profile_step.py sasrec_ml-1m --steps "$STEPS" --device "$CUDA" --compile \
+    -- "${SMALL[@]}"
 
 echo "| total | | $((SECONDS - START)) | |" >>"$SUMMARY"
 save

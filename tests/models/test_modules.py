@@ -512,3 +512,20 @@ def test_scores_are_fp32_under_bf16_autocast(cls: type[SequentialRec]) -> None:
     # the product itself is exact fp32: equal to fp32 arithmetic on the same (bf16) states
     expected = hidden.float() @ model.encoder.item_weights(N_ITEMS).float().T
     assert torch.allclose(scores, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_compile_trains_the_same_weights_and_keeps_checkpoint_names(tmp_path: Path) -> None:
+    """``model.compile=true`` runs the encoder under torch.compile: same training, same parameter names."""
+    batches = loader([next_batch(), next_batch()])
+    runs = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = SASRec(N_ITEMS, **TINY, compile=compiled)
+        trainer(tmp_path / str(compiled), max_steps=2, limit_val_batches=0).fit(model, train_dataloaders=batches)
+        runs.append(model)
+    eager, compiled_model = runs
+    assert compiled_model.encoder._compiled_call_impl is not None  # the option did compile the encoder
+    assert eager.encoder._compiled_call_impl is None
+    assert list(compiled_model.state_dict()) == list(eager.state_dict())  # checkpoints load either way
+    for (name, a), b in zip(eager.state_dict().items(), compiled_model.state_dict().values(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)
