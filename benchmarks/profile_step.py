@@ -5,6 +5,7 @@
     python benchmarks/profile_step.py sasrec_ml-1m --no-record          # print only
     python benchmarks/profile_step.py sasrec_ml-1m --device cuda --steps 30 --trace /tmp/step.json
     python benchmarks/profile_step.py sasrec_ml-1m --compile            # the encoder under torch.compile
+    python benchmarks/profile_step.py sasrec_ml-1m --bf16               # steps under bf16 autocast
 
 Composes ``experiment=<preset>`` as ``train`` does, builds the datamodule and model, and runs ``--steps``
 training steps (batch building on the device path, forward, backward, Adam) after two warm-up steps, under
@@ -12,7 +13,8 @@ training steps (batch building on the device path, forward, backward, Adam) afte
 benchmarks/RESULTS.md with the command, machine and date. On a GPU (``--device cuda``) it also prints the
 kernels by GPU time and how busy they kept the GPU: the rest of a step's wall time is per-step overhead
 (Python, kernel launches, host-device syncs). ``--compile`` wraps the encoder in ``torch.compile`` (dynamic
-shapes: batch lengths vary); compilation happens in the warm-up steps, which are not timed. Measure on a
+shapes: batch lengths vary); compilation happens in the warm-up steps, which are not timed. ``--bf16`` runs
+the steps under bf16 autocast, as ``trainer.precision=bf16-mixed`` does. Measure on a
 quiet machine: a busy one inflates every figure (the load average at start is recorded beside the rows).
 """
 
@@ -70,11 +72,19 @@ class Profile(NamedTuple):
 
 
 def profile(
-    preset: str, steps: int, overrides: list[str], rows: int, device: str, trace: Path | None, compile_: bool = False
+    preset: str,
+    steps: int,
+    overrides: list[str],
+    rows: int,
+    device: str,
+    trace: Path | None,
+    compile_: bool = False,
+    bf16: bool = False,
 ) -> Profile:
     """Profile ``steps`` training steps of ``preset`` on ``device``; write a Chrome trace to ``trace`` if given.
 
     ``compile_``: the encoder runs under ``torch.compile(dynamic=True)``, compiled during the warm-up steps.
+    ``bf16``: forward and loss under bf16 autocast (the backward follows the forward's dtypes).
     """
     import torch
     from lightning.fabric.utilities.apply_func import move_data_to_device
@@ -97,7 +107,8 @@ def profile(
 
     def step(request: Any) -> None:
         batch = datamodule.on_after_batch_transfer(request, 0)
-        loss = model.training_step(batch, 0)
+        with torch.autocast(on.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = model.training_step(batch, 0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -144,11 +155,12 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true", help="print only; RESULTS.md is left as it is")
     parser.add_argument("--device", default="cpu", help="where the model, the data and the steps run: cpu, cuda")
     parser.add_argument("--compile", action="store_true", help="run the encoder under torch.compile")
+    parser.add_argument("--bf16", action="store_true", help="run the steps under bf16 autocast")
     parser.add_argument("--trace", type=Path, help="also write a Chrome trace (Perfetto, chrome://tracing) here")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides after --, e.g. -- model.dropout=0.0")
     args = parser.parse_intermixed_args()  # overrides after the options too (plain parse_args refuses them)
     load = os.getloadavg()[0]
-    p = profile(args.preset, args.steps, args.overrides, args.top, args.device, args.trace, args.compile)
+    p = profile(args.preset, args.steps, args.overrides, args.top, args.device, args.trace, args.compile, args.bf16)
     print(p.tables)
     epoch = p.seconds * p.n_batches
     print(f"{p.seconds * 1000:.1f} ms/step x {p.n_batches} batches = {epoch:.2f} s/epoch (training steps only)")
@@ -157,7 +169,7 @@ def main() -> None:
     if args.no_record:
         return
     device = [] if args.device == "cpu" else [f"--device {args.device}"]
-    compiled = ["--compile"] if args.compile else []
+    compiled = [flag for flag, on in (("--compile", args.compile), ("--bf16", args.bf16)) if on]
     command = " ".join(
         ["python benchmarks/profile_step.py", args.preset, f"--steps {args.steps}", *device, *compiled, *args.overrides]
     )

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from recsys_attn.hardware import cpu_bf16_flags
 from tests.conftest import CONF_DIR, run_cli
 
 SMALL = ["trainer.accelerator=cpu", "data.batch_size=32", "data.eval_batch_size=64"]
@@ -53,6 +54,20 @@ def test_fast_dev_run_with_the_reference_positions_and_block(
     assert 0.0 <= metrics["test/ndcg@10"] <= 1.0
     hparams = (run_dir / ".hydra" / "config.yaml").read_text()
     assert "positions: from_start" in hparams and "block_layout: sasrec_reference" in hparams
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_warns(tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
+    """The warning follows what this machine's /proc/cpuinfo reports (machines differ): said iff it has no bf16."""
+    _, proc = train_cli(
+        tmp_path,
+        shared_cache,
+        "model=sasrec",
+        "model.max_len=20",
+        "trainer.fast_dev_run=true",
+        "trainer.precision=bf16-mixed",
+    )
+    emulated = cpu_bf16_flags() == frozenset()
+    assert ("without bf16 instructions" in proc.stdout + proc.stderr) is emulated
 
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))

@@ -20,6 +20,7 @@ from recsys_attn.evaluation.outputs import write_per_user
 from recsys_attn.run_dir import failed_run_cleanup, use_trained_data
 from recsys_attn.runner import (
     check_setting,
+    check_trainer,
     collect_metrics,
     output_dir,
     print_summary,
@@ -41,6 +42,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     start_run(cfg, ckpt_required=True)
     model, datamodule = checkpoint_and_data(cfg)
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    check_trainer(trainer)
     metrics: dict[str, float] = {}
     if "val" in cfg.splits:
         trainer.validate(model, datamodule=datamodule)

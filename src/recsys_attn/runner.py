@@ -13,12 +13,14 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.accelerators import CPUAccelerator
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
 from recsys_attn.atomic import write_atomic
 from recsys_attn.config import MAX_SEED, ConfigError, build_settings, check_type
+from recsys_attn.hardware import warn_if_bf16_is_emulated
 
 log = logging.getLogger(__name__)
 
@@ -153,3 +155,9 @@ def device_of(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device: {name!r} but no GPU is available (use device=cpu or device=auto)")
     return device
+
+
+def check_trainer(trainer: L.Trainer) -> None:
+    """Warn about a trainer set-up that runs but is slow on this machine: bf16 on a CPU that emulates it."""
+    on_cpu = isinstance(trainer.accelerator, CPUAccelerator)
+    warn_if_bf16_is_emulated(str(trainer.precision), on_cpu)

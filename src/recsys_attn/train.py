@@ -19,6 +19,7 @@ from recsys_attn.progress import EpochProgress
 from recsys_attn.run_dir import failed_run_cleanup
 from recsys_attn.runner import (
     check_model_keys,
+    check_trainer,
     collect_metrics,
     instantiate_group,
     output_dir,
@@ -48,6 +49,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = [*instantiate_group(cfg.get("callbacks")), timer, NonFiniteLossGuard(), progress]
     callbacks += report_callbacks(cfg)
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg) or False)
+    check_trainer(trainer)
     for lg in trainer.loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
