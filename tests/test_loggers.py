@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers import WandbLogger
 
 from recsys_attn.config import ConfigError
+from recsys_attn.csv_log import ResumableCSVLogger
 from recsys_attn.loggers import build_loggers, finish_wandb, report_callbacks, wandb_run_options
 from recsys_attn.wandb_report import WandbReport
 from tests.conftest import run_cli
@@ -156,7 +157,7 @@ def test_finish_run_keys_are_not_passed_to_the_wandb_logger(tmp_path: Path, monk
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: the offline fallback applies
     cfg = compose_train("logger=[csv,wandb]", "logger.wandb.sample_users=5", tmp=tmp_path)
     loggers = build_loggers(cfg)
-    assert [type(lg) for lg in loggers] == [CSVLogger, WandbLogger]
+    assert [type(lg) for lg in loggers] == [ResumableCSVLogger, WandbLogger]
     init_kwargs = loggers[1]._wandb_init  # what wandb.init() will receive
     assert "sample_users" not in init_kwargs and "log_best_checkpoint" not in init_kwargs
     assert loggers[1]._offline and init_kwargs["dir"] == str(tmp_path)
@@ -179,7 +180,7 @@ def test_without_wandb_there_is_no_report_and_nothing_to_finish(tmp_path: Path) 
     loggers = build_loggers(cfg)
     assert report_callbacks(cfg) == []
     finish_wandb(loggers)  # no W&B: nothing to touch
-    assert [type(lg) for lg in loggers] == [CSVLogger]
+    assert [type(lg) for lg in loggers] == [ResumableCSVLogger]
     (report,) = report_callbacks(compose_train("logger=[csv,wandb]", "logger.wandb.sample_users=3", tmp=tmp_path))
     assert isinstance(report, WandbReport) and report.sample_users == 3 and not report.log_best_checkpoint
 
