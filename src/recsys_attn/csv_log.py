@@ -62,7 +62,7 @@ class ContinuingWriter(ExperimentWriter):
 class ResumableCSVLogger(CSVLogger):
     """``CSVLogger`` (same arguments and files) that continues ``metrics.csv`` across a resume."""
 
-    @property  # type: ignore[override]
+    @property
     @rank_zero_experiment
     def experiment(self) -> ContinuingWriter:
         if self._experiment is None:
