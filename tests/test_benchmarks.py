@@ -118,3 +118,28 @@ def test_catalog_agreement_is_the_largest_relative_difference_of_loss_and_gradie
     plain = lambda: F.cross_entropy(hidden @ items[1:].T, targets - 1)  # noqa: E731
     assert agreement(ours, plain, [hidden, items]) < 1e-5
     assert agreement(ours, lambda: plain() * 1.01, [hidden, items]) > 5e-3
+
+
+def test_stopping_replays_a_curve_where_plain_patience_cuts_a_learning_run(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    try:
+        from stopping import read_curve, replay
+    finally:
+        sys.path.pop(0)
+    # Rises to 0.10 at epoch 5, one lucky spike, dips under it for 4 epochs, then climbs to 0.14 by epoch 20.
+    curve = [0.02, 0.04, 0.06, 0.08, 0.10, 0.09, 0.095, 0.092, 0.098] + [0.10 + 0.004 * i for i in range(1, 12)]
+    curve[4] = 0.11
+    raw, smoothed = replay(curve, patience=4, smoothing=0.0), replay(curve, patience=4, smoothing=0.8)
+    assert raw.stop == 9 and (raw.best_epoch, raw.best) == (5, 0.11)  # cut in the dip
+    assert smoothed.stop is None and smoothed.best_epoch == 20  # runs on and keeps the later best
+    log = tmp_path / "train.log"  # a log of two invocations: the resumed one repeats epoch 2
+    log.write_text(
+        "epoch 1/9 · train 1.0 s · val/ndcg@10 0.0100 (best 0.0100 @ epoch 1) · ETA 1s\n"
+        "epoch 2/9 · train 1.0 s · val/ndcg@10 0.0200 (best 0.0200 @ epoch 2) · ETA 1s\n"
+        "epoch 2/9 · train 1.0 s · val/ndcg@10 0.0250 (best 0.0250 @ epoch 2) · ETA 1s\n"
+        "epoch 3/9 · train 1.0 s · val/ndcg@10 0.0300 (best 0.0300 @ epoch 3) · ETA 1s\n"
+    )
+    assert read_curve(log) == [0.01, 0.025, 0.03]
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text("epoch,step,train/loss,val/ndcg@10\n0,5,1.0,\n0,5,,0.01\n1,10,,0.02\n")
+    assert read_curve(metrics) == [0.01, 0.02]
