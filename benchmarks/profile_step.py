@@ -98,7 +98,7 @@ def profile(
     model.log = lambda *args, **kwargs: None  # no trainer attached: logging is not what is measured
     model.to(on)
     if compile_:
-        model.encoder = torch.compile(model.encoder, dynamic=True)
+        model.encoder.compile(dynamic=True)  # as model.compile=true does
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = datamodule.train_dataloader()
     requests = iter(loader)
@@ -169,9 +169,9 @@ def main() -> None:
     if args.no_record:
         return
     device = [] if args.device == "cpu" else [f"--device {args.device}"]
-    compiled = [flag for flag, on in (("--compile", args.compile), ("--bf16", args.bf16)) if on]
+    flags = [flag for flag, on in (("--compile", args.compile), ("--bf16", args.bf16)) if on]
     command = " ".join(
-        ["python benchmarks/profile_step.py", args.preset, f"--steps {args.steps}", *device, *compiled, *args.overrides]
+        ["python benchmarks/profile_step.py", args.preset, f"--steps {args.steps}", *device, *flags, *args.overrides]
     )
     ops = busy + ", ".join(f"{name} {share:.0%}" for name, share in p.shares)
     row = (

@@ -22,14 +22,21 @@ PROGRESS = re.compile(r"epoch (\d+)/\d+ · .*?val/ndcg@10 ([0-9.]+|nan)")
 """A progress line (recsys_attn.progress): the 1-based epoch and its val/ndcg@10."""
 
 
-def read_curve(path: Path, metric: str = "val/ndcg@10") -> list[float]:
-    """The metric per epoch, epoch 1 first, from a ``metrics.csv`` or a log of progress lines."""
+def read_curve(path: Path) -> list[float]:
+    """val/ndcg@10 per epoch, epoch 1 first, from a ``metrics.csv`` or a log of progress lines.
+
+    In ``metrics.csv`` only epochs that trained count: ``train`` validates the best checkpoint once more after
+    the fit, a row dated one epoch past the last.
+    """
+    metric = "val/ndcg@10"
     by_epoch: dict[int, float] = {}
     if path.suffix == ".csv":
         with path.open(newline="") as f:
-            for row in csv.DictReader(f):
-                if row.get(metric):
-                    by_epoch[int(float(row["epoch"])) + 1] = float(row[metric])
+            rows = list(csv.DictReader(f))
+        trained = {r["epoch"] for r in rows if r.get("train/loss_epoch")}
+        for row in rows:
+            if row.get(metric) and row["epoch"] in trained:
+                by_epoch[int(float(row["epoch"])) + 1] = float(row[metric])
     else:
         for line in path.read_text(errors="replace").splitlines():
             if m := PROGRESS.search(line):

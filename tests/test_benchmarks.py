@@ -141,5 +141,7 @@ def test_stopping_replays_a_curve_where_plain_patience_cuts_a_learning_run(tmp_p
     )
     assert read_curve(log) == [0.01, 0.025, 0.03]
     metrics = tmp_path / "metrics.csv"
-    metrics.write_text("epoch,step,train/loss,val/ndcg@10\n0,5,1.0,\n0,5,,0.01\n1,10,,0.02\n")
+    metrics.write_text(  # train validates the best checkpoint once more after the fit: epoch 2, not trained
+        "epoch,step,train/loss_epoch,val/ndcg@10\n0,5,1.0,\n0,5,,0.01\n1,10,0.9,\n1,10,,0.02\n2,10,,0.02\n"
+    )
     assert read_curve(metrics) == [0.01, 0.02]

@@ -14,6 +14,7 @@ from recsys_attn.hardware import cpu_bf16_flags, warn_if_bf16_is_emulated
 X86_AVX2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n\nprocessor\t: 1\nflags\t\t: fpu sse2 avx avx2 fma\n"
 X86_AMX = "processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16 amx_tile amx_bf16\n"
 ARM_BF16 = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\nCPU implementer\t: 0x41\n"
+POWER = "processor\t: 0\ncpu\t\t: POWER9, altivec supported\n"
 
 
 def cpuinfo(tmp_path: Path, text: str) -> Path:
@@ -24,9 +25,14 @@ def cpuinfo(tmp_path: Path, text: str) -> Path:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [(X86_AVX2, frozenset()), (X86_AMX, frozenset({"avx512_bf16", "amx_bf16"})), (ARM_BF16, frozenset({"bf16"}))],
+    [
+        (X86_AVX2, frozenset()),
+        (X86_AMX, frozenset({"avx512_bf16", "amx_bf16"})),
+        (ARM_BF16, frozenset({"bf16"})),
+        (POWER, None),  # no flags line: unknown, not "no bf16"
+    ],
 )
-def test_bf16_flags_are_read_from_cpuinfo(tmp_path: Path, text: str, expected: frozenset[str]) -> None:
+def test_bf16_flags_are_read_from_cpuinfo(tmp_path: Path, text: str, expected: frozenset[str] | None) -> None:
     assert cpu_bf16_flags(cpuinfo(tmp_path, text)) == expected
 
 
@@ -56,7 +62,9 @@ def test_warns_only_when_bf16_runs_emulated_on_the_cpu(
         assert f"trainer.precision={precision}" in caplog.text and "32-true" in caplog.text
 
 
-def test_entry_points_check_the_trainer_they_built(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_check_trainer_passes_the_trainers_precision_and_device(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     seen: list[tuple[str, bool]] = []
     monkeypatch.setattr(runner, "warn_if_bf16_is_emulated", lambda p, cpu: seen.append((p, cpu)) or False)
     runner.check_trainer(L.Trainer(accelerator="cpu", precision="bf16-mixed", logger=False, default_root_dir=tmp_path))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger
@@ -23,8 +22,11 @@ from recsys_attn.atomic import write_atomic
 class ContinuingWriter(ExperimentWriter):
     """Lightning's writer, continuing an existing ``metrics.csv`` up to the epoch the new rows start at."""
 
+    def __init__(self, log_dir: str) -> None:
+        self._first_row = True  # set before the parent's __init__, which calls _check_log_dir_exists
+        super().__init__(log_dir)
+
     def _check_log_dir_exists(self) -> None:  # called by __init__: keep the file, take over its columns
-        self._first_row = True
         path = Path(self.metrics_file_path)
         if path.is_file():
             with path.open(newline="") as f:
@@ -36,7 +38,7 @@ class ContinuingWriter(ExperimentWriter):
             self.keep_before(metrics_dict.get("epoch"))
         super().log_metrics(metrics_dict, step)
 
-    def keep_before(self, epoch: Any) -> None:
+    def keep_before(self, epoch: float | None) -> None:
         """Rewrite ``metrics.csv`` with only its rows of epochs before ``epoch`` (none: all rows go)."""
         path = Path(self.metrics_file_path)
         if not path.is_file():

@@ -13,17 +13,20 @@ BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
 
 def cpu_bf16_flags(cpuinfo: Path = CPUINFO) -> frozenset[str] | None:
-    """The bf16 flags ``cpuinfo`` reports (empty: none, bf16 is emulated); None where it cannot be read."""
+    """The bf16 flags ``cpuinfo`` reports (empty: none, bf16 is emulated); None where it cannot be read or
+    lists no flags."""
     try:
         text = cpuinfo.read_text(errors="replace")
     except OSError:
         return None
     flags: set[str] = set()
+    listed = False  # a cpuinfo without a flags line (ppc64le, s390x, some VMs) says nothing about bf16
     for line in text.splitlines():
         key, _, value = line.partition(":")
         if key.strip() in ("flags", "Features"):
+            listed = True
             flags.update(value.split())
-    return frozenset(flags & BF16_FLAGS)
+    return frozenset(flags & BF16_FLAGS) if listed else None
 
 
 def warn_if_bf16_is_emulated(precision: str, on_cpu: bool, cpuinfo: Path = CPUINFO) -> bool:

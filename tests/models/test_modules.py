@@ -526,6 +526,9 @@ def test_compile_trains_the_same_weights_and_keeps_checkpoint_names(tmp_path: Pa
     eager, compiled_model = runs
     assert compiled_model.encoder._compiled_call_impl is not None  # the option did compile the encoder
     assert eager.encoder._compiled_call_impl is None
+    evaluated = SASRec(N_ITEMS, **TINY, compile=True)
+    evaluated.setup("validate")  # evaluate and predict run a compile=true checkpoint eager
+    assert evaluated.encoder._compiled_call_impl is None
     assert list(compiled_model.state_dict()) == list(eager.state_dict())  # checkpoints load either way
     for (name, a), b in zip(eager.state_dict().items(), compiled_model.state_dict().values(), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)

@@ -59,7 +59,7 @@ class SequentialRec(RecModule):
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if stage == "fit" and self.settings.negatives_exclude_history and dm is not None:
             self.history = dm.store.history
-        if self.settings.compile and not self._compiled:
+        if stage == "fit" and self.settings.compile and not self._compiled:  # evaluate/predict run it eager
             self.encoder.compile(dynamic=True)  # in place: parameter names (checkpoints) stay as they are
             self._compiled = True
 

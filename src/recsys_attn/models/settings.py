@@ -87,8 +87,9 @@ class SequentialSettings(EvalSettings):
     schedule: str = "constant"
     """Learning-rate schedule after warmup: constant, cosine or linear (decay to 0 at the last step)."""
     compile: bool = False
-    """Run the encoder under ``torch.compile`` (dynamic shapes; compiled at the first batches of a run). For
-    GPUs, where fusing kernels saves launches; on 2 CPU cores it was 0.93x (benchmarks/RESULTS.md)."""
+    """Train with the encoder under ``torch.compile`` (dynamic shapes; compiled at the first batches of a fit;
+    ``evaluate`` and ``predict`` run it eager). For GPUs, where fusing kernels saves launches; on 2 CPU cores
+    it was 0.93x (benchmarks/RESULTS.md)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
