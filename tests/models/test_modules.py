@@ -532,3 +532,38 @@ def test_compile_trains_the_same_weights_and_keeps_checkpoint_names(tmp_path: Pa
     assert list(compiled_model.state_dict()) == list(eager.state_dict())  # checkpoints load either way
     for (name, a), b in zip(eager.state_dict().items(), compiled_model.state_dict().values(), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_training_loss_is_logged_on_logging_steps_and_as_the_epoch_mean(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One ``self.log`` per ``log_every_n_steps`` steps (each costs Lightning ~1.5 ms) and the exact epoch mean."""
+    torch.manual_seed(0)
+    model = SASRec(N_ITEMS, **TINY)
+    short = next_item_batch(WINDOWS[:, 3:])  # fewer positions: the epoch mean must weigh by positions
+    batches = [next_batch(), short, next_batch(), short]
+    logged: list[tuple[str, float, int]] = []
+    losses: list[tuple[float, int]] = []
+    log, step = model.log, model.training_step
+
+    def spy_log(name: str, value: Any, *args: Any, **kwargs: Any) -> None:
+        logged.append((name, float(value), model.global_step))
+        log(name, value, *args, **kwargs)
+
+    def spy_step(batch: TrainBatch, batch_idx: int) -> Any:
+        loss = step(batch, batch_idx)
+        losses.append((loss.item(), int((batch.target != PAD).sum())))
+        return loss
+
+    monkeypatch.setattr(model, "log", spy_log)
+    monkeypatch.setattr(model, "training_step", spy_step)
+    trainer(tmp_path, max_epochs=1, limit_val_batches=0, log_every_n_steps=2).fit(model, loader(batches))
+    assert [(name, at) for name, _, at in logged] == [
+        ("train/loss_step", 1),
+        ("train/loss_step", 3),
+        ("train/loss_epoch", 4),
+    ]
+    assert logged[0][1] == pytest.approx(losses[1][0]) and logged[1][1] == pytest.approx(losses[3][0])
+    mean = sum(value * n for value, n in losses) / sum(n for _, n in losses)
+    assert logged[2][1] == pytest.approx(mean, rel=1e-6)
+    assert mean != pytest.approx(sum(value for value, _ in losses) / 4, rel=1e-6)  # weighing by positions matters
