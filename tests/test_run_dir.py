@@ -14,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from recsys_attn import config as _config  # noqa: F401  (registers resolvers)
+from recsys_attn.hardware import cpu_bf16_flags
 from recsys_attn.run_dir import failed_run_cleanup, hydra_files_only, run_config_of, use_trained_data
 from tests.conftest import CONF_DIR, run_cli
 
@@ -74,10 +75,12 @@ def test_evaluate_and_predict_need_no_data_override(
     run, _ = ml100k_run
     ckpt = f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"
     common = [ckpt, f"paths.cache_dir={shared_cache}", "trainer.accelerator=cpu"]
-    proc = run_cli("recsys_attn.evaluate", *common, f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path)
+    bf16 = "trainer.precision=bf16-mixed"  # also: evaluate warns where this CPU would emulate bf16
+    proc = run_cli("recsys_attn.evaluate", *common, bf16, f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["test/users"] == 943.0  # every ml-100k user: the run's data, this command's loader settings
+    assert ("without bf16 instructions" in proc.stdout + proc.stderr) is (cpu_bf16_flags() == frozenset())
     assert f"metrics -> {tmp_path / 'eval' / 'metrics.json'}" in proc.stdout
     assert f"data: ml-100k, as trained in {run}" in proc.stdout
 
