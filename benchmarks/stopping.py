@@ -29,6 +29,8 @@ def read_curve(path: Path) -> list[float]:
     the fit, a row dated one epoch past the last.
     """
     metric = "val/ndcg@10"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such file (a run's csv/metrics.csv or its train.log)")
     by_epoch: dict[int, float] = {}
     if path.suffix == ".csv":
         with path.open(newline="") as f:
