@@ -34,6 +34,8 @@ def test_trim_left_drops_all_padding_columns_only() -> None:
     ta, tb = trim_left(a, b)
     assert torch.equal(ta, torch.tensor([[0, 4], [3, 2]]))
     assert torch.equal(tb, torch.tensor([[2, 3], [6, 7]]))
+    (empty,) = trim_left(torch.zeros(2, 4, dtype=torch.long))  # only padding: one column stays
+    assert empty.shape == (2, 1)
 
 
 def test_cloze_batch_last_only_masks_exactly_the_last_item() -> None:

@@ -98,7 +98,8 @@ def ragged_coo(values: Tensor, starts: Tensor, ends: Tensor) -> tuple[Tensor, Te
 def trim_left(*tensors: Tensor) -> tuple[Tensor, ...]:
     """Drop leading columns that are padding in every row of the first tensor (positions count from the right)."""
     filled = (tensors[0] != PAD).any(0)  # [L]
-    first = int(torch.argmax(filled.int())) if bool(filled.any()) else tensors[0].shape[1] - 1
+    last = tensors[0].shape[1] - 1
+    first = int(torch.where(filled.any(), torch.argmax(filled.int()), last))  # one wait for the device, not two
     return tuple(t[:, first:] for t in tensors)
 
 
