@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from recsys_attn.evaluation import bootstrap
 from recsys_attn.evaluation.bootstrap import bootstrap_ci, paired_bootstrap_pvalue, resampled_means
 
 
@@ -22,6 +23,26 @@ def test_seeded_and_chunked_the_same_way() -> None:
     assert not torch.equal(a, resampled_means(values, 300, seed=8))
     assert a.shape == (300, 3)
     assert float((a.mean(0) - values.mean(0)).abs().max()) < 0.02  # centred on the sample mean
+
+
+def test_kept_draws_give_the_fresh_draws_means(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A repeated evaluation reuses the drawn counts; the means are those of drawing them again."""
+    values = torch.rand(40, 2, generator=torch.Generator().manual_seed(2)).double()
+    gen = torch.Generator().manual_seed(5)
+    draws = torch.randint(40, (30, 40), generator=gen)  # [S, U] the documented scheme, drawn here
+    counts = torch.stack([torch.bincount(row, minlength=40) for row in draws])  # [S, U]
+    expected = counts.double() @ values / 40  # [S, M]
+    bootstrap._kept_counts.cache_clear()
+    first = resampled_means(values, 30, seed=5)
+    again = resampled_means(values * 2, 30, seed=5)  # other values, same users and seed: the kept counts
+    assert bootstrap._kept_counts.cache_info().hits == 1
+    assert torch.allclose(first, expected, rtol=0, atol=1e-12)
+    assert torch.allclose(again, 2 * expected, rtol=0, atol=1e-12)
+    monkeypatch.setattr(bootstrap, "CHUNK_CELLS", 40 * 7)  # chunks of 7 samples: drawn fresh, one generator
+    chunked = resampled_means(values, 30, seed=5)
+    assert chunked.shape == (30, 2)
+    assert torch.equal(chunked, resampled_means(values, 30, seed=5))
+    assert bootstrap._kept_counts.cache_info().hits == 1  # chunked draws are not kept
 
 
 def test_paired_pvalue_no_difference_and_a_clear_one() -> None:
