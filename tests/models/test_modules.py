@@ -23,7 +23,7 @@ from recsys_attn.models.gru4rec import GRU4Rec
 from recsys_attn.models.losses import LOSSES
 from recsys_attn.models.popularity import Popularity
 from recsys_attn.models.sasrec import SASRec
-from recsys_attn.models.sequential import SequentialRec, lr_factor
+from recsys_attn.models.sequential import SequentialRec, fused_adam_applies, lr_factor
 from recsys_attn.models.transformer import TransformerRec
 from tests.conftest import quiet_trainer as trainer
 
@@ -433,6 +433,13 @@ def test_weight_decay_only_on_matrices() -> None:
     assert {"encoder.item_emb.weight", "encoder.pos_emb.weight"} <= decayed
     assert {"encoder.final_norm.weight", "encoder.blocks.0.attn.qkv.bias"} <= not_decayed
     assert len(decayed) + len(not_decayed) == len(list(model.parameters()))
+    assert not opt.defaults["fused"]  # parameters on the CPU: the default implementation
+
+
+def test_adam_is_fused_only_when_every_parameter_is_on_a_gpu() -> None:
+    assert fused_adam_applies({"cuda"})
+    assert not fused_adam_applies({"cpu"}) and not fused_adam_applies({"cpu", "cuda"})
+    assert not fused_adam_applies(set())  # no parameters
 
 
 def test_scheduler_follows_lr_factor() -> None:
