@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from recsys_attn.config import ConfigError
 from recsys_attn.constants import PAD, mask_id
 from recsys_attn.data.batches import EvalBatch, TrainBatch, cloze_batch, next_item_batch
+from recsys_attn.data.history import HistoryIndex
 from recsys_attn.data.samples import SampleSpec
 from recsys_attn.metrics import target_ranks
 from recsys_attn.models.base import RecModule
@@ -204,12 +205,20 @@ def test_training_step_uses_only_positions_with_a_target(monkeypatch: pytest.Mon
     monkeypatch.setattr(model, "loss_fn", fake_loss)
     batch = next_batch()
     model.training_step(batch, 0)
-    # Row 0 has 5 targets (after its 2 paddings and before its end), row 1 has 7.
+    # Row 0 has 6 targets (after its paddings and before its end), row 1 has 8.
     assert torch.equal(captured["targets"], torch.tensor([4, 5, 6, 7, 8, 9, 2, 3, 4, 5, 6, 7, 8, 9]))
     hidden = model.encoder(batch.input)
     torch.testing.assert_close(captured["hidden"], hidden[batch.target != PAD])
     assert captured["items"].shape == (N_ITEMS + 1, 16)
     assert captured["ctx"].n_items == N_ITEMS
+    assert captured["ctx"].history is None  # no history attached: negatives from the whole catalogue
+    # With the history attached, each position carries its row's training sequence (6 of row 0's, 8 of row 1's).
+    model.history = HistoryIndex.build(
+        torch.tensor([1, 2, 3]), torch.tensor([0, 1, 2]), torch.tensor([1, 2, 3]), N_ITEMS
+    )
+    model.training_step(batch._replace(seq=torch.tensor([2, 0])), 0)
+    assert torch.equal(captured["ctx"].seq, torch.tensor([2] * 6 + [0] * 8))
+    assert captured["ctx"].history is model.history
 
 
 def test_training_step_ce_equals_the_plain_softmax_of_the_old_implementation() -> None:

@@ -75,19 +75,24 @@ class SequentialRec(RecModule):
     def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor:
         with own_random_state(batch.rng_seed, self.device):  # dropout and negatives replay on resume
             hidden = self.encoder(batch.input)  # [B, L, D]
-            sel = batch.target != PAD  # [B, L]
+            # flat positions with a target, row-major as a boolean mask selects them: the step's one wait
+            # for the device (each boolean selection would be one)
+            at = (batch.target != PAD).flatten().nonzero().squeeze(1)  # [N]
             loss = self.loss_fn(
-                hidden[sel], batch.target[sel], self.encoder.item_weights(self.n_items), self._loss_context(batch, sel)
+                hidden.flatten(0, 1)[at],  # [N, D]
+                batch.target.flatten()[at],  # [N]
+                self.encoder.item_weights(self.n_items),
+                self._loss_context(batch, at),
             )
-        self._track_loss(loss.detach(), sel.sum())
+        self._track_loss(loss.detach(), at.numel())
         if batch.expected_targets:  # length-grouped batches: weigh each position as a random batch would
-            return loss * (sel.sum() / batch.expected_targets)
+            return loss * (at.numel() / batch.expected_targets)
         return loss
 
     _loss_sum: Tensor | None = None  # [] the epoch's loss summed over its positions, on the device
-    _loss_positions: Tensor | None = None  # []
+    _loss_positions = 0  # loss positions of the epoch so far (known on the host: nonzero's size)
 
-    def _track_loss(self, loss: Tensor, positions: Tensor) -> None:
+    def _track_loss(self, loss: Tensor, positions: int) -> None:
         """Keep the epoch's loss on the device; log ``train/loss_step`` only on the steps the loggers record.
 
         ``self.log`` costs Lightning ~1.5 ms a call (it moves its record of the metric to the device each
@@ -97,23 +102,24 @@ class SequentialRec(RecModule):
         """
         total = loss * positions  # []
         self._loss_sum = total if self._loss_sum is None else self._loss_sum + total
-        self._loss_positions = positions if self._loss_positions is None else self._loss_positions + positions
+        self._loss_positions += positions
         every = max(int(getattr(self._trainer, "log_every_n_steps", 1)), 1)  # no trainer: every step
         if (self.global_step + 1) % every == 0:  # Lightning's own rule for when loggers record a step
             self.log("train/loss_step", loss, prog_bar=True, on_step=True, on_epoch=False)
 
     def on_train_epoch_end(self) -> None:
-        if self._loss_sum is not None and self._loss_positions is not None:
-            mean = self._loss_sum / self._loss_positions.clamp_min(1)  # []
+        if self._loss_sum is not None:
+            mean = self._loss_sum / max(self._loss_positions, 1)  # []
             self.log("train/loss_epoch", mean, on_step=False, on_epoch=True)
-        self._loss_sum = self._loss_positions = None
+        self._loss_sum, self._loss_positions = None, 0
 
-    def _loss_context(self, batch: TrainBatch, sel: Tensor) -> LossContext:
+    def _loss_context(self, batch: TrainBatch, at: Tensor) -> LossContext:
+        """What the loss needs besides states and targets, for the flat target positions ``at`` ``[N]``."""
         s = self.settings
         history, seq = None, None
         if self.history is not None and batch.seq is not None:
-            self.history = history = self.history.to(sel.device)  # moved once, kept on the training device
-            seq = batch.seq[:, None].expand_as(sel)[sel]  # [N] training sequence of each position
+            self.history = history = self.history.to(at.device)  # moved once, kept on the training device
+            seq = batch.seq[at // batch.target.shape[1]]  # [N] training sequence of each position
         return LossContext(
             self.n_items,
             s.num_negatives,
