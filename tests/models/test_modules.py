@@ -402,6 +402,32 @@ def test_sampled_protocol_is_logged_under_its_own_names(tmp_path: Path, mode: st
     assert sampled == pytest.approx({k: out[k] for k in sampled}, rel=1e-6)
 
 
+def test_an_evaluation_pass_logs_once_whatever_its_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Metrics accumulate over the pass's batches and are logged at its end: host cost per pass, not per step.
+
+    (``self.log`` costs Lightning ~1 ms a call; ten a step made a GPU validation step host-bound.)
+    """
+    model = Popularity(5, POPULARITY, eval_ks=[1, 3])
+    calls: list[str] = []
+    log = Popularity.log
+
+    def counting_log(self: Popularity, name: str, *args: Any, **kwargs: Any) -> None:
+        calls.append(name)
+        log(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(Popularity, "log", counting_log)
+    (one,) = trainer(tmp_path).test(model, loader([EVAL_BATCH]), verbose=False)
+    per_pass = len(calls)
+    calls.clear()
+    others = EVAL_BATCH._replace(users=EVAL_BATCH.users + 100)
+    (three,) = trainer(tmp_path).test(
+        model, loader([EVAL_BATCH, others, EVAL_BATCH._replace(users=others.users + 100)])
+    )
+    assert len(calls) == per_pass
+    assert three["test/users"] == 12 and one["test/users"] == 4  # accumulated over the pass, reset after it
+    assert three["test/ndcg@3"] == pytest.approx(one["test/ndcg@3"], rel=1e-6)
+
+
 def test_predict_step_filters_history() -> None:
     model = Popularity(5, POPULARITY, eval_ks=[1, 2])
     out = model.predict_step(EVAL_BATCH, 0)

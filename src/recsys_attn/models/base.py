@@ -103,8 +103,6 @@ class RecModule(L.LightningModule):
         history_len = torch.bincount(batch.seen_rows, minlength=ranks.numel())  # [B]
         metrics["rows"].update(batch.users, history_len, batch.target, ranks)
         metrics["beyond"].update(self._top_items(scores, batch), batch.target, self.item_popularity)
-        self.log_dict(metrics["full"], on_step=False, on_epoch=True)
-        self.log(f"{stage}/users", metrics["users"], on_step=False, on_epoch=True)
         if "sampled" in metrics:
             pop = self.item_popularity if self.settings.sampled_eval == "popularity" else None
             s_ranks = sampled_ranks(
@@ -117,17 +115,24 @@ class RecModule(L.LightningModule):
                 self.n_items,
             )  # [B]
             metrics["sampled"].update(s_ranks)
-            self.log_dict(metrics["sampled"], on_step=False, on_epoch=True)
 
     def _finish_evaluation(self, stage: str) -> None:
-        """Gather the pass's per-user rows; log beyond-accuracy metrics, bootstrap intervals and segments."""
+        """Log the pass's metrics once, from every device's users; intervals and segments from per-user rows.
+
+        The metrics are computed here, not handed to ``self.log`` at each step: each ``self.log`` call costs
+        Lightning ~1 ms on the host, ten a step made a GPU validation step host-bound (benchmarks/RESULTS.md).
+        """
         metrics: Any = self.eval_metrics[stage]
         rows, beyond = metrics["rows"].compute(), metrics["beyond"].compute()  # every device's, on every device
-        metrics["rows"].reset()
-        metrics["beyond"].reset()
+        ranked = {**metrics["full"].compute(), f"{stage}/users": metrics["users"].compute()}
+        if "sampled" in metrics:
+            ranked.update(metrics["sampled"].compute())
+        for group in metrics.values():
+            group.reset()
         self.per_user[stage] = {name: t.cpu() for name, t in rows.items()}
         s = self.settings
-        logged = {f"{stage}/{name}": float(v) for name, v in beyond.items()}
+        logged = {name: float(v) for name, v in ranked.items()}
+        logged.update({f"{stage}/{name}": float(v) for name, v in beyond.items()})
         pop = self.item_popularity.cpu()
         edges, shares = s.history_edges, s.popularity_shares
         logged.update(stage_statistics(rows, stage, s.eval_ks, pop, s.bootstrap, s.bootstrap_seed, edges, shares))
