@@ -19,13 +19,17 @@
 #      logs.tar.gz  each step's log, the metrics json files, the profiler's Chrome trace:
 #                   `mkdir -p /tmp/gpu && tar -xzf <files_at>/logs.tar.gz -C /tmp/gpu`
 #
-# Steps, most wanted first: versions (+ pip_install of .whl when needed) · sasrec (experiment=sasrec_ml-1m,
-# early stopping, 100 s fit cap) · profile (torch.profiler over 20 SASRec steps: ms/step, GPU busy share,
-# kernels by GPU time) · precision_* (fp32 vs bf16-mixed, 3 epochs each, SASRec and BERT4Rec) · catalog_*
-# (CE, sampled softmax and top-10 over 100k and 1M items, 128 x 200 positions) · bert4rec (60 s fit cap) ·
-# ddp_* (one checkpoint evaluated by one process and by two sharing the GPU must give equal metrics; a
-# two-process training against a one-process one) · lightning_profile (Lightning's per-hook timings) ·
-# profile_compile (the profile step with the encoder under torch.compile, `model.compile`).
+# Steps, most wanted first (the first batch, 2026-11-30, ran everything up to ddp_eval2; benchmarks/RESULTS.md):
+# versions (+ pip_install of .whl when needed) · sasrec (experiment=sasrec_ml-1m, early stopping, 60 s fit cap)
+# · profile (torch.profiler over 20 SASRec steps: ms/step, GPU busy share, kernels by GPU time) · bert4rec (60 s
+# fit cap) · ddp_* (one checkpoint evaluated by one process and by two sharing the GPU must give equal metrics;
+# a two-process training against a one-process one) · fast_* (the speed goal: SASRec-CE with larger batches and
+# a scaled learning rate, validation every 2nd epoch over batches of 1,024 users, 45 s fit cap each) ·
+# lightning_profile (Lightning's per-hook timings) · profile_compile (the profile step with the encoder under
+# torch.compile, `model.compile`) · precision_* (fp32 vs bf16-mixed, 3 epochs each, SASRec and BERT4Rec) ·
+# catalog_* (CE, sampled softmax and top-10 over 100k and 1M items, 128 x 200 positions).
+# ONLY="sasrec profile" runs just the steps named (a step's name, or the prefix before its `_`: ddp, fast,
+# precision, catalog); unset: every step, in the order above, as the budget allows.
 #
 # CPU smoke test of every step with tiny settings (~19 min on a busy 2-core machine; benchmarks/RESULTS.md
 # is left alone, its copy with the smoke rows goes to $OUT):
@@ -70,6 +74,10 @@ save() {
 step() {
     local name=$1 cap=$(($2 * SLOW)) left t0 rc
     shift 2
+    if [ -n "${ONLY:-}" ] && [[ $name != pip_install && $name != versions && " $ONLY " != *" $name "* &&
+        " $ONLY " != *" ${name%%_*} "* ]]; then  # the setup steps always run
+        return
+    fi
     left=$((BUDGET - (SECONDS - START)))
     if ((left < 30)); then
         echo "| $name | skipped | 0 | only ${left} s of the budget left |" >>"$SUMMARY"
@@ -114,18 +122,10 @@ print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'lightning'
       'polars', polars.__version__, 'hydra', hydra.__version__, 'recsys_attn', r.__file__)"
 : "${RECSYS_ATTN_DATA_DIR:?no .carry/ml-1m.tar.gz: set RECSYS_ATTN_DATA_DIR (folder holding ml-1m/ml-1m.txt)}"
 
-step sasrec 170 "${BENCH[@]}" --epochs "$LONG" --metrics-json "$LOGS/sasrec_ml-1m.json" -- experiment=sasrec_ml-1m "trainer=$DEV" \
-    callbacks=default trainer.max_time=00:00:01:40 "${TINY[@]}"
+step sasrec 130 "${BENCH[@]}" --epochs "$LONG" --metrics-json "$LOGS/sasrec_ml-1m.json" -- experiment=sasrec_ml-1m "trainer=$DEV" \
+    callbacks=default trainer.max_time=00:00:01:00 "${TINY[@]}"
 step profile 60 "$PY" benchmarks/profile_step.py sasrec_ml-1m --steps "$STEPS" --device "$CUDA" \
     --trace "$LOGS/sasrec_step_trace.json" -- "${SMALL[@]}"
-for preset in sasrec bert4rec; do
-    step "precision_$preset" 100 "$PY" benchmarks/bench_precision.py --epochs "$SHORT" -- \
-        "experiment=${preset}_ml-1m" "trainer=$DEV" "${TINY[@]}"
-done
-for items in "${ITEMS[@]}"; do
-    step "catalog_$items" 90 "$PY" benchmarks/bench_catalog.py --device "$CUDA" --items "$items" \
-        --positions "$POSITIONS" --repeats 3
-done
 step bert4rec 130 "${BENCH[@]}" --epochs "$LONG" --metrics-json "$LOGS/bert4rec_ml-1m.json" -- experiment=bert4rec_ml-1m \
     "trainer=$DEV" callbacks=default trainer.max_time=00:00:01:00 "${TINY[@]}"
 
@@ -144,11 +144,28 @@ step ddp_train_compare 20 "$PY" benchmarks/gpu/compare_metrics.py "$D/train1" "$
     --label "train 2 epochs: 1 vs 2 processes on one $DEV (gloo; batches differ, metrics need not match)"
 for run in train1 eval1 eval2 train2; do cp "$D/$run/metrics.json" "$LOGS/ddp_$run.json" 2>/dev/null; done
 
+# the speed goal (>= 0.18 test/ndcg@10 in <= 15 s of training): fewer, larger steps with a scaled learning rate;
+# validation every 2nd epoch over batches of 1,024 users (the progress lines give the time to each val/ndcg@10)
+for variant in "256 0.002" "512 0.003"; do
+    read -r bs lr <<<"$variant"
+    step "fast_b$bs" 75 "${BENCH[@]}" --epochs "$LONG" --metrics-json "$LOGS/fast_b$bs.json" -- experiment=sasrec_ml-1m \
+        "trainer=$DEV" callbacks=default trainer.max_time=00:00:00:45 "data.batch_size=$bs" "model.lr=$lr" \
+        data.eval_batch_size=1024 trainer.check_val_every_n_epoch=2 "${TINY[@]}"
+done
+
 step lightning_profile 60 "${BENCH[@]}" --epochs "$SHORT" --no-record -- experiment=sasrec_ml-1m "trainer=$DEV" \
     +trainer.profiler=simple "${TINY[@]}"
 step profile_compile 120 "$PY" benchmarks/profile_step.py sasrec_ml-1m --steps "$STEPS" --device "$CUDA" --compile \
     -- "${SMALL[@]}"
 
+for preset in sasrec bert4rec; do
+    step "precision_$preset" 100 "$PY" benchmarks/bench_precision.py --epochs "$SHORT" -- \
+        "experiment=${preset}_ml-1m" "trainer=$DEV" "${TINY[@]}"
+done
+for items in "${ITEMS[@]}"; do
+    step "catalog_$items" 90 "$PY" benchmarks/bench_catalog.py --device "$CUDA" --items "$items" \
+        --positions "$POSITIONS" --repeats 3
+done
 echo "| total | | $((SECONDS - START)) | |" >>"$SUMMARY"
 save
 cat "$SUMMARY"
