@@ -13,22 +13,27 @@
 #    The script keeps itself to BUDGET=560 s (a step that would start with under 30 s left is skipped;
 #    each step runs under its own `timeout`) and copies what it has to $OUT after every step, so a cut-off
 #    run still returns the steps it finished. Give the machine back (`give_back`) unless rerunning at once.
-# 3. Results, in the reply's files_at folder (3 files):
+# 3. Results, in the reply's files_at folder:
 #      summary.md   one row per step: exit status (124 = its timeout), seconds, log name
 #      RESULTS.md   benchmarks/RESULTS.md with the new rows: `diff` it against ours, then copy it over
+#      reproduce/   REPRODUCE.md and reproduce.csv with the GPU rows of the repro_* steps
 #      logs.tar.gz  each step's log, the metrics json files, the profiler's Chrome trace:
 #                   `mkdir -p /tmp/gpu && tar -xzf <files_at>/logs.tar.gz -C /tmp/gpu`
 #
-# Steps, most wanted first (the first batch, 2026-11-30, ran everything up to ddp_eval2; benchmarks/RESULTS.md):
-# versions (+ pip_install of .whl when needed) · sasrec (experiment=sasrec_ml-1m, early stopping, 60 s fit cap)
-# · profile (torch.profiler over 20 SASRec steps: ms/step, GPU busy share, kernels by GPU time) · bert4rec (60 s
-# fit cap) · ddp_* (one checkpoint evaluated by one process and by two sharing the GPU must give equal metrics;
-# a two-process training against a one-process one) · fast_* (the speed goal: SASRec-CE with larger batches and
-# a scaled learning rate, validation every 2nd epoch over batches of 1,024 users, 45 s fit cap each) ·
-# lightning_profile (Lightning's per-hook timings) · profile_compile (the profile step with the encoder under
-# torch.compile, `model.compile`) · precision_* (fp32 vs bf16-mixed, 3 epochs each, SASRec and BERT4Rec) ·
-# catalog_* (CE, sampled softmax and top-10 over 100k and 1M items, 128 x 200 positions).
-# ONLY="sasrec profile" runs just the steps named (a step's name, or the prefix before its `_`: ddp, fast,
+# Steps, most wanted first (the first batch, 2026-11-30, ran the earlier list up to ddp_eval2; benchmarks/RESULTS.md):
+# versions (+ pip_install of .whl when needed) · repro_sasrec, repro_bert4rec (`reproduce.py` of both ml-1m presets
+# to convergence, BERT4Rec's 200 epochs, under fit caps of 150 s and 225 s; their rows in $OUT/reproduce/) ·
+# profile (torch.profiler over 20 SASRec steps: ms/step, GPU busy share, kernels by GPU time) · ddp_* (one
+# checkpoint evaluated by one process and by two sharing the GPU must give equal metrics; a two-process
+# training against a one-process one) · fast_* (the speed goal: SASRec-CE with larger batches and a scaled
+# learning rate, validation every 2nd epoch over batches of 1,024 users, 45 s fit cap each) · lightning_profile
+# (Lightning's per-hook timings) · profile_compile (the profile step with the encoder under torch.compile,
+# `model.compile`) · precision_* (fp32 vs bf16-mixed, 3 epochs each, SASRec and BERT4Rec) · catalog_* (CE,
+# sampled softmax and top-10 over 100k and 1M items, 128 x 200 positions).
+# The first call gets through about profile; a second call (device time allowing: every start costs) with
+#   ONLY="ddp fast lightning_profile profile_compile" BUDGET=300 bash benchmarks/gpu/batch.sh   (timeout_s 340)
+# runs the rest.
+# ONLY="repro profile" runs just the steps named (a step's name, or the prefix before its `_`: ddp, fast,
 # precision, catalog); unset: every step, in the order above, as the budget allows.
 #
 # CPU smoke test of every step with tiny settings (~19 min on a busy 2-core machine; benchmarks/RESULTS.md
@@ -66,6 +71,7 @@ START=$SECONDS
 
 save() {
     cp "$BENCH_RESULTS" "$OUT/RESULTS.md"
+    [ -d "${REPRO:-}" ] && cp -r "$REPRO" "$OUT/"
     tar -czf "$OUT/logs.tar.gz" -C "$WORK" logs
 }
 
@@ -122,12 +128,19 @@ print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'lightning'
       'polars', polars.__version__, 'hydra', hydra.__version__, 'recsys_attn', r.__file__)"
 : "${RECSYS_ATTN_DATA_DIR:?no .carry/ml-1m.tar.gz: set RECSYS_ATTN_DATA_DIR (folder holding ml-1m/ml-1m.txt)}"
 
-step sasrec 130 "${BENCH[@]}" --epochs "$LONG" --metrics-json "$LOGS/sasrec_ml-1m.json" -- experiment=sasrec_ml-1m "trainer=$DEV" \
-    callbacks=default trainer.max_time=00:00:01:00 "${TINY[@]}"
+# issue 10 §5 and issue 14 §1: both ml-1m presets to convergence (early stopping; BERT4Rec's 200 epochs), rows in
+# $OUT/reproduce/ (REPRODUCE.md, reproduce.csv: copy the new rows over ours), each under a fit-time cap
+REPRO=$WORK/reproduce
+mkdir -p "$REPRO" && cp benchmarks/REPRODUCE.md benchmarks/reproduce.csv "$REPRO/"
+step repro_sasrec 190 "$PY" benchmarks/reproduce.py sasrec_ml-1m "trainer=$DEV" trainer.enable_progress_bar=false \
+    trainer.max_time=00:00:02:30 "trainer.max_epochs=$LONG" "${TINY[@]}" --run-dir "$WORK/runs/sasrec_ml-1m" \
+    --results-dir "$REPRO"
+step repro_bert4rec 270 "$PY" benchmarks/reproduce.py bert4rec_ml-1m "trainer=$DEV" trainer.enable_progress_bar=false \
+    trainer.max_time=00:00:03:45 "trainer.max_epochs=$LONG" "${TINY[@]}" --run-dir "$WORK/runs/bert4rec_ml-1m" \
+    --results-dir "$REPRO"
+for run in sasrec_ml-1m bert4rec_ml-1m; do cp "$WORK/runs/$run/metrics.json" "$LOGS/repro_$run.json" 2>/dev/null; done
 step profile 60 "$PY" benchmarks/profile_step.py sasrec_ml-1m --steps "$STEPS" --device "$CUDA" \
     --trace "$LOGS/sasrec_step_trace.json" -- "${SMALL[@]}"
-step bert4rec 130 "${BENCH[@]}" --epochs "$LONG" --metrics-json "$LOGS/bert4rec_ml-1m.json" -- experiment=bert4rec_ml-1m \
-    "trainer=$DEV" callbacks=default trainer.max_time=00:00:01:00 "${TINY[@]}"
 
 # DDP: the same checkpoint evaluated by one process and by two sharing the GPU must give the same metrics
 # (tests/test_experiments.py checks this on the CPU); then a two-process training against a one-process one.
