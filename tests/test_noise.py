@@ -39,3 +39,16 @@ def test_only_the_leafspec_deprecation_is_dropped() -> None:
         warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use ... instead.", FutureWarning, stacklevel=1)
         warnings.warn("something else is deprecated", FutureWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["something else is deprecated"]
+
+
+def test_only_the_sync_dist_advice_on_evaluation_values_is_dropped() -> None:
+    advice = (
+        "It is recommended to use `self.log({!r}, ..., sync_dist=True)` when logging on epoch level in distributed"
+        " setting to accumulate the metric across devices."
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        silence_third_party_noise()
+        for name in ("val/ndcg@10", "test/users", "segments/test/history_short/ndcg@10", "train/loss_epoch"):
+            warnings.warn(advice.format(name), UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == [advice.format("train/loss_epoch")]  # the training loss is per device

@@ -80,8 +80,10 @@ save() {
 step() {
     local name=$1 cap=$(($2 * SLOW)) left t0 rc
     shift 2
+    local group=${name%%_*}  # a group of steps: ddp, fast, precision, catalog, repro (profile_compile is no group)
+    [[ $group =~ ^(ddp|fast|precision|catalog|repro)$ ]] || group=$name
     if [ -n "${ONLY:-}" ] && [[ $name != pip_install && $name != versions && " $ONLY " != *" $name "* &&
-        " $ONLY " != *" ${name%%_*} "* ]]; then  # the setup steps always run
+        " $ONLY " != *" $group "* ]]; then  # the setup steps always run
         return
     fi
     left=$((BUDGET - (SECONDS - START)))

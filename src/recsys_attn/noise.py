@@ -22,6 +22,10 @@ RANK_ZERO_LOGGERS = (
 PYTREE_DEPRECATION = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 """torch 2.13 deprecates ``LeafSpec``, which Lightning 2.6's own ``_pytree`` still builds: not ours to fix."""
 
+EPOCH_SYNC_ADVICE = r"It is recommended to use `self\.log\('(val|test|segments)/"
+"""Lightning's advice to ``sync_dist=True`` each epoch-level value of a DDP run: our evaluation values are
+computed from every device's users already (the same on each), and averaging them again would not be exact."""
+
 ONNX_REGISTRY_LOGGER = "torch.onnx._internal.exporter._registration"
 TORCHVISION_SKIP = "torchvision is not installed"
 """The ONNX exporter warns four times per export that it skips torchvision's operators, which we never use."""
@@ -39,7 +43,8 @@ class _DropPrefix(logging.Filter):
 
 
 def silence_third_party_noise() -> None:
-    """Drop Lightning's litlogger tip, the ONNX exporter's torchvision note, torch's ``LeafSpec`` warning.
+    """Drop Lightning's litlogger tip and DDP ``sync_dist`` advice on our evaluation values, the ONNX exporter's
+    torchvision note, torch's ``LeafSpec`` warning.
 
     Idempotent: one filter per logger however often it is called.
     """
@@ -51,3 +56,4 @@ def silence_third_party_noise() -> None:
     if not any(isinstance(f, _DropPrefix) for f in onnx_registry.filters):
         onnx_registry.addFilter(_DropPrefix(TORCHVISION_SKIP))
     warnings.filterwarnings("ignore", message=PYTREE_DEPRECATION, category=FutureWarning)
+    warnings.filterwarnings("ignore", message=EPOCH_SYNC_ADVICE)

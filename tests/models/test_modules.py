@@ -420,9 +420,8 @@ def test_an_evaluation_pass_logs_once_whatever_its_batches(tmp_path: Path, monke
     per_pass = len(calls)
     calls.clear()
     others = EVAL_BATCH._replace(users=EVAL_BATCH.users + 100)
-    (three,) = trainer(tmp_path).test(
-        model, loader([EVAL_BATCH, others, EVAL_BATCH._replace(users=others.users + 100)])
-    )
+    batches = [EVAL_BATCH, others, EVAL_BATCH._replace(users=others.users + 100)]
+    (three,) = trainer(tmp_path).test(model, loader(batches), verbose=False)
     assert len(calls) == per_pass
     assert three["test/users"] == 12 and one["test/users"] == 4  # accumulated over the pass, reset after it
     assert three["test/ndcg@3"] == pytest.approx(one["test/ndcg@3"], rel=1e-6)
@@ -471,10 +470,12 @@ def test_weight_decay_only_on_matrices() -> None:
     assert not opt.defaults["fused"]  # parameters on the CPU: the default implementation
 
 
-def test_adam_is_fused_only_when_every_parameter_is_on_a_gpu() -> None:
-    assert fused_adam_applies({"cuda"})
-    assert not fused_adam_applies({"cpu"}) and not fused_adam_applies({"cpu", "cuda"})
-    assert not fused_adam_applies(set())  # no parameters
+def test_adam_is_fused_only_on_a_gpu_without_clipping_or_loss_scaling() -> None:
+    assert fused_adam_applies({"cuda"}, None, "32-true") and fused_adam_applies({"cuda"}, 0.0, "bf16-mixed")
+    assert not fused_adam_applies({"cpu"}, None, "32-true") and not fused_adam_applies({"cpu", "cuda"}, None, "32-true")
+    assert not fused_adam_applies(set(), None, "32-true")  # no parameters
+    assert not fused_adam_applies({"cuda"}, 1.0, "bf16-mixed")  # Lightning cannot clip a fused step's gradients
+    assert not fused_adam_applies({"cuda"}, None, "16-mixed")  # GradScaler
 
 
 def test_scheduler_follows_lr_factor() -> None:

@@ -86,7 +86,7 @@ class SequentialRec(RecModule):
             )
         self._track_loss(loss.detach(), at.numel())
         if batch.expected_targets:  # length-grouped batches: weigh each position as a random batch would
-            return loss * (at.numel() / batch.expected_targets)
+            return loss * (torch.tensor(at.numel()) / batch.expected_targets)  # [] float32, as the mask's sum gave
         return loss
 
     _loss_sum: Tensor | None = None  # [] the epoch's loss summed over its positions, on the device
@@ -140,7 +140,10 @@ class SequentialRec(RecModule):
         ]
         # fused: one kernel for all parameters where every one is on a GPU (a host-bound step there spends
         # ~1.3 ms a step launching foreach Adam's kernels: benchmarks/RESULTS.md, the H200 batch)
-        fused = fused_adam_applies({p.device.type for p in params}) or None
+        trainer = self._trainer
+        clip = getattr(trainer, "gradient_clip_val", None) if trainer is not None else None
+        precision = str(getattr(trainer, "precision", "32-true")) if trainer is not None else "32-true"
+        fused = fused_adam_applies({p.device.type for p in params}, clip, precision) or None
         opt = torch.optim.AdamW(groups, lr=s.lr, betas=(s.betas[0], s.betas[1]), fused=fused)
         if s.warmup_steps == 0 and s.schedule == "constant":
             return opt
@@ -149,9 +152,14 @@ class SequentialRec(RecModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def fused_adam_applies(device_types: set[str]) -> bool:
-    """Whether AdamW runs fused: every parameter on a GPU (elsewhere the default implementation stays)."""
-    return device_types == {"cuda"}
+def fused_adam_applies(device_types: set[str], gradient_clip_val: float | None, precision: str) -> bool:
+    """Whether AdamW runs fused: every parameter on a GPU, no gradient clipping and no fp16 loss scaling.
+
+    Lightning refuses to clip the gradients of a fused optimiser under mixed precision, and a checkpoint of
+    an unfused one resumed under a GradScaler (``16-mixed``) would hand the scale to an unfused step; in
+    those cases, and off the GPU, the default implementation stays.
+    """
+    return device_types == {"cuda"} and not gradient_clip_val and not precision.startswith("16")
 
 
 @contextmanager
