@@ -140,9 +140,8 @@ class SequentialRec(RecModule):
         ]
         # fused: one kernel for all parameters where every one is on a GPU (a host-bound step there spends
         # ~1.3 ms a step launching foreach Adam's kernels: benchmarks/RESULTS.md, the H200 batch)
-        trainer = self._trainer
-        clip = getattr(trainer, "gradient_clip_val", None) if trainer is not None else None
-        precision = str(getattr(trainer, "precision", "32-true")) if trainer is not None else "32-true"
+        clip = getattr(self._trainer, "gradient_clip_val", None)  # no trainer attached: None, "32-true"
+        precision = str(getattr(self._trainer, "precision", "32-true"))
         fused = fused_adam_applies({p.device.type for p in params}, clip, precision) or None
         opt = torch.optim.AdamW(groups, lr=s.lr, betas=(s.betas[0], s.betas[1]), fused=fused)
         if s.warmup_steps == 0 and s.schedule == "constant":
