@@ -204,7 +204,7 @@ T, R = {"timestamp": "t"}, {"rating": "r"}
 @pytest.mark.parametrize(
     ("fmt", "text", "columns", "start"),
     [
-        ("csv", f"user,item,t\n1,2,5\n1,3,{BIG}\n", T, ":3: expected an integer or date-time timestamp in column 't'"),
+        ("csv", f"user,item,t\n1,2,5\n1,3,{BIG}\n", T, ":3: column 't': 'xxxxxxxx"),
         ("csv", f"user,item,r\n1,2,{BIG}\n", R, ":2: expected a number in rating column 'r'"),
         ("csv", f"user,item,note\n,2,{BIG}\n", None, ":2: missing value in column 'user' (user)"),
         ("csv", f"user,item\n1,2\n3,4,{BIG}\n", None, ":3: expected 2 comma-separated fields"),

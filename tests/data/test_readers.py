@@ -36,6 +36,10 @@ def read(path: Path, fmt: str, **kw: object) -> pl.DataFrame:
     return read_interactions(path, Source(name="t", format=fmt, path=str(path), **kw))  # type: ignore[arg-type]
 
 
+S = 1_000_000
+"""Microseconds per second: readers give timestamps in microseconds since the epoch."""
+
+
 def frame(rows: list[tuple[Any, ...]], schema: SchemaDict = INT_SCHEMA) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema, orient="row")
 
@@ -60,20 +64,20 @@ def test_user_item_accepts_crlf_line_ends(tmp_path: Path) -> None:
 
 def test_movielens_100k(tmp_path: Path) -> None:
     path = write(tmp_path, "u.data", "196\t242\t3\t881250949\n186\t302\t3\t891717742\n")
-    expected = frame([(196, 242, 881250949, 3.0, 1), (186, 302, 891717742, 3.0, 2)])
+    expected = frame([(196, 242, 881250949 * S, 3.0, 1), (186, 302, 891717742 * S, 3.0, 2)])
     assert read(path, "movielens_100k").equals(expected)
 
 
 def test_movielens_dat_splits_on_double_colon(tmp_path: Path) -> None:
     path = write(tmp_path, "ratings.dat", "1::1193::5::978300760\n1::661::3.5::978302109\n")
-    expected = frame([(1, 1193, 978300760, 5.0, 1), (1, 661, 978302109, 3.5, 2)])
+    expected = frame([(1, 1193, 978300760 * S, 5.0, 1), (1, 661, 978302109 * S, 3.5, 2)])
     assert read(path, "movielens_dat").equals(expected)
 
 
 def test_movielens_csv(tmp_path: Path) -> None:
     text = "userId,movieId,rating,timestamp\n1,2,3.5,1112486027\n1,29,4.0,1112484676\n"
     path = write(tmp_path, "ratings.csv", text)
-    expected = frame([(1, 2, 1112486027, 3.5, 2), (1, 29, 1112484676, 4.0, 3)])
+    expected = frame([(1, 2, 1112486027 * S, 3.5, 2), (1, 29, 1112484676 * S, 4.0, 3)])
     assert read(path, "movielens_csv").equals(expected)
 
 
@@ -84,21 +88,21 @@ def test_csv_maps_columns_and_keeps_string_ids(tmp_path: Path) -> None:
     got = read(path, "csv", columns=columns)
     schema: SchemaDict = {**INT_SCHEMA, "user": pl.String, "item": pl.String}
     # '007' is not a canonical integer, so item ids stay strings (no '007' == '7' merge)
-    assert got.equals(frame([("alice", "007", 20, None, 2), ("bob", "42", 10, None, 3)], schema))
+    assert got.equals(frame([("alice", "007", 20 * S, None, 2), ("bob", "42", 10 * S, None, 3)], schema))
 
 
-def test_csv_integer_ids_become_int64_and_datetimes_unix_seconds(tmp_path: Path) -> None:
+def test_csv_integer_ids_become_int64_and_datetimes_epoch_microseconds(tmp_path: Path) -> None:
     text = "user,item,when,stars\n3,7,2020-01-01 00:00:00,4\n1,2,2020-01-02T00:00:10,2.5\n"
     path = write(tmp_path, "log.csv", text)
     got = read(path, "csv", columns={"timestamp": "when", "rating": "stars"})
-    t0 = int(datetime(2020, 1, 1, tzinfo=timezone.utc).timestamp())
-    assert got.equals(frame([(3, 7, t0, 4.0, 2), (1, 2, t0 + 86410, 2.5, 3)]))
+    t0 = int(datetime(2020, 1, 1, tzinfo=timezone.utc).timestamp()) * S
+    assert got.equals(frame([(3, 7, t0, 4.0, 2), (1, 2, t0 + 86410 * S, 2.5, 3)]))
 
 
 def test_tsv(tmp_path: Path) -> None:
     path = write(tmp_path, "log.tsv", "u\ti\tt\n1\t2\t5\n")
     got = read(path, "tsv", columns={"user": "u", "item": "i", "timestamp": "t"})
-    assert got.equals(frame([(1, 2, 5, None, 2)]))
+    assert got.equals(frame([(1, 2, 5 * S, None, 2)]))
 
 
 def test_parquet_rows_numbered_from_one(tmp_path: Path) -> None:
@@ -115,7 +119,7 @@ def test_parquet_rows_numbered_from_one(tmp_path: Path) -> None:
     schema: SchemaDict = {**INT_SCHEMA, "item": pl.String}
     assert got.equals(frame([(5, "a", None, 1.0, 1), (4, "b", None, 2.0, 2)], schema))
     got = read(path, "parquet", columns={"user": "u", "item": "i", "timestamp": "t"})
-    assert got["timestamp"].to_list() == [60, 0]
+    assert got["timestamp"].to_list() == [60 * S, 0]
 
 
 def test_sequences_number_items_in_file_order(tmp_path: Path) -> None:
@@ -236,7 +240,7 @@ def test_csv_too_many_fields(tmp_path: Path) -> None:
 
 def test_csv_bad_timestamp(tmp_path: Path) -> None:
     path = write(tmp_path, "log.csv", "user,item,t\n1,2,5\n1,3,soon\n")
-    with pytest.raises(DataError, match=rf"^{path}:3: expected an integer or date-time timestamp"):
+    with pytest.raises(DataError, match=rf"^{path}:3: column 't': 'soon' is not a timestamp; expected epoch seconds"):
         read(path, "csv", columns={"timestamp": "t"})
 
 

@@ -110,7 +110,7 @@ def test_text_user_ids_for_data_with_text_user_ids(tmp_path: Path) -> None:
         ("h.csv", "user_id,item_id\n1,10\n2\n", "h.csv:3: expected 2 comma-separated fields"),
         ("h.csv", "user_id,item\n1,10\n", "h.csv:1: no column 'item_id'; expected a comma-separated table"),
         ("h.tsv", "user_id\titem_id\n1\t10\nx\t20\n", "h.tsv:3: user_id is not an integer, and the data's user"),
-        ("h.csv", "user_id,item_id,timestamp\n1,10,5\n1,20,soon\n", "h.csv:3: expected an integer or date-time"),
+        ("h.csv", "user_id,item_id,timestamp\n1,10,5\n1,20,soon\n", "h.csv:3: column 'timestamp': 'soon' is not a"),
         ("h.csv", "", "h.csv: empty file"),
         ("h.jsonl", '{"user_id": 1, "items": [10]}\n{"user_id": 2, "items": [10}\n', "h.jsonl:2: not valid JSON"),
         ("h.jsonl", '{"user_id": 1, "items": [10]}\n[1, 2]\n', "h.jsonl:2: expected one JSON object a line"),

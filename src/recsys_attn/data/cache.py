@@ -28,7 +28,7 @@ from recsys_attn.data.sources import Source
 
 log = logging.getLogger(__name__)
 
-PREP_VERSION = 2  # 2: without timestamps, dedup drops only consecutive repeats
+PREP_VERSION = 3  # 2: without timestamps, dedup drops only consecutive repeats; 3: timestamps in microseconds
 """Bump when readers or preprocessing change their output, to invalidate every cache."""
 
 _FILES = ("interactions", "users", "items")

@@ -18,7 +18,8 @@ class Prepared:
 
     Attributes:
         interactions: ``user_idx`` (Int64, 1..n_users), ``item_idx`` (Int64, 1..n_items; 0 is
-            padding), ``timestamp`` (Int64, nullable). Sorted by ``user_idx``, then in time order:
+            padding), ``timestamp`` (Int64 microseconds since the epoch, UTC, nullable; see
+            ``data.timestamps``). Sorted by ``user_idx``, then in time order:
             each user's rows are contiguous and chronological.
         users: ``user_idx`` and ``user_id`` (original id, original dtype), sorted by ``user_idx``.
         items: ``item_idx`` and ``item_id`` (original id, original dtype), sorted by ``item_idx``.

@@ -1,9 +1,10 @@
 """Readers that turn a raw interaction file into one standard polars frame.
 
-Every reader returns the columns ``user``, ``item`` (original ids), ``timestamp`` (Int64, null when
-the format has none), ``rating`` (Float64, null when absent) and ``line`` (Int64, the 1-based line
-of the record in the file, or row number; a stable tie-break for chronological order). Text is read
-by ``lines.read_text``: fixed formats (``user item``, MovieLens) as typed fields, tabular logs (csv,
+Every reader returns the columns ``user``, ``item`` (original ids), ``timestamp`` (Int64 microseconds
+since the epoch, UTC, as ``data.timestamps`` reads every form; null when the format has none),
+``rating`` (Float64, null when absent) and ``line`` (Int64, the 1-based line of the record in the
+file, or row number; a stable tie-break for chronological order). Text is read by
+``lines.read_text``: fixed formats (``user item``, MovieLens) as typed fields, tabular logs (csv,
 tsv, parquet, whose columns ``Source.columns`` names) and one-line-per-user ``sequences`` with ids
 that may be text.
 """
@@ -30,6 +31,7 @@ from recsys_attn.data.lines import (
     is_int,
     read_text,
 )
+from recsys_attn.data.timestamps import check_parsed, timestamp_expr, unit_counts, warn_mixed_units
 
 if TYPE_CHECKING:
     from recsys_attn.data.sources import Source
@@ -75,7 +77,10 @@ class Fixed:
     header: tuple[str, ...] = ()
 
     def __call__(self, path: Path, source: Source) -> pl.DataFrame:
-        return _standardise(self.read(path, source.encoding))
+        df = self.read(path, source.encoding)
+        if "timestamp" in df.columns:
+            df = _times(df, "'timestamp'", Rows(path, source.encoding))
+        return _standardise(df)
 
     def read(self, path: Path, encoding: str) -> pl.DataFrame:
         """The typed fields of each line of ``path`` (gaps dropped) and ``line``; blank lines are skipped."""
@@ -235,39 +240,15 @@ def check_id_dtype(dtype: pl.DataType, what: str, path: Path) -> None:
         raise DataError(f"{path}: {what} has dtype {dtype}; expected integer or string ids")
 
 
-def parse_times(dtype: pl.DataType, first: str | None, what: str, path: Path) -> pl.Expr:
-    """Column ``timestamp`` of ``dtype`` as Int64: integers as they are, date-times as Unix seconds.
-
-    Text is read as integers if ``first`` (its first non-null value) is one, else as date-times; a value that does
-    not parse becomes null, for the caller to name its line.
-
-    Raises:
-        DataError: ``dtype`` holds no timestamps; ``what`` names the column.
-    """
-    col = pl.col("timestamp")
-    if dtype.is_integer():
-        return col.cast(pl.Int64)
-    if isinstance(dtype, pl.Datetime):
-        return col.dt.epoch("s")
-    if dtype == pl.Date:
-        return col.cast(pl.Datetime("us")).dt.epoch("s")
-    if dtype != pl.String:
-        raise DataError(f"{path}: column {what} has dtype {dtype}; expected integer or date-time timestamps")
-    if first is not None and is_int(first.strip()):
-        return col.str.strip_chars().cast(pl.Int64, strict=False)
-    return col.str.to_datetime(strict=False).dt.epoch("s")
-
-
 def _times(df: pl.DataFrame, what: str, rows: Rows) -> pl.DataFrame:
-    """Convert ``timestamp`` to Int64 (integers as they are, date-times to Unix seconds)."""
-    dtype = df.schema["timestamp"]
-    # Text: the first value decides, integers or date-times (converted to Unix seconds).
-    first = df["timestamp"].drop_nulls().head(1).to_list() if dtype == pl.String else []
-    parsed = parse_times(dtype, first[0] if first else None, what, rows.path)
-    if dtype == pl.String:
-        bad = parsed.is_null() & pl.col("timestamp").is_not_null()
-        rows.check(df, bad, "timestamp", f"expected an integer or date-time timestamp in column {what}")
-    return df.with_columns(parsed)
+    """Convert ``timestamp`` to Int64 microseconds since the epoch (``data.timestamps``), naming a bad value's row.
+
+    Logs a warning when its numbers look like more than one unit (seconds among milliseconds).
+    """
+    parsed = df.with_columns(timestamp_expr(df.schema["timestamp"], what, rows.path).alias("parsed"))
+    check_parsed(parsed, "parsed", "timestamp", what, rows)
+    warn_mixed_units(unit_counts(df["timestamp"]), what, rows.path)
+    return parsed.drop("timestamp").rename({"parsed": "timestamp"})
 
 
 def _ratings(df: pl.DataFrame, what: str, rows: Rows) -> pl.DataFrame:

@@ -33,7 +33,14 @@ import pyarrow as pa
 
 from recsys_attn.data.errors import DataError, shorten
 from recsys_attn.data.lines import SEPARATOR_NAMES, Layout, Rows, check_file, first_bad_line, header
-from recsys_attn.data.readers import check_id_dtype, parse_times
+from recsys_attn.data.readers import check_id_dtype
+from recsys_attn.data.timestamps import (
+    add_counts,
+    not_a_timestamp,
+    timestamp_expr,
+    unit_counts,
+    warn_mixed_units,
+)
 
 ENCODING = "utf-8"
 """History files are read as UTF-8 (JSON is UTF-8 by definition), strictly: a bad byte fails naming its line."""
@@ -121,6 +128,7 @@ def read_table(
     if n_buckets == 1:
         frame = _collect(table, rows)
         _check(table, rows, _problems(table, frame), frame.height)
+        _warn_units(table, _units(table, frame))
         grouped = _group(frame.drop("timestamp_raw", strict=False))
         del frame
         for offset in range(0, grouped.height, block_users):
@@ -128,7 +136,9 @@ def read_table(
         return
     with tempfile.TemporaryDirectory(prefix="recsys_histories_") as name:
         folder = Path(name)
-        _check(table, rows, *_split(table, rows, n_buckets, folder))
+        problems, n_rows, units = _split(table, rows, n_buckets, folder)
+        _check(table, rows, problems, n_rows)
+        _warn_units(table, units)
         yield from _merge(folder, [_group_bucket(folder, b, block_users) for b in range(n_buckets)], block_users)
 
 
@@ -184,8 +194,9 @@ def _rows_about(table: Table) -> int:
 
 
 def _rows(table: Table) -> pl.LazyFrame:
-    """``line``, ``user`` and ``item`` (text), ``timestamp`` (Int64 seconds; null when the file has none) and
-    ``timestamp_raw`` (as in the file, when it has timestamps); blank lines dropped, as ``read_text`` does."""
+    """``line``, ``user`` and ``item`` (text), ``timestamp`` (Int64 microseconds since the epoch, read as
+    ``data.timestamps`` reads every form; null when the file has none) and ``timestamp_raw`` (as in the file, when
+    it has timestamps); blank lines dropped, as ``read_text`` does."""
     scan = _scan(table).select(
         pl.col("line").cast(pl.Int64), *[pl.col(name).alias(key) for key, name in table.columns.items()]
     )
@@ -194,12 +205,7 @@ def _rows(table: Table) -> pl.LazyFrame:
     ids = [pl.col("user").cast(pl.String), pl.col("item").cast(pl.String)]
     if "timestamp" not in table.columns:
         return scan.select("line", *ids, pl.lit(None, pl.Int64).alias("timestamp"))
-    dtype = table.schema[table.columns["timestamp"]]
-    first = None
-    if dtype == pl.String:  # text: the first value decides, integers or date-times
-        head = _collect(table, scan.select("timestamp").drop_nulls().head(1))
-        first = head.item() if head.height else None
-    parsed = parse_times(dtype, first, f"'{table.columns['timestamp']}'", table.path)
+    parsed = timestamp_expr(table.schema[table.columns["timestamp"]], _what(table), table.path)
     return scan.select("line", *ids, parsed.alias("timestamp"), pl.col("timestamp").alias("timestamp_raw"))
 
 
@@ -228,9 +234,25 @@ def _check(table: Table, rows: pl.LazyFrame, problems: dict[str, int], n_rows: i
             missing = pl.DataFrame({"line": [problems[key]], key: [None]})
             table.rows.check(missing, pl.lit(True), key, f"missing value in column '{table.columns[key]}' ({key})")
     if "unparsed" in problems:
-        value = _collect(table, rows.filter(pl.col("line") == problems["unparsed"]).select("line", "timestamp_raw"))
-        problem = f"expected an integer or date-time timestamp in column '{table.columns['timestamp']}'"
-        table.rows.check(value, pl.lit(True), "timestamp_raw", problem)
+        line = problems["unparsed"]
+        value = _collect(table, rows.filter(pl.col("line") == line).select("timestamp_raw")).item()
+        raise not_a_timestamp(table.rows, line, value, _what(table))
+
+
+def _what(table: Table) -> str:
+    """The timestamp column, quoted, for messages."""
+    return f"'{table.columns['timestamp']}'"
+
+
+def _units(table: Table, rows: pl.DataFrame) -> dict[str, int]:
+    """``unit_counts`` of the raw timestamps of ``rows`` (none when the file has no timestamps)."""
+    return unit_counts(rows["timestamp_raw"]) if "timestamp" in table.columns else {}
+
+
+def _warn_units(table: Table, units: dict[str, int]) -> None:
+    """Warn when the timestamps' numbers look like more than one unit (``warn_mixed_units``)."""
+    if units:
+        warn_mixed_units(units, _what(table), table.path)
 
 
 def _collect(table: Table, query: pl.LazyFrame) -> pl.DataFrame:
@@ -266,15 +288,18 @@ def _group(rows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _split(table: Table, rows: pl.LazyFrame, n_buckets: int, folder: Path) -> tuple[dict[str, int], int]:
+def _split(
+    table: Table, rows: pl.LazyFrame, n_buckets: int, folder: Path
+) -> tuple[dict[str, int], int, dict[str, int]]:
     """Write ``rows`` to ``folder/<bucket>.arrows`` by a hash of the user id, a batch at a time.
 
     Returns:
-        The first line of each problem (``_problems``) and the number of rows; once a problem is found the rest is
-        only scanned for the first line of problems of other kinds.
+        The first line of each problem (``_problems``), the number of rows and the ``unit_counts`` of the
+        timestamps; once a problem is found the rest is only scanned for the first line of problems of other kinds.
     """
     problems: dict[str, int] = {}
     n_rows = 0
+    units: dict[str, int] = {}
     writers: dict[int, pa.RecordBatchStreamWriter] = {}
     try:
         with _small_csv_chunks():
@@ -283,6 +308,7 @@ def _split(table: Table, rows: pl.LazyFrame, n_buckets: int, folder: Path) -> tu
                 problems = {**_problems(table, batch), **problems}  # the earlier batch's line stands
                 if problems:
                     continue
+                units = add_counts(units, _units(table, batch))
                 bucket = (batch["user"].hash() % n_buckets).alias("bucket")  # [R]
                 batch = batch.select("line", "user", "item", "timestamp", bucket)
                 for (key,), piece in batch.partition_by("bucket", as_dict=True, include_key=False).items():
@@ -295,7 +321,7 @@ def _split(table: Table, rows: pl.LazyFrame, n_buckets: int, folder: Path) -> tu
     finally:
         for writer in writers.values():
             writer.close()
-    return problems, n_rows
+    return problems, n_rows, units
 
 
 def _group_bucket(folder: Path, bucket: int, block_users: int) -> np.ndarray:
