@@ -73,11 +73,19 @@ def test_line_shows_training_time_metric_best_and_eta(caplog: pytest.LogCaptureF
     ]
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="recsys_attn.progress"):
-        run_epoch(cb, clock, fake_trainer(12, 0.1400), train_s=20.0, val_s=0.2)  # 31 s x 187
+        run_epoch(cb, clock, fake_trainer(12, 0.1400), train_s=20.0, val_s=0.2)  # 20.2 s x 187: the first is warm-up
     assert caplog.messages == [
         "epoch 13/200 · train 20.0 s · val/ndcg@10 0.1400 (best 0.1400 @ epoch 13) · elapsed 1m02s · "
-        "ETA 1h37m to max_epochs"
+        "ETA 1h03m to max_epochs"
     ]
+
+
+def test_eta_tracks_the_recent_epochs_not_the_slow_start() -> None:
+    clock = FakeClock()
+    cb = EpochProgress(clock=clock)
+    for epoch, seconds in enumerate([98.0, 50.0, 44.0, 61.0, 47.0, 45.0, 46.0, 48.0]):
+        run_epoch(cb, clock, fake_trainer(epoch, 0.1), train_s=seconds, val_s=None)
+    assert cb.epoch_estimate() == 47.0  # the median of the last five; the 98 s warm-up epoch is gone
 
 
 def test_epoch_without_validation_says_so(caplog: pytest.LogCaptureFixture) -> None:
@@ -107,13 +115,28 @@ def test_expected_duration_is_logged_once_after_the_first_batches(caplog: pytest
     trainer, module = fake_trainer(0, None), SimpleNamespace(device=torch.device("cpu"))
     cb.on_train_epoch_start(trainer, module)  # type: ignore[arg-type]
     with caplog.at_level(logging.INFO, logger="recsys_attn.progress"):
-        for batch_idx in range(12):
-            clock.now += 2.0  # 2 s a batch: 96 s for the 48 batches of an epoch
+        for batch_idx in range(14):
+            clock.now += 30.0 if batch_idx == 0 else 2.0  # a slow start-up, then 2 s a batch: 96 s an epoch
             cb.on_train_batch_end(trainer, module, None, None, batch_idx)  # type: ignore[arg-type]
     assert caplog.messages == [
         "expected: about 1m36s per training epoch of 48 batches, 5h20m for 200 epochs "
-        "(measured on 10 batches; validation comes on top, early stopping may end sooner)"
+        "(measured on 10 batches after the first; validation comes on top, early stopping may end sooner; "
+        "each epoch's line re-estimates)"
     ]
+
+
+def test_expected_duration_of_a_one_batch_epoch(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    cb = EpochProgress(estimate_after=10, clock=clock)
+    trainer, module = fake_trainer(0, None), SimpleNamespace(device=torch.device("cpu"))
+    trainer.num_training_batches = 1
+    cb.on_train_epoch_start(trainer, module)  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO, logger="recsys_attn.progress"):
+        clock.now += 3.0
+        cb.on_train_batch_end(trainer, module, None, None, 0)  # type: ignore[arg-type]
+    (message,) = caplog.messages
+    assert message.startswith("expected: about 3s per training epoch of 1 batches, 10m00s for 200 epochs "), message
+    assert "(measured on its only batch; " in message
 
 
 def test_expected_duration_of_short_epochs_and_of_resumed_or_unlimited_runs() -> None:

@@ -12,6 +12,7 @@ import lightning as L
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 
 from recsys_attn.atomic import write_atomic
@@ -248,3 +249,34 @@ class SmoothedEarlyStopping(EarlyStopping):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self.smoothed = state_dict.get("smoothed")
+
+
+class StopCheckpoint(L.Callback):
+    """When a run is stopped from outside (SIGTERM, Ctrl-C), make sure a ``last.ckpt`` to resume from exists.
+
+    ``ResumableCheckpoint`` writes ``last.ckpt`` at the end of every epoch; a stop inside a later epoch keeps
+    that one (resuming runs the interrupted epoch again, exactly). A stop inside the first epoch, before any
+    ``last.ckpt``, saves the state it reached there (Lightning resumes from that step).
+    """
+
+    def __init__(self) -> None:
+        self.saved: Path | None = None
+        """The checkpoint to resume from after a stop (None until a stop)."""
+        self.signal: str | None = None
+        """``SIGTERM`` or ``Ctrl-C`` once stopped."""
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException):
+            self.signal = "SIGTERM"
+        elif isinstance(exception, KeyboardInterrupt):
+            self.signal = "Ctrl-C"
+        else:
+            return
+        checkpoint = trainer.checkpoint_callback
+        dirpath = getattr(checkpoint, "dirpath", None)
+        last = str(getattr(checkpoint, "last_model_path", "") or "")
+        if last and Path(last).is_file():
+            self.saved = Path(last)
+        elif dirpath is not None:
+            self.saved = Path(dirpath) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENSION}"
+            trainer.save_checkpoint(self.saved)

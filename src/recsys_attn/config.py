@@ -15,7 +15,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from recsys_attn.errors import ConfigError, RecsysError
+from recsys_attn.errors import ConfigError, RecsysError, RunStopped
 from recsys_attn.noise import silence_third_party_noise
 
 __all__ = [
@@ -142,6 +142,9 @@ def run_entry_point(hydra_main: Callable[[], Any]) -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:
         hydra_main()
+    except RunStopped as exc:  # not an error: stopped from outside, with the way to resume
+        print(f"stopped: {one_line(exc)}", file=sys.stderr)
+        sys.exit(exc.exit_code)
     except MissingMandatoryValue as exc:  # a ``???`` left unset, e.g. data.source.path of data=interactions
         sys.exit(f"error: {exc.full_key}: required; set it on the command line ({exc.full_key}=...)")
     except Exception as exc:

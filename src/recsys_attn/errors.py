@@ -18,3 +18,16 @@ class WriteError(RecsysError, OSError):
 
     Also an ``OSError``, so code that handles a failed write as one (``except OSError``) still does.
     """
+
+
+class RunStopped(RecsysError):
+    """A run stopped from outside (SIGTERM, Ctrl-C) before it finished; the message says how to resume.
+
+    Attributes:
+        exit_code: the status the command exits with: 128 + the signal's number, as a shell reports a
+            process killed by it (143 for SIGTERM, 130 for Ctrl-C), so a scheduler or ``&&`` sees a failure.
+    """
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import hydra
 import lightning as L
@@ -45,16 +44,16 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     check_trainer(trainer)
     metrics: dict[str, float] = {}
     if "val" in cfg.splits:
-        trainer.validate(model, datamodule=datamodule)
+        trainer.validate(model, datamodule=datamodule, verbose=False)
         metrics.update(collect_metrics(trainer, ("val/", "segments/val/")))
     if "test" in cfg.splits:
-        trainer.test(model, datamodule=datamodule)
+        trainer.test(model, datamodule=datamodule, verbose=False)
         metrics.update(collect_metrics(trainer, ("test/", "segments/test/")))
     if trainer.is_global_zero:
         path = output_dir(cfg) / "metrics.json"
         write_json_atomic(path, metrics)
         write_per_user(output_dir(cfg), model.per_user, cfg.splits, model.settings.eval_ks, datamodule.prepared)
-        print_summary(metrics, f"{type(model).__name__} checkpoint {Path(cfg.ckpt_path).name}")
+        print_summary(metrics, f"{type(model).__name__} checkpoint {cfg.ckpt_path}", model.settings.eval_ks)
         print(f"metrics -> {path}")
     return metrics
 

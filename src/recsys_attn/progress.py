@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.trainer.states import TrainerFn
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,7 @@ class EpochProgress(L.Callback):
         self._train_end: float | None = None
         self._validated = False
         self._estimated = False
+        self._after_first = 0.0
 
     @property
     def state_key(self) -> str:
@@ -91,21 +94,39 @@ class EpochProgress(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        batches = trainer.num_training_batches
-        if self._estimated or batch_idx + 1 < min(self.estimate_after, batches):
+        if self._estimated:
             return
-        self._estimated = True  # once per process: the first epoch run here
-        if not trainer.is_global_zero or not math.isfinite(batches):
+        batches = trainer.num_training_batches
+        if not math.isfinite(batches):
+            self._estimated = True
+            return
+        # The first batch carries the start-up (loader, first allocations, lazy initialisation): it is left
+        # out of the rate, which the next ``estimate_after`` batches give.
+        timed = batch_idx
+        if batch_idx > 0 and timed < min(self.estimate_after, int(batches) - 1):
             return
         if pl_module.device.type == "cuda":  # kernels run asynchronously: wait for the timed ones
             torch.cuda.synchronize(pl_module.device)
-        epoch_s = (self.clock() - self._epoch_start) / (batch_idx + 1) * batches
-        log.info(self.expected(epoch_s, int(batches), batch_idx + 1, trainer.max_epochs, trainer.current_epoch))
+        now = self.clock()
+        if batch_idx == 0:
+            self._after_first = now
+            if int(batches) > 1:
+                return
+        self._estimated = True  # once per process: the first epoch run here
+        if not trainer.is_global_zero:
+            return
+        per_batch = (now - self._after_first) / timed if timed else now - self._epoch_start
+        epoch_s = per_batch * batches
+        log.info(self.expected(epoch_s, int(batches), timed, trainer.max_epochs, trainer.current_epoch))
 
     def expected(self, epoch_s: float, batches: int, timed: int, max_epochs: int | None, done: int) -> str:
         """The expected-duration line: ``epoch_s`` per training epoch of ``batches``, ``done`` epochs already run."""
         head = f"expected: about {format_duration(epoch_s)} per training epoch of {batches} batches"
-        note = f"measured on {timed} batches; validation comes on top, early stopping may end sooner"
+        note = (
+            f"measured on {f'{timed} batches after the first' if timed else 'its only batch'}; "
+            "validation comes on top, early stopping may end sooner; "
+            "each epoch's line re-estimates"
+        )
         if max_epochs is None or max_epochs < 0:
             return f"{head}, no epoch limit ({note})"
         left = max(max_epochs - done, 0)
@@ -158,9 +179,14 @@ class EpochProgress(L.Callback):
         if self.epoch_seconds:
             parts.append(f"elapsed {format_duration(sum(self.epoch_seconds))}")
         if max_epochs and self.epoch_seconds:
-            mean = sum(self.epoch_seconds) / len(self.epoch_seconds)
-            parts.append(f"ETA {format_duration(mean * max(max_epochs - epoch, 0))} to max_epochs")
+            parts.append(f"ETA {format_duration(self.epoch_estimate() * max(max_epochs - epoch, 0))} to max_epochs")
         return " · ".join(parts)
+
+    def epoch_estimate(self) -> float:
+        """Seconds an epoch takes now: the median of the last five epochs, the first (warm-up) left out once
+        there are others."""
+        recent = (self.epoch_seconds[1:] or self.epoch_seconds)[-5:]
+        return statistics.median(recent) if recent else float("nan")
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch}
@@ -168,3 +194,16 @@ class EpochProgress(L.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best = state_dict.get("best")
         self.best_epoch = int(state_dict.get("best_epoch", 0))
+
+
+class EpochBar(RichProgressBar):
+    """Lightning's rich progress bar, numbering epochs as our lines do: ``epoch 5/5`` for the last of five.
+
+    Lightning's own says ``Epoch 4/4`` there (the 0-based epoch over ``max_epochs - 1``).
+    """
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        max_epochs = self.trainer.max_epochs
+        limit = f"/{max_epochs}" if max_epochs is not None and max_epochs >= 0 else ""
+        description = f"epoch {current_epoch + 1}{limit}"
+        return f"{description:{len(self.validation_description)}}"  # as wide as "Validation": no flicker

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shlex
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -15,6 +16,8 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+from recsys_attn.errors import RunStopped
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +84,7 @@ def failed_run_cleanup() -> Iterator[None]:
     """
     try:
         yield
-    except BaseException:
+    except BaseException as exc:
         if HydraConfig.initialized():
             hydra_cfg = HydraConfig.get()
             run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -90,6 +93,25 @@ def failed_run_cleanup() -> Iterator[None]:
                 raise  # never remove the directory the command runs in
             if hydra_files_only(run_dir, f"{hydra_cfg.job.name}.log"):
                 shutil.rmtree(run_dir, ignore_errors=True)
-            else:
+            elif not isinstance(exc, RunStopped):  # a stop says itself where to resume
                 log.error("the run failed; what it wrote before failing stays in %s", run_dir)
         raise
+
+
+def resume_command(saved: Path) -> str:
+    """The command that continues this training run from ``saved``, in its own run directory, as a shell line.
+
+    The command line's overrides are kept (but ``ckpt_path`` and ``hydra.run.dir``, which it sets); outside
+    Hydra (a run from Python) it names the checkpoint instead.
+    """
+    if not HydraConfig.initialized():
+        return f"train(cfg) with ckpt_path={shlex.quote(str(saved))}"
+    hydra_cfg = HydraConfig.get()
+    kept = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0].lstrip("+~") not in RESUME_SET]
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    words = ["python", "-m", "recsys_attn.train", *kept, f"hydra.run.dir={run_dir}", "ckpt_path=last"]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+RESUME_SET = ("ckpt_path", "hydra.run.dir")
+"""What ``resume_command`` sets itself."""

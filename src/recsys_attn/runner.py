@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
 import torch
+import yaml
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.accelerators import CPUAccelerator
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
-from rich.table import Table
+from omegaconf.errors import OmegaConfBaseException
 
 from recsys_attn.atomic import write_atomic
 from recsys_attn.config import MAX_SEED, ConfigError, build_settings, check_type
+from recsys_attn.evaluation.headline import headline_lines
 from recsys_attn.hardware import warn_if_bf16_is_emulated
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,10 @@ MATMUL_PRECISIONS = ("highest", "high", "medium")
 CKPT_EXAMPLE = "ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt"
 LIGHTNING_CKPT_KEYWORDS = ("last", "hpc")
 """``Trainer.fit(ckpt_path=...)`` values that name no file: the newest checkpoint of the run, the HPC one."""
+LAST_CKPT = re.compile(r"^last(-(\d+))?")
+"""Names Lightning's ``ckpt_path="last"`` takes for a last checkpoint (``last.ckpt``, ``last-v1.ckpt``)."""
+RESUME_FREE_KEYS = ("ckpt_path", "trainer.max_epochs", "trainer.max_steps", "trainer.max_time")
+"""Settings a resumed run may change and still be the same configuration (``ckpt_path=last`` looks for one)."""
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -76,9 +81,94 @@ def check_ckpt_path(cfg: DictConfig, required: bool) -> None:
     check_type("ckpt_path", value, str)
     if not value:
         raise ConfigError(f"ckpt_path: expected a checkpoint file or null (got {value!r})")
+    if not required and value == "last":
+        check_last(cfg)
+        return
     if not required and (value in LIGHTNING_CKPT_KEYWORDS or "://" in value):
-        return  # resuming: Lightning resolves its keywords and remote URLs itself
+        return  # resuming: Lightning resolves its other keyword and remote URLs itself
     read_checkpoint(value)
+
+
+def checkpoint_folder(cfg: DictConfig) -> Path:
+    """Where this run writes checkpoints: ``callbacks.model_checkpoint.dirpath``, else ``<run>/checkpoints``."""
+    dirpath = OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath", default=None)
+    return Path(dirpath) if dirpath else output_dir(cfg) / "checkpoints"
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The newest last checkpoint in ``folder``, the file Lightning's ``ckpt_path="last"`` resumes; None if none."""
+    if not folder.is_dir():
+        return None
+    found = [p for p in folder.iterdir() if p.suffix == ".ckpt" and LAST_CKPT.match(p.stem) and p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime_ns, default=None)
+
+
+def resume_path(cfg: DictConfig) -> Path | None:
+    """The checkpoint file ``train`` resumes from, ``last`` resolved; None for a new run, ``hpc`` or a URL."""
+    value = cfg.get("ckpt_path")
+    if not isinstance(value, str) or not value or value == "hpc" or "://" in value:
+        return None
+    return last_checkpoint(checkpoint_folder(cfg)) if value == "last" else Path(value)
+
+
+def check_last(cfg: DictConfig) -> None:
+    """``ckpt_path=last`` resumes this run directory's last checkpoint; in a new run directory there is none.
+
+    Lightning would train from scratch; this fails in one line saying how to resume, naming the last checkpoint
+    of the latest run of the same configuration beside this one when there is one.
+    """
+    folder = checkpoint_folder(cfg)
+    last = last_checkpoint(folder)
+    if last is not None:
+        log.info("ckpt_path=last: resuming from %s", last)
+        return
+    run = output_dir(cfg)
+    same = latest_run_like(cfg, run.parent, exclude=run)
+    found = (
+        f"; the latest run of this configuration is {same.parents[1]}: ckpt_path={same}"
+        if same is not None
+        else f" (no run of this configuration in {run.parent} has one)"
+    )
+    raise ConfigError(
+        f"ckpt_path: 'last' resumes the last checkpoint of this run's directory, and {folder} has none (every run "
+        f"gets a new directory); resume a run with hydra.run.dir=<run> ckpt_path=last, or pass "
+        f"ckpt_path=<run>/checkpoints/last.ckpt{found}"
+    )
+
+
+def latest_run_like(cfg: DictConfig, runs: Path, exclude: Path | None = None) -> Path | None:
+    """The newest ``<run>/checkpoints/last*.ckpt`` under ``runs`` whose run saved the same configuration as ``cfg``.
+
+    The configurations are compared as Hydra saved them (``<run>/.hydra/config.yaml``, interpolations
+    unresolved), without ``RESUME_FREE_KEYS``.
+    """
+    if not runs.is_dir():
+        return None
+    lasts = [last_checkpoint(d / "checkpoints") for d in runs.iterdir() if d.is_dir() and d != exclude]
+    wanted = _comparable(cfg)
+    for last in sorted((p for p in lasts if p is not None), key=lambda p: p.stat().st_mtime_ns, reverse=True):
+        saved = last.parents[1] / ".hydra" / "config.yaml"
+        try:
+            if saved.is_file() and _comparable(OmegaConf.load(saved)) == wanted:
+                return last
+        except (OSError, yaml.YAMLError, OmegaConfBaseException):  # unreadable: not a run of this configuration
+            continue
+    return None
+
+
+def _comparable(cfg: Any) -> Any:
+    """``cfg`` as plain containers, interpolations unresolved, ``RESUME_FREE_KEYS`` left out."""
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    if not isinstance(plain, dict):
+        return plain
+    for key in RESUME_FREE_KEYS:
+        *parents, leaf = key.split(".")
+        node: Any = plain
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return plain
 
 
 def read_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
@@ -133,15 +223,10 @@ def write_json_atomic(path: str | Path, data: Mapping[str, Any]) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(json.dumps(dict(data), indent=2, sort_keys=True) + "\n"))
 
 
-def print_summary(metrics: Mapping[str, float], title: str) -> None:
-    """A table of the final metrics (entry points only)."""
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name in sorted(metrics):
-        value = metrics[name]
-        table.add_row(name, f"{value:.4f}" if not math.isnan(value) else "nan")
-    Console().print(table)
+def print_summary(metrics: Mapping[str, float], title: str, ks: Sequence[int]) -> None:
+    """The end of a command on the console (entry points only): ``title``, then the headline metrics at the
+    cut-offs ``ks`` with their 95% intervals; every value stays in ``metrics.json``."""
+    print("\n".join([title, *headline_lines(metrics, ks)]))
 
 
 def device_of(name: str) -> torch.device:

@@ -9,14 +9,16 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from recsys_attn.callbacks import EpochTimer, NonFiniteLossGuard
+from recsys_attn.callbacks import EpochTimer, NonFiniteLossGuard, StopCheckpoint
+from recsys_attn.checkpoints import check_resume
 from recsys_attn.config import CONF_DIR, run_entry_point  # importing config registers the resolvers
 from recsys_attn.data.datamodule import SeqDataModule
+from recsys_attn.errors import ConfigError, RunStopped
 from recsys_attn.evaluation.outputs import write_per_user
 from recsys_attn.loggers import build_loggers, finish_wandb, report_callbacks
 from recsys_attn.models.base import RecModule
-from recsys_attn.progress import EpochProgress
-from recsys_attn.run_dir import failed_run_cleanup
+from recsys_attn.progress import EpochBar, EpochProgress, format_duration
+from recsys_attn.run_dir import failed_run_cleanup, resume_command
 from recsys_attn.runner import (
     check_model_keys,
     check_trainer,
@@ -35,6 +37,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``."""
     check_model_keys(cfg.model)
     start_run(cfg)
+    check_trains(cfg)
     datamodule: SeqDataModule = hydra.utils.instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -44,9 +47,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         item_popularity=datamodule.item_popularity,
         _convert_="all",
     )
+    check_resume(cfg, model, datamodule)  # a resumed checkpoint must fit this model and data: one line if not
     timer = EpochTimer()
     progress = EpochProgress(cfg.get("optimized_metric") or "val/ndcg@10")
-    callbacks = [*instantiate_group(cfg.get("callbacks")), timer, NonFiniteLossGuard(), progress]
+    stop = StopCheckpoint()
+    callbacks = [*instantiate_group(cfg.get("callbacks")), timer, NonFiniteLossGuard(), progress, stop]
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(EpochBar())
     callbacks += report_callbacks(cfg)
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg) or False)
     check_trainer(trainer)
@@ -54,14 +61,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
     start = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    except SystemExit as exc:  # Lightning ends a fit stopped by SIGTERM or Ctrl-C with SystemExit (status 0, 1)
+        if stop.signal is None:
+            raise
+        raise stopped(stop, trainer) from exc
     fit_s = time.perf_counter() - start
     best = str(getattr(trainer.checkpoint_callback, "best_model_path", "") or "")
     if best:  # val/* and test/* of metrics.json both describe the selected (best) checkpoint
         trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
     metrics = collect_metrics(trainer, ("val/", "segments/val/"))
     if cfg.get("test"):
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
         metrics.update(collect_metrics(trainer, ("test/", "segments/test/")))
     metrics.update(
         {
@@ -77,9 +89,34 @@ def train(cfg: DictConfig) -> dict[str, float]:
         write_json_atomic(output_dir(cfg) / "metrics.json", metrics)
         if cfg.get("test"):
             write_per_user(output_dir(cfg), model.per_user, ["test"], model.settings.eval_ks, datamodule.prepared)
-        print_summary(metrics, f"{cfg.model._target_.rsplit('.', 1)[-1]} on {cfg.data.source.name}")
-        print(f"run -> {output_dir(cfg)} (checkpoints/, metrics.json; evaluate or predict with ckpt_path=...)")
+        epochs = int(metrics["train/epochs"])
+        chosen = f", best checkpoint: epoch {progress.best_epoch}" if best and progress.best_epoch else ""
+        title = (
+            f"{type(model).__name__} on {cfg.data.source.name}: {epochs} epoch{'' if epochs == 1 else 's'}{chosen}"
+            f" · fit {format_duration(fit_s)} ({format_duration(timer.median)} a training epoch)"
+        )
+        print_summary(metrics, title, model.settings.eval_ks)
+        print(f"run -> {output_dir(cfg)} (all {len(metrics)} values in metrics.json; checkpoints/)")
     return metrics
+
+
+def check_trains(cfg: DictConfig) -> None:
+    """Refuse a run that would train nothing and test an untrained model as if it were trained."""
+    for key in ("trainer.max_epochs", "trainer.max_steps", "trainer.limit_train_batches"):
+        if OmegaConf.select(cfg, key) == 0:
+            raise ConfigError(
+                f"{key}: 0 trains nothing, and the run would report an untrained model's metrics; set it >= 1 "
+                "(score a checkpoint with python -m recsys_attn.evaluate ckpt_path=...)"
+            )
+
+
+def stopped(stop: StopCheckpoint, trainer: L.Trainer) -> RunStopped:
+    """The one-line report of a fit stopped from outside: where it stopped, what to resume from and how."""
+    code = 143 if stop.signal == "SIGTERM" else 130  # 128 + the signal's number, as a shell reports it
+    where = f"in epoch {trainer.current_epoch + 1} (step {trainer.global_step})"
+    if stop.saved is None:
+        return RunStopped(f"{stop.signal} {where}, before any checkpoint; nothing to resume", code)
+    return RunStopped(f"{stop.signal} {where}; saved {stop.saved}; resume with: {resume_command(stop.saved)}", code)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
