@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import functools
+import hashlib
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -22,7 +25,7 @@ from recsys_attn.checkpoints import checkpoint_and_data, load_module
 from recsys_attn.data.batches import EvalSplit, left_pad
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.data.samples import SampleSpec
-from recsys_attn.errors import ConfigError
+from recsys_attn.errors import ConfigError, WriteError
 from recsys_attn.models.base import RecModule
 from recsys_attn.models.bert4rec import BERT4Rec
 from recsys_attn.models.gru4rec import GRU4Rec
@@ -247,6 +250,54 @@ def test_sidecar_maps_indices_to_the_original_item_ids(toy_exports: dict[str, An
     assert "left" in meta["input"]["padding"]
     sas = json.loads(toy_exports["written"]["SASRec", "onnx"].sidecar.read_text())
     assert (sas["items_read"], sas["mask"]) == (MAX_LEN, None)
+    for written in toy_exports["written"].values():  # each sidecar names its scorer by checksum
+        sha256 = hashlib.sha256(written.model.read_bytes()).hexdigest()
+        assert json.loads(written.sidecar.read_text())["sha256"] == sha256
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_a_full_disk_at_the_sidecar_leaves_the_earlier_pair_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The scorer and its sidecar appear together or not at all; a failed re-export keeps the earlier pair."""
+    dm = toy(tmp_path / "data")
+    assert dm.prepared is not None
+    out = tmp_path / "out"
+    first = export_scorer(toy_model(SASRec, dm), dm.prepared.items, out / "scorer.pt2", "torch", k=K)
+    old_model, old_sidecar = first.model.read_bytes(), first.sidecar.read_text()
+    write_text = Path.write_text
+
+    def full_at_the_sidecar(self: Path, *args: Any, **kwargs: Any) -> int:
+        if self.name.startswith(".scorer.json"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_at_the_sidecar)
+    other = toy_model(BERT4Rec, dm)
+    with pytest.raises(WriteError, match=r"scorer\.json: cannot write \(No space left on device\)$"):
+        export_scorer(other, dm.prepared.items, out / "scorer.pt2", "torch", k=K)
+    assert listing(out) == ["scorer.json", "scorer.pt2"]  # no temporary, no new scorer beside the old sidecar
+    assert (first.model.read_bytes(), first.sidecar.read_text()) == (old_model, old_sidecar)
+    with pytest.raises(WriteError):  # a first export into an empty folder leaves nothing at all
+        export_scorer(other, dm.prepared.items, tmp_path / "new" / "scorer.pt2", "torch", k=K)
+    assert not (tmp_path / "new").exists()
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    again = export_scorer(other, dm.prepared.items, out / "scorer.pt2", "torch", k=K)
+    meta = json.loads(again.sidecar.read_text())
+    assert meta["model_class"].endswith("BERT4Rec") and again.model.read_bytes() != old_model
+    assert meta["sha256"] == hashlib.sha256(again.model.read_bytes()).hexdigest()
+
+
+def test_an_export_in_the_other_format_replaces_the_whole_earlier_pair(tmp_path: Path) -> None:
+    dm = toy(tmp_path / "data")
+    assert dm.prepared is not None
+    model = toy_model(SASRec, dm)
+    export_scorer(model, dm.prepared.items, tmp_path / "scorer.pt2", "torch", k=K)
+    written = export_scorer(model, dm.prepared.items, tmp_path / "scorer.onnx", "onnx", k=K)
+    assert listing(tmp_path) == ["data", "scorer.json", "scorer.onnx"]  # no .pt2 left without its sidecar
+    assert json.loads(written.sidecar.read_text())["file"] == "scorer.onnx"
 
 
 ISOLATED = textwrap.dedent(

@@ -4,12 +4,14 @@
 history as the evaluation inputs are cut (BERT4Rec: the last ``max_len - 1`` items and a MASK), scores every
 item, removes padding and (``filter_seen``) the history from the ranking, and keeps the best ``k``.
 ``export_scorer`` writes it as ONNX (runs under onnxruntime, no Python package of ours) or as a
-``torch.export`` program, and a JSON sidecar that maps item indices back to the original ids.
+``torch.export`` program, and a JSON sidecar that maps item indices back to the original ids and holds the
+scorer's SHA-256: the two replace an earlier pair together (``atomic.write_together``), the sidecar last.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ import polars as pl
 import torch
 from torch import Tensor, nn
 
-from recsys_attn.atomic import write_atomic
+from recsys_attn.atomic import write_together
 from recsys_attn.constants import PAD, mask_id
 from recsys_attn.data.batches import eval_input
 from recsys_attn.errors import ConfigError
@@ -113,15 +115,29 @@ def export_scorer(
     seen = module.settings.filter_seen if filter_seen is None else filter_seen
     scorer = PortableScorer(module, k, seen)
     item_ids = item_id_list(items, module.n_items)
-    if fmt == "onnx":
-        write_atomic(path, lambda tmp: _save_onnx(scorer, tmp, opset))
-    else:
-        write_atomic(path, lambda tmp: _save_program(trace(scorer), tmp))
     sidecar = path.with_suffix(".json")
-    meta = sidecar_fields(scorer, type(module), path.name, fmt, item_ids)
-    write_atomic(sidecar, lambda tmp: tmp.write_text(json.dumps(meta, indent=1) + "\n"))
+    # An earlier export in the other format shares the sidecar about to be replaced: it goes with it.
+    stale = [other for s in SUFFIXES.values() if s != path.suffix and (other := path.with_suffix(s)).exists()]
+    with write_together(path, sidecar, stale=stale) as staged:
+        if fmt == "onnx":
+            staged.write(path, lambda tmp: _save_onnx(scorer, tmp, opset))
+        else:
+            staged.write(path, lambda tmp: _save_program(trace(scorer), tmp))
+        meta = sidecar_fields(scorer, type(module), path.name, fmt, item_ids, file_sha256(staged.temp(path)))
+        staged.write(sidecar, lambda tmp: tmp.write_text(json.dumps(meta, indent=1) + "\n"))
+    for other in stale:
+        log.warning("removed %s: its sidecar %s now describes %s", other, sidecar, path)
     log.info("wrote %s and %s", path, sidecar)
     return Exported(path, sidecar)
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of the file at ``path`` (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _example(scorer: PortableScorer) -> tuple[tuple[Tensor], tuple[dict[int, Any]]]:
@@ -181,12 +197,16 @@ def item_id_list(items: pl.DataFrame, n_items: int) -> list[Any]:
 
 
 def sidecar_fields(
-    scorer: PortableScorer, cls: type[RecModule], file: str, fmt: str, item_ids: list[Any]
+    scorer: PortableScorer, cls: type[RecModule], file: str, fmt: str, item_ids: list[Any], sha256: str
 ) -> dict[str, Any]:
-    """What a serving team needs beside the graph to call it and read its answers, without this package."""
+    """What a serving team needs beside the graph to call it and read its answers, without this package.
+
+    ``sha256`` is that of the scorer ``file``: a reader can check that the two belong together.
+    """
     spec = scorer.spec
     return {
         "file": file,
+        "sha256": sha256,
         "format": fmt,
         "model_class": f"{cls.__module__}.{cls.__qualname__}",
         "input": {"name": INPUT, "dtype": "int64", "shape": ["batch", "length"], "padding": PADDING, "pad": PAD},
