@@ -15,7 +15,7 @@ from recsys_attn.config import (
     ConfigError,
     run_entry_point,
 )
-from recsys_attn.evaluation.outputs import write_per_user
+from recsys_attn.evaluation.outputs import write_evaluation
 from recsys_attn.run_dir import failed_run_cleanup, use_trained_data
 from recsys_attn.runner import (
     check_setting,
@@ -24,7 +24,6 @@ from recsys_attn.runner import (
     output_dir,
     print_summary,
     start_run,
-    write_json_atomic,
 )
 
 log = logging.getLogger(__name__)
@@ -50,9 +49,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         trainer.test(model, datamodule=datamodule, verbose=False)
         metrics.update(collect_metrics(trainer, ("test/", "segments/test/")))
     if trainer.is_global_zero:
-        path = output_dir(cfg) / "metrics.json"
-        write_json_atomic(path, metrics)
-        write_per_user(output_dir(cfg), model.per_user, cfg.splits, model.settings.eval_ks, datamodule.prepared)
+        ks, prepared = model.settings.eval_ks, datamodule.prepared
+        path, _ = write_evaluation(output_dir(cfg), metrics, model.per_user, cfg.splits, ks, prepared)  # together
         print_summary(metrics, f"{type(model).__name__} checkpoint {cfg.ckpt_path}", model.settings.eval_ks)
         print(f"metrics -> {path}")
     return metrics

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
+import torch
 
-from recsys_attn.evaluation.outputs import KEY_COLUMNS, PER_USER_FILE
-from tests.conftest import run_cli
+from recsys_attn.errors import WriteError
+from recsys_attn.evaluation.outputs import KEY_COLUMNS, METRICS_FILE, PER_USER_FILE, write_evaluation
+from tests.conftest import run_cli, toy_datamodule
 
 TINY = (
     "data=ml-100k",
@@ -20,6 +25,36 @@ TINY = (
     "trainer.limit_train_batches=3",
     "data.max_eval_users=200",
 )
+
+
+def test_metrics_and_per_user_rows_appear_together_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk at ``metrics.json`` leaves the earlier evaluation's pair whole, not new rows beside old metrics."""
+    dm = toy_datamodule(tmp_path / "data", [f"{u} {i}" for u in range(1, 5) for i in range(1, 6)])
+    rows = {"users": torch.tensor([1, 2, 3]), "targets": torch.tensor([1, 2, 3]), "history_len": torch.tensor([3] * 3)}
+    run = tmp_path / "run"
+    write_evaluation(
+        run, {"test/mrr": 1.0}, {"test": {**rows, "ranks": torch.tensor([0, 0, 0])}}, ["test"], [1], dm.prepared
+    )
+    old_rows, old_metrics = (run / PER_USER_FILE).read_bytes(), (run / METRICS_FILE).read_text()
+    write_text = Path.write_text
+
+    def full_at_the_metrics(self: Path, *args: Any, **kwargs: Any) -> int:
+        if self.name.startswith(f".{METRICS_FILE}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_at_the_metrics)
+    worse = {"test": {**rows, "ranks": torch.tensor([4, 4, 4])}}
+    with pytest.raises(WriteError, match=rf"{METRICS_FILE}: cannot write \(No space left on device\)$"):
+        write_evaluation(run, {"test/mrr": 0.2}, worse, ["test"], [1], dm.prepared)
+    assert sorted(p.name for p in run.iterdir()) == [METRICS_FILE, PER_USER_FILE]
+    assert (run / PER_USER_FILE).read_bytes() == old_rows and (run / METRICS_FILE).read_text() == old_metrics
+    monkeypatch.setattr(Path, "write_text", write_text)
+    write_evaluation(run, {"test/mrr": 0.2}, worse, ["test"], [1], dm.prepared)
+    assert json.loads((run / METRICS_FILE).read_text()) == {"test/mrr": 0.2}
+    assert pl.read_parquet(run / PER_USER_FILE)["rank"].to_list() == [4, 4, 4]
 
 
 def check_per_user(run_dir: Path, split: str, metrics: dict[str, float]) -> pl.DataFrame:

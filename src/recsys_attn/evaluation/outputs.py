@@ -1,17 +1,20 @@
-"""``per_user.parquet``: one row per evaluated user and split, with original ids and every metric's value."""
+"""An evaluation's files: ``metrics.json`` and ``per_user.parquet`` (one row per evaluated user and split, with
+original ids and every metric's value), written together."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
 from torch import Tensor
 
-from recsys_attn.atomic import write_atomic
+from recsys_attn.atomic import write_atomic, write_together
 from recsys_attn.data.prepared import Prepared
 from recsys_attn.metrics import per_user_values
 
+METRICS_FILE = "metrics.json"
 PER_USER_FILE = "per_user.parquet"
 KEY_COLUMNS = ("split", "user_id", "history_len", "target_id", "rank")
 """Columns before the metrics; the means of the metric columns of a split are its ``metrics.json`` values."""
@@ -34,6 +37,15 @@ def per_user_frame(rows: Mapping[str, Tensor], split: str, ks: Sequence[int], pr
     )
 
 
+def per_user_table(
+    per_user: Mapping[str, Mapping[str, Tensor]], splits: Sequence[str], ks: Sequence[int], prepared: Prepared | None
+) -> pl.DataFrame:
+    """The rows of ``per_user.parquet``: the module's per-user rows (``RecModule.per_user``) of ``splits``."""
+    if prepared is None:
+        raise RuntimeError("per_user.parquet needs the id tables: set the datamodule up first")
+    return pl.concat([per_user_frame(per_user[s], s, ks, prepared) for s in splits if s in per_user])
+
+
 def write_per_user(
     run_dir: str | Path,
     per_user: Mapping[str, Mapping[str, Tensor]],
@@ -42,9 +54,29 @@ def write_per_user(
     prepared: Prepared | None,
 ) -> Path:
     """Write ``run_dir/per_user.parquet`` from the module's per-user rows of ``splits``; returns its path."""
-    if prepared is None:
-        raise RuntimeError("per_user.parquet needs the id tables: set the datamodule up first")
-    frame = pl.concat([per_user_frame(per_user[s], s, ks, prepared) for s in splits if s in per_user])
+    frame = per_user_table(per_user, splits, ks, prepared)
     path = Path(run_dir) / PER_USER_FILE
     write_atomic(path, frame.write_parquet)
     return path
+
+
+def write_evaluation(
+    run_dir: str | Path,
+    metrics: Mapping[str, float],
+    per_user: Mapping[str, Mapping[str, Tensor]],
+    splits: Sequence[str],
+    ks: Sequence[int],
+    prepared: Prepared | None,
+) -> tuple[Path, Path]:
+    """Write ``metrics.json`` and ``per_user.parquet`` into ``run_dir`` together; returns their paths.
+
+    Both appear or neither (``atomic.write_together``, ``metrics.json`` last): a failure (a full disk) leaves
+    an earlier pair as it was, never the metrics of one evaluation beside the rows of another.
+    """
+    frame = per_user_table(per_user, splits, ks, prepared)
+    text = json.dumps(dict(metrics), indent=2, sort_keys=True) + "\n"
+    rows_path, metrics_path = Path(run_dir) / PER_USER_FILE, Path(run_dir) / METRICS_FILE
+    with write_together(rows_path, metrics_path) as staged:
+        staged.write(rows_path, frame.write_parquet)
+        staged.write(metrics_path, lambda tmp: tmp.write_text(text))
+    return metrics_path, rows_path
