@@ -18,7 +18,7 @@ export RECSYS_ATTN_DATA_DIR := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: help install lint format test test-full train sweep bench bench-precision reproduce clean
+.PHONY: help install lint format test test-full notebooks strip-notebooks train sweep bench bench-precision reproduce clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -43,6 +43,12 @@ test: ## the test suite without the `slow` marker (CPU, about 5 minutes); what C
 
 test-full: ## every test, those marked `slow` (long real-data trainings, notebooks, resume/DDP runs) included
 	$(BIN)/python -m pytest -m ''
+
+notebooks: ## execute every notebook top to bottom on the real data, as the tests do (minutes; part of test-full)
+	$(BIN)/python -m pytest -m '' tests/test_notebooks.py
+
+strip-notebooks: ## clear the notebooks' outputs before committing (the tests refuse stored outputs)
+	$(BIN)/python -c "import sys, nbformat; [nbformat.write(nb, p) for p in sys.argv[1:] for nb in [nbformat.read(p, as_version=4)] if [c.update(outputs=[], execution_count=None) for c in nb.cells if c.cell_type == 'code'] is not None]" notebooks/*.ipynb
 
 train: ## a short SASRec run on ML-1M (minutes on a CPU); EXPERIMENT=sasrec_ml-1m: paper scale; ARGS='model.lr=3e-3'
 	$(BIN)/python -m recsys_attn.train $(if $(EXPERIMENT),experiment=$(EXPERIMENT)) $(ARGS)

@@ -90,7 +90,7 @@ TITLE = (
     "# Reproductions of published results\n\n"
     "One row per `make reproduce PRESET=<experiment> [ARGS='<overrides>']` (`benchmarks/reproduce.py`): the preset\n"
     "trained to convergence (early stopping on val/ndcg@10), resumed across interruptions, its best checkpoint\n"
-    "tested under ../shared/PROTOCOL.md. Wall time is summed over every invocation of the run; s/epoch counts\n"
+    "tested under docs/PROTOCOL.md. Wall time is summed over every invocation of the run; s/epoch counts\n"
     "training and validation. Published: test ndcg@10 under the same protocol, from Klenitskiy & Vasilev,\n"
     '"Turning Dross Into Gold Loss: is BERT4Rec really better than SASRec?" (RecSys 2023); difference is test\n'
     "minus published. The same rows are in `reproduce.csv`.\n"

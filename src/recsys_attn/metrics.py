@@ -1,4 +1,4 @@
-"""Full-catalogue ranking metrics (../shared/PROTOCOL.md) as DDP-safe torchmetrics Metrics."""
+"""Full-catalogue ranking metrics (docs/PROTOCOL.md) as DDP-safe torchmetrics Metrics."""
 
 from __future__ import annotations
 

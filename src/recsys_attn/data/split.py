@@ -1,4 +1,4 @@
-"""Train/validation/test splits of prepared interaction logs (see ../shared/PROTOCOL.md)."""
+"""Train/validation/test splits of prepared interaction logs (see docs/PROTOCOL.md)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from recsys_attn.models.losses import CE_MAX_LOGITS, LOSSES
 
 @dataclass(frozen=True)
 class EvalSettings:
-    """How validation/test rankings are scored (../shared/PROTOCOL.md)."""
+    """How validation/test rankings are scored (docs/PROTOCOL.md)."""
 
     eval_ks: list[int] = field(default_factory=lambda: [1, 5, 10, 20])
     """Cut-offs K of hr@K and ndcg@K."""
