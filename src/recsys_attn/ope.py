@@ -7,6 +7,7 @@ estimators are defined in ``recsys_attn.serving.ope_estimators``.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Iterator
@@ -20,12 +21,12 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from recsys_attn.atomic import write_atomic
+from recsys_attn.atomic import write_together
 from recsys_attn.checkpoints import checkpoint_and_data
 from recsys_attn.config import CONF_DIR, ConfigError, run_entry_point
 from recsys_attn.data.batches import EvalBatch
 from recsys_attn.run_dir import failed_run_cleanup, use_trained_data
-from recsys_attn.runner import check_setting, device_of, output_dir, start_run, write_json_atomic
+from recsys_attn.runner import check_setting, device_of, output_dir, start_run
 from recsys_attn.serving.histories import history_file
 from recsys_attn.serving.logs import index_log, read_log
 from recsys_attn.serving.ope_estimators import ESTIMATORS, diagnostics, estimate, fit_reward_model, served_ctr
@@ -33,6 +34,8 @@ from recsys_attn.serving.policies import make_policy
 from recsys_attn.serving.targets import history_batches, new_user_slates, target_slots
 
 log = logging.getLogger(__name__)
+
+REPORT_FILE, CTR_FILE = "ope.json", "served_ctr.parquet"
 
 
 def ope(cfg: DictConfig) -> tuple[dict[str, Any], pl.DataFrame]:
@@ -78,11 +81,19 @@ def ope(cfg: DictConfig) -> tuple[dict[str, Any], pl.DataFrame]:
         diagnostics=diagnostics(slates, target),
     )
     ctr = served_ctr(logged, reward.rank_factor)
-    out = output_dir(cfg)
-    write_atomic(out / "served_ctr.parquet", lambda tmp: ctr.write_parquet(tmp))
-    write_json_atomic(out / "ope.json", report)
-    log.info("wrote %s and %s", out / "ope.json", out / "served_ctr.parquet")
+    write_outputs(output_dir(cfg), report, ctr)
     return report, ctr
+
+
+def write_outputs(out: Path, report: dict[str, Any], ctr: pl.DataFrame) -> tuple[Path, Path]:
+    """Write ``served_ctr.parquet`` and ``ope.json`` into ``out`` together (neither when one fails); their paths."""
+    report_path, ctr_path = out / REPORT_FILE, out / CTR_FILE
+    text = json.dumps(report, indent=2, sort_keys=True) + "\n"
+    with write_together(ctr_path, report_path) as staged:  # the report last: it describes the CTR table
+        staged.write(ctr_path, ctr.write_parquet)
+        staged.write(report_path, lambda tmp: tmp.write_text(text))
+    log.info("wrote %s and %s", report_path, ctr_path)
+    return report_path, ctr_path
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -109,7 +120,7 @@ def hydra_main(cfg: DictConfig) -> None:
         use_trained_data(cfg, HydraConfig.get().overrides.task)
         report, _ = ope(cfg)
     print_report(report)
-    print(f"-> {output_dir(cfg) / 'ope.json'}, {output_dir(cfg) / 'served_ctr.parquet'}")
+    print(f"-> {output_dir(cfg) / REPORT_FILE}, {output_dir(cfg) / CTR_FILE}")
 
 
 def main() -> None:

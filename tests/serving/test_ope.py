@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
 
+from recsys_attn.errors import WriteError
+from recsys_attn.ope import CTR_FILE, REPORT_FILE, write_outputs
 from tests.conftest import run_cli
 
 
@@ -22,6 +27,26 @@ def cli(module: str, tmp: Path, ckpt: Path, cache: Path, run: str, *overrides: s
         cwd=tmp,
     )
     return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_the_report_and_the_ctr_table_appear_together_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk at ``ope.json`` leaves the earlier run's pair whole: no new CTR table beside an old report."""
+    write_outputs(tmp_path, {"ips": 0.5}, pl.DataFrame({"item_id": [1], "ctr": [0.5]}))
+    old = (tmp_path / REPORT_FILE).read_text(), (tmp_path / CTR_FILE).read_bytes()
+    write_text = Path.write_text
+
+    def full_at_the_report(self: Path, *args: Any, **kwargs: Any) -> int:
+        if self.name.startswith(f".{REPORT_FILE}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_at_the_report)
+    with pytest.raises(WriteError, match=rf"{REPORT_FILE}: cannot write \(No space left on device\)$"):
+        write_outputs(tmp_path, {"ips": 0.9}, pl.DataFrame({"item_id": [2, 3], "ctr": [0.9, 0.1]}))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [REPORT_FILE, CTR_FILE]
+    assert ((tmp_path / REPORT_FILE).read_text(), (tmp_path / CTR_FILE).read_bytes()) == old
 
 
 @pytest.fixture
