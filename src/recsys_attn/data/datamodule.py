@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Iterator
+from functools import cached_property
 from typing import Any
 
 import lightning as L
@@ -29,6 +30,7 @@ from recsys_attn.data.batches import (
 )
 from recsys_attn.data.cache import load_prepared
 from recsys_attn.data.history import HistoryIndex
+from recsys_attn.data.identity import DataIdentity, data_identity
 from recsys_attn.data.prepared import Prepared
 from recsys_attn.data.preprocess import Preparation
 from recsys_attn.data.samples import SampleSpec
@@ -267,6 +269,11 @@ class SeqDataModule(L.LightningDataModule):
     @property
     def n_users(self) -> int:
         return self._prepared().n_users
+
+    @cached_property
+    def data_identity(self) -> DataIdentity:
+        """Source, preparation and hashes of the item id map and the log (computed once), as checkpoints record them."""
+        return data_identity(self.source, self.preparation, self._prepared())
 
     @property
     def item_popularity(self) -> Tensor:

@@ -12,6 +12,7 @@ from torch import Tensor
 from recsys_attn.config import build_settings
 from recsys_attn.constants import PAD
 from recsys_attn.data.batches import EvalBatch
+from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.data.samples import SampleSpec
 from recsys_attn.errors import TrainingError
 from recsys_attn.evaluation.beyond import BeyondAccuracy
@@ -72,9 +73,20 @@ class RecModule(L.LightningModule):
 
     CLASS_KEY: ClassVar[str] = "recsys_attn_class"
     """Checkpoint entry naming the module's class, so ``evaluate`` can rebuild it without Hydra."""
+    DATA_KEY: ClassVar[str] = "recsys_attn_data"
+    """Checkpoint entry holding the training data's ``DataIdentity`` (source, preparation, item id map hash), so
+    the commands that load the checkpoint refuse data whose item ids mean other items."""
+    SAME_SHAPE_ARCHITECTURE: ClassVar[frozenset[str]] = frozenset(
+        {"num_heads", "norm_first", "block_layout", "positions", "activation"}
+    )
+    """Settings that change what the weights compute but not their shapes: a resume may not change them
+    (a shape change is refused anyway; ``lr``, ``dropout``, the loss, ... may change)."""
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[self.CLASS_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if isinstance(datamodule, SeqDataModule) and datamodule.prepared is not None:
+            checkpoint[self.DATA_KEY] = datamodule.data_identity.to_dict()
 
     def _metrics(self, stage: str) -> torch.nn.ModuleDict:
         ks = self.settings.eval_ks
