@@ -2,11 +2,13 @@
 
 Writes ``comparison.md``, ``comparison.csv`` and PNG plots into its run directory (``out_dir`` to choose):
 each run's metrics with 95% bootstrap intervals, and each run against the first with a paired bootstrap test.
+Runs are named by what differs between them (the model, the experiment, the settings that differ).
 """
 
 from __future__ import annotations
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from recsys_attn.config import CONF_DIR, ConfigError, run_entry_point
@@ -22,10 +24,10 @@ def hydra_main(cfg: DictConfig) -> None:
     check_setting(cfg, "seed", int, minimum=0)
     if not cfg.runs:
         raise ConfigError("runs: expected a list of run (or sweep) directories, e.g. runs=[logs/a,logs/b]")
-    from hydra.core.hydra_config import HydraConfig
-
     out_dir = cfg.get("out_dir") or HydraConfig.get().runtime.output_dir
-    compare_runs(list(cfg.runs), out_dir, cfg.split, cfg.samples, cfg.seed, cfg.alpha)
+    report = compare_runs(list(cfg.runs), out_dir, cfg.split, cfg.samples, cfg.seed, cfg.alpha)
+    print(report.read_text(), end="")
+    print(f"comparison -> {report} (and {report.with_suffix('.csv').name}, the plots)")
 
 
 def main() -> None:

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
 import torch
 
+from recsys_attn.errors import WriteError
 from recsys_attn.evaluation.comparison import compare, to_markdown
 from recsys_attn.evaluation.outputs import PER_USER_FILE
+from recsys_attn.evaluation.plots import INTERVALS_FILE, SEGMENTS_FILE, intervals_figure
+from recsys_attn.evaluation.report import compare_runs
 from recsys_attn.evaluation.runs import Run, load_run
 from tests.conftest import run_cli
+from tests.evaluation.test_labels import fake_run as fake_run_dir
 
 PROTOCOL = {"data": "toy", "preparation": {}, "split": {"kind": "leave_one_out"}, "max_eval_users": None}
 
@@ -60,11 +67,61 @@ def test_runs_on_other_users_or_protocols_are_not_paired() -> None:
     assert "refused: different protocol (split)" in to_markdown(table, ["ndcg@10"], "test", 99, 0.05)
 
 
-def write_run(path: Path, ndcg: list[float]) -> Path:
-    path.mkdir(parents=True)
+def write_run(path: Path, ndcg: list[float], segments: bool = False) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
     fake_run(path.name, torch.tensor(ndcg)).per_user.write_parquet(path / PER_USER_FILE)
-    (path / "metrics.json").write_text(json.dumps({"test/ndcg@10": sum(ndcg) / len(ndcg)}))
+    metrics = {"test/ndcg@10": sum(ndcg) / len(ndcg)}
+    if segments:
+        metrics |= {f"segments/test/history_{s}/ndcg@10": v for s, v in (("short", 0.1), ("long", 0.3))}
+    (path / "metrics.json").write_text(json.dumps(metrics))
     return path
+
+
+def listing(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_the_report_names_runs_by_what_differs(tmp_path: Path) -> None:
+    sasrec = write_run(fake_run_dir(tmp_path / "2026-12-03_19-21-34_531185", ["model=sasrec"]), [1, 0, 0.5, 0])
+    bert = fake_run_dir(tmp_path / "2026-12-03_19-25-02_004211", ["model=bert4rec"], model="bert4rec")
+    write_run(bert, [1, 1, 0.5, 0])
+    md = compare_runs([str(sasrec), str(bert)], tmp_path / "out", samples=99)
+    table = pl.read_csv(tmp_path / "out" / "comparison.csv")
+    assert table["run"].to_list() == ["sasrec", "bert4rec"]
+    assert table["path"].to_list() == [str(sasrec), str(bert)]  # the directories stay in the table
+    text = md.read_text()
+    assert "| sasrec | model=sasrec |" in text and "## Against the baseline sasrec" in text
+    assert f"| bert4rec | {bert} |" in text and "2026-12-03" not in text.split("## Runs")[0]
+    fig = intervals_figure(table, ["ndcg@10"])
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["sasrec", "bert4rec"]
+
+
+def test_a_report_replaces_the_earlier_one_whole_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    pytest.importorskip("matplotlib")
+    a = write_run(tmp_path / "a", [1.0, 0.0, 0.5, 0.0], segments=True)
+    b = write_run(tmp_path / "b", [1.0, 1.0, 0.5, 0.0], segments=True)
+    out = tmp_path / "out"
+    compare_runs([str(a), str(b)], out, samples=99)
+    before = listing(out)
+    assert sorted(before) == ["comparison.csv", "comparison.md", INTERVALS_FILE, SEGMENTS_FILE]
+    write_text = Path.write_text
+
+    def full_at_the_markdown(self: Path, *args: Any, **kwargs: Any) -> int:
+        if self.name.startswith(".comparison.md"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_at_the_markdown)
+    write_run(a, [1.0, 0.0, 0.5, 0.0])  # no segments now: the report would lose a plot ...
+    write_run(b, [0.0, 0.0, 0.5, 0.0])  # ... and another result
+    with pytest.raises(WriteError, match=r"comparison\.md: cannot write \(No space left on device\)$"):
+        compare_runs([str(a), str(b)], out, samples=99)
+    assert listing(out) == before  # every file of the earlier report, byte for byte, and no temporary
+    monkeypatch.setattr(Path, "write_text", write_text)
+    compare_runs([str(a), str(b)], out, samples=99)
+    after = listing(out)
+    assert sorted(after) == ["comparison.csv", "comparison.md", INTERVALS_FILE]  # no plot of the earlier runs left
+    assert after["comparison.csv"] != before["comparison.csv"]
 
 
 @pytest.mark.slow

@@ -39,15 +39,21 @@ def common_metrics(runs: Sequence[Run]) -> list[str]:
 
 
 def compare(runs: Sequence[Run], n_samples: int = 10_000, seed: int = 0, alpha: float = 0.05) -> pl.DataFrame:
-    """One row per run: ``run``, ``overrides``, ``users``, each metric with ``_lo``/``_hi``; then, against the
-    first run, ``paired`` (``yes`` or why not), ``diff_<m>``, ``diff_<m>_lo``/``_hi`` and ``p_<m>``."""
+    """One row per run: ``run`` (its name), ``path`` (its directory), ``overrides``, ``users``, each metric with
+    ``_lo``/``_hi``; then, against the first run, ``paired`` (``yes`` or why not), ``diff_<m>``,
+    ``diff_<m>_lo``/``_hi`` and ``p_<m>``."""
     metrics = common_metrics(runs)
     base = runs[0]
     rows: list[dict[str, Any]] = []
     for i, run in enumerate(runs):
         table = _values(run, metrics)  # [U, M]
         lo, hi = bootstrap_ci(table, n_samples, seed)  # [M], [M]
-        row: dict[str, Any] = {"run": run.name, "overrides": run.overrides, "users": run.per_user.height}
+        row: dict[str, Any] = {
+            "run": run.name,
+            "path": str(run.path),
+            "overrides": run.overrides,
+            "users": run.per_user.height,
+        }
         for j, m in enumerate(metrics):
             row.update({m: float(table[:, j].mean()), f"{m}_lo": float(lo[j]), f"{m}_hi": float(hi[j])})
         problem = None if i == 0 else pairing_problem(base, run)
@@ -108,4 +114,6 @@ def to_markdown(table: pl.DataFrame, metrics: Sequence[str], split: str, n_sampl
             for m in metrics
         ]
         lines.append(f"| {row['run']} | yes | " + " | ".join(cells) + " |")
+    lines += ["", "## Runs", "", "| run | directory |", "|---|---|"]
+    lines += [f"| {row['run']} | {row['path']} |" for row in table.iter_rows(named=True)]
     return "\n".join(lines) + "\n"

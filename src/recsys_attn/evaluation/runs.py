@@ -1,21 +1,91 @@
-"""Finished runs read back for comparison: metrics, per-user rows, overrides and evaluation protocol."""
+"""Finished runs read back for comparison: metrics, per-user rows, settings and evaluation protocol."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from recsys_attn.errors import ConfigError
 from recsys_attn.evaluation.outputs import KEY_COLUMNS, PER_USER_FILE
-from recsys_attn.sweep_summary import METRICS_FILE, _natural_key, _read_metrics, _read_overrides
+from recsys_attn.sweep_summary import METRICS_FILE, _natural_key, _read_metrics
 
 CONFIG_FILE = ".hydra/config.yaml"
+OVERRIDES_FILE = ".hydra/overrides.yaml"
+HYDRA_FILE = ".hydra/hydra.yaml"
 NOISE_OVERRIDES = ("hydra.", "paths.", "trainer.accelerator", "ckpt_path")
-"""Overrides that say where a run ran, not what it is: left out of the comparison's ``overrides`` column."""
+"""Overrides that say where a run ran, not what it is: neither in labels nor in the ``overrides`` column."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What a run was configured with, read back from its ``.hydra`` folder (empty where it has none)."""
+
+    config: DictConfig | None = None
+    overrides: list[str] = field(default_factory=list)
+    """``key=value`` as given on the command line, in order, without ``NOISE_OVERRIDES``."""
+    choices: dict[str, Any] = field(default_factory=dict)
+    """Config group -> the option chosen (``model: sasrec``, ``experiment: None``)."""
+
+    def value(self, key: str) -> str | None:
+        """The run's value of ``key`` as text: a group's option, a setting, else its override; None if absent."""
+        if key in self.choices:
+            return None if self.choices[key] is None else str(self.choices[key])
+        node = _select(self.config, key)
+        if isinstance(node, DictConfig | ListConfig):
+            if key == "model" and "_target_" in node:  # no group record (a run saved by hand): its class
+                return str(node._target_).rsplit(".", 1)[-1].lower()
+            node = None
+        if node is not None:
+            return _text(node)
+        given = dict(split_override(o) for o in self.overrides)
+        return given.get(key)
+
+
+def read_settings(path: Path) -> RunSettings:
+    """The settings saved in ``path/.hydra`` (any of the three files may be missing)."""
+    config, overrides, hydra = (_load(path / name) for name in (CONFIG_FILE, OVERRIDES_FILE, HYDRA_FILE))
+    if overrides is not None and not isinstance(overrides, ListConfig):
+        raise ConfigError(f"{path / OVERRIDES_FILE}: expected a list of overrides, got {type(overrides).__name__}")
+    choices = OmegaConf.select(hydra, "hydra.runtime.choices", default=None) if hydra is not None else None
+    return RunSettings(
+        config if isinstance(config, DictConfig) else None,
+        [str(o) for o in overrides or [] if not str(o).lstrip("+~").startswith(NOISE_OVERRIDES)],
+        {str(k): v for k, v in choices.items() if "/" not in str(k)} if isinstance(choices, DictConfig) else {},
+    )
+
+
+def _load(path: Path) -> DictConfig | ListConfig | None:
+    """The YAML file at ``path``, or None where there is none."""
+    if not path.is_file():
+        return None
+    try:
+        return OmegaConf.load(path)
+    except Exception as exc:  # a damaged file: name it, not a YAML parser's traceback
+        raise ConfigError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from exc
+
+
+def split_override(override: str) -> tuple[str, str | None]:
+    """``key=value`` (also ``+key=value``, ``~key``) as the key and the value (None for a deletion)."""
+    key, sep, value = override.lstrip("+~").partition("=")
+    return key, value if sep and not override.startswith("~") else None
+
+
+def _select(config: DictConfig | None, key: str) -> Any:
+    """``config``'s node at ``key``; None where it has none or it cannot be resolved here."""
+    if config is None:
+        return None
+    return OmegaConf.select(config, key, default=None, throw_on_resolution_failure=False)
+
+
+def _text(value: Any) -> str:
+    """A setting as a command line writes it: ``true``, ``0.002``, ``64``."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -85,5 +155,5 @@ def load_run(path: Path, split: str, name: str | None = None) -> Run:
         raise ConfigError(f"split: {path / PER_USER_FILE} has no rows of split {split!r}")
     metrics_path = path / METRICS_FILE
     metrics = _read_metrics(metrics_path) if metrics_path.is_file() else {}
-    overrides = " ".join(o for o in (_read_overrides(path) or "").split() if not o.startswith(NOISE_OVERRIDES))
+    overrides = " ".join(read_settings(path).overrides)
     return Run(name or path.name, path, overrides, metrics, rows.sort("user_id"), run_protocol(path))
