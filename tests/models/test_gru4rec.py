@@ -9,11 +9,15 @@ from recsys_attn.constants import PAD
 from recsys_attn.data.batches import next_item_batch
 from recsys_attn.metrics import target_ranks
 from recsys_attn.models.gru4rec import GRU4Rec, GRUEncoder
+from tests.tolerances import assert_close, tol
 
 pytestmark = pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
 
 N_ITEMS = 12
 HIDDEN = 16
+GRU_OPS = 500
+"""Roundings behind one state of a ``make_encoder`` GRU: up to 6 steps of 2 layers, each gate a sum of 2 x 16 terms
+and a few element-wise operations (~40 a step and layer)."""
 
 
 def make_encoder(num_layers: int = 2, seed: int = 0) -> GRUEncoder:
@@ -42,7 +46,8 @@ def test_padding_never_changes_the_states_of_a_sequence(num_layers: int, width: 
         out = enc(left_padded(SEQS, width))  # [B, width, D]
         for row, seq in enumerate(SEQS):
             alone = enc(torch.tensor([seq]))[0]  # [len, D] the sequence without any padding
-            torch.testing.assert_close(out[row, width - len(seq) :], alone, rtol=0, atol=1e-6)
+            # a batch of 4 or of 1: its products may be blocked, so summed, otherwise
+            assert_close(out[row, width - len(seq) :], alone, rtol=tol(torch.float32, GRU_OPS), what=f"row {row}")
             assert not out[row, : width - len(seq)].any()  # zero at padding
 
 
@@ -63,6 +68,7 @@ def test_states_ignore_later_items(t: int) -> None:
     changed[0, t + 1] = 2
     with torch.no_grad():
         a, b = enc(seq), enc(changed)  # [1, 6, D]
+    # exact: the states up to t come from the same operations on the same inputs in both runs, on any CPU
     torch.testing.assert_close(a[:, : t + 1], b[:, : t + 1], rtol=0, atol=0)
     assert (a[:, t + 1 :] - b[:, t + 1 :]).abs().amax(-1).min() > 1e-4  # later positions do see it
 
