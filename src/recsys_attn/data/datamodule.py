@@ -29,15 +29,23 @@ from recsys_attn.data.batches import (
     trim_left,
 )
 from recsys_attn.data.cache import load_prepared
+from recsys_attn.data.download import data_path
 from recsys_attn.data.history import HistoryIndex
 from recsys_attn.data.identity import DataIdentity, data_identity
 from recsys_attn.data.prepared import Prepared
-from recsys_attn.data.preprocess import Preparation
+from recsys_attn.data.preprocess import Preparation, relax_advice
 from recsys_attn.data.samples import SampleSpec
 from recsys_attn.data.sampling import IndexBatches, batch_seed
 from recsys_attn.data.settings import DataSettings
 from recsys_attn.data.sources import Source
-from recsys_attn.data.split import EvalSet, SplitConfig, Splits, split_interactions
+from recsys_attn.data.split import (
+    EvalSet,
+    SplitConfig,
+    Splits,
+    check_held_out,
+    check_trainable,
+    split_interactions,
+)
 from recsys_attn.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -223,6 +231,27 @@ class SeqDataModule(L.LightningDataModule):
         spec = getattr(model, "sample_spec", None)
         if spec is not None:
             self.connect(spec)
+        if self.trainer is not None:
+            self._check_users(stage, validates=self.trainer.limit_val_batches != 0)
+
+    def _check_users(self, stage: str | None, validates: bool) -> None:
+        """Refuse a ``stage`` whose part of the split has no user, in one line saying what to change.
+
+        ``fit`` needs a training sample (once a model is connected) and, when it ``validates``, a validation
+        user; ``validate`` a validation user; ``test`` a test user.
+        """
+        if self.splits is None:
+            raise RuntimeError("SeqDataModule.setup() must run first")
+        prepared = self._prepared()
+        where = str(data_path(self.source.path, self.settings.data_dir))
+        relax = relax_advice(self.preparation, int(prepared.meta.get("n_raw", 0)), prepared.n_interactions)
+        if stage == "fit" and self.spec is not None:
+            spec, max_users = self.spec, self.settings.max_train_users
+            check_trainable(self.splits, self.split, spec.min_items, spec.kind, where, relax, max_users)
+        if (stage == "fit" and validates) or stage == "validate":
+            check_held_out(self.splits, self.split, "validation", where, relax)
+        if stage == "test":
+            check_held_out(self.splits, self.split, "test", where, relax)
 
     def connect(self, spec: SampleSpec) -> None:
         """Cut batches as the model's ``spec`` says (the training store is rebuilt when it changes)."""

@@ -51,6 +51,27 @@ class Preparation:
             object.__setattr__(self, "rating_threshold", float(threshold))
 
 
+def relax_advice(prep: Preparation, n_raw: int, n_kept: int) -> str:
+    """Advice to append to ``use a larger log``: the filters of ``prep`` that shorten histories, if they dropped rows.
+
+    Returns:
+        `` or lower data.preparation.<key> (now <value>) ... (preparation kept <n_kept> of <n_raw> rows)``, or
+        ``""`` when no row was dropped or no such filter is set (dedup drops only repeated rows, the user
+        k-core only whole users).
+    """
+    settings = [
+        f"data.preparation.{key} (now {value})"
+        for key, value in (
+            ("min_item_interactions", prep.min_item_interactions or None),
+            ("rating_threshold", prep.rating_threshold),
+        )
+        if value is not None
+    ]
+    if n_kept >= n_raw or not settings:
+        return ""
+    return f" or lower {' or '.join(settings)} (preparation kept {n_kept} of {n_raw} rows)"
+
+
 def _describe(prep: Preparation) -> str:
     return ", ".join(f"{key}={value}" for key, value in asdict(prep).items())
 

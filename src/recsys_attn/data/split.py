@@ -13,6 +13,7 @@ from recsys_attn.data.batches import ragged_coo
 from recsys_attn.data.errors import DataError
 
 SPLIT_KINDS = ("leave_one_out", "temporal")
+_KIND_NAMES = {"next": "next-item"}  # sample kinds in messages
 
 
 @dataclass(frozen=True)
@@ -140,3 +141,81 @@ def _temporal_positions(
     val_pos = torch.where(has_val, starts + before_val, -1)
     test_pos = torch.where(has_test, starts + before_test, -1)
     return before_val, val_pos, test_pos
+
+
+# --------------------------------------------------------------------------------------------
+# A part of the split with no user: one line saying what a user needs and what to change.
+
+
+def check_held_out(splits: Splits, config: SplitConfig, part: str, where: str, relax: str = "") -> None:
+    """Raise ``DataError`` when the ``part`` (``validation`` or ``test``) of ``splits`` holds no user.
+
+    Args:
+        splits: The split data.
+        config: How it was split (the message says what a user needs under it).
+        part: ``validation`` or ``test``.
+        where: The data file, for the message.
+        relax: Preparation settings that shortened the histories (``relax_advice``), appended to the advice.
+    """
+    held_out = splits.val if part == "validation" else splits.test
+    if len(held_out):
+        return
+    if config.kind == "leave_one_out":
+        lengths = splits.full.ends - splits.full.starts  # [U]
+        longest = int(lengths.max()) if lengths.numel() else 0
+        why = (
+            "leave-one-out holds out a user's last 2 items and needs 1 before them: 3 interactions; the longest "
+            f"history has {longest} after preparation"
+        )
+        fix = f"use a larger log{relax}"
+    elif part == "validation":
+        why = (
+            f"data.split.kind=temporal needs a user with an interaction before the val_quantile={config.val_quantile} "
+            f"timestamp quantile and one from there to the test_quantile={config.test_quantile} quantile"
+        )
+        fix = "lower data.split.val_quantile, or use data.split.kind=leave_one_out"
+    else:
+        why = (
+            "data.split.kind=temporal needs a user with an interaction before the "
+            f"test_quantile={config.test_quantile} timestamp quantile and one at or after it"
+        )
+        fix = "lower data.split.test_quantile, or use data.split.kind=leave_one_out"
+    raise DataError(f"data: no user of {where} has enough interactions for a {part} item ({why}); {fix}")
+
+
+def check_trainable(
+    splits: Splits,
+    config: SplitConfig,
+    min_items: int,
+    kind: str,
+    where: str,
+    relax: str = "",
+    max_users: int | None = None,
+) -> None:
+    """Raise ``DataError`` when no user's training part has the ``min_items`` that a ``kind`` sample needs.
+
+    Args:
+        splits: The split data.
+        config: How it was split (what a user's training part is).
+        min_items: Training items a sequence needs to yield a sample (``SampleSpec.min_items``).
+        kind: The kind of samples, for the message (``next``, ``cloze``).
+        where: The data file, for the message.
+        relax: Preparation settings that shortened the histories (``relax_advice``), appended to the advice.
+        max_users: Only the first ``max_users`` training sequences are used (``data.max_train_users``).
+    """
+    lengths = (splits.train_ends - splits.train_starts)[:max_users]  # [T]
+    longest = int(lengths.max()) if lengths.numel() else 0
+    if longest >= min_items:
+        return
+    among = "" if max_users is None else f" among the first data.max_train_users={max_users}"
+    fix = "use a larger log" + ("" if max_users is None else " or raise data.max_train_users")
+    if config.kind == "leave_one_out":
+        part = "under leave-one-out all of a user's items, or all but the last 2 when there are 3 or more"
+    else:
+        part = f"under temporal splits the items before the val_quantile={config.val_quantile} timestamp quantile"
+        fix += " or raise data.split.val_quantile"
+    raise DataError(
+        f"data: no user of {where} has enough interactions for a training sample ({_KIND_NAMES.get(kind, kind)} "
+        f"samples need {min_items} items in a user's training part, {part}; the longest training part{among} has "
+        f"{longest}); {fix}{relax}"
+    )
