@@ -6,6 +6,7 @@ directory and a resume with another architecture fail naming what to do, before 
 
 import json
 import logging
+import os
 import random
 import shutil
 from dataclasses import dataclass, replace
@@ -22,6 +23,7 @@ from recsys_attn.data.errors import DataError
 from recsys_attn.models.base import RecModule
 from recsys_attn.models.bert4rec import BERT4Rec
 from recsys_attn.models.sasrec import SASRec
+from recsys_attn.runner import latest_run_like, resume_path, start_run
 from tests.conftest import REPO_ROOT, run_cli, toy_datamodule
 
 # -- the checks themselves, on toy data -----------------------------------------------------------
@@ -134,6 +136,47 @@ def test_resuming_another_model_or_other_data_is_refused(tmp_path: Path) -> None
 def test_a_new_run_resumes_nothing(tmp_path: Path) -> None:
     dm = toy_datamodule(tmp_path, LINES)
     check_resume(OmegaConf.create({"ckpt_path": None}), SASRec(n_items=4, hidden_size=16, max_len=10), dm)
+
+
+def run_with_last(runs: Path, name: str, config: dict[str, object], age_s: int = 0) -> Path:
+    """A run directory ``runs/name`` holding its saved ``config`` and a ``checkpoints/last.ckpt`` ``age_s`` old."""
+    (runs / name / ".hydra").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create(config), runs / name / ".hydra" / "config.yaml")
+    last = runs / name / "checkpoints" / "last.ckpt"
+    last.parent.mkdir()
+    torch.save({"state_dict": {}}, last)
+    stamp = last.stat().st_mtime - age_s
+    os.utime(last, (stamp, stamp))
+    return last
+
+
+def test_last_resumes_the_run_directorys_last_checkpoint(tmp_path: Path) -> None:
+    cfg = OmegaConf.create({"seed": 0, "ckpt_path": "last", "paths": {"output_dir": str(tmp_path / "runs" / "now")}})
+    with pytest.raises(ConfigError, match=r"^ckpt_path: 'last' resumes the last checkpoint of this run's directory"):
+        start_run(cfg)
+    assert resume_path(cfg) is None
+    last = run_with_last(tmp_path / "runs", "now", {})
+    start_run(cfg)  # resumable: Lightning resolves 'last' to this file, and so does resume_path
+    assert resume_path(cfg) == last
+    with pytest.raises(ConfigError, match=r"^ckpt_path: no checkpoint at"):  # evaluate and predict read files
+        start_run(cfg, ckpt_required=True)
+
+
+def test_the_latest_run_of_the_same_configuration_is_found(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    config = {"seed": 0, "model": {"hidden_size": 16, "lr": "${oc.env:NOPE,0.1}"}, "trainer": {"max_epochs": 2}}
+    older = run_with_last(runs, "older", config, age_s=100)
+    newer = run_with_last(runs, "newer", {**config, "trainer": {"max_epochs": 5}}, age_s=10)  # max_epochs may differ
+    run_with_last(runs, "newest", {**config, "seed": 1})  # another configuration
+    (runs / "broken" / ".hydra").mkdir(parents=True)
+    (runs / "broken" / ".hydra" / "config.yaml").write_text("a: [\n")
+    (runs / "broken" / "checkpoints").mkdir()
+    torch.save({"state_dict": {}}, runs / "broken" / "checkpoints" / "last.ckpt")
+    now = OmegaConf.create({**config, "ckpt_path": "last", "trainer": {"max_epochs": 9}})
+    assert latest_run_like(now, runs) == newer
+    assert latest_run_like(now, runs, exclude=runs / "newer") == older
+    assert latest_run_like(OmegaConf.create({**config, "seed": 2}), runs) is None
+    assert latest_run_like(now, tmp_path / "absent") is None
 
 
 def test_every_command_loads_checkpoints_with_data_through_one_place() -> None:

@@ -253,7 +253,7 @@ def test_start_run_accepts_no_limit_and_no_checkpoint() -> None:
     start_run(run_cfg(trainer={"max_epochs": None}))
 
 
-@pytest.mark.parametrize("value", ["last", "hpc", "s3://bucket/run/last.ckpt"])
+@pytest.mark.parametrize("value", ["hpc", "s3://bucket/run/last.ckpt"])  # last: tests/test_checkpoints.py
 def test_resuming_leaves_lightnings_keywords_and_urls_to_lightning(value: str) -> None:
     start_run(run_cfg(ckpt_path=value))
     with pytest.raises(ConfigError, match=r"^ckpt_path: no checkpoint at"):  # evaluate and predict read files
