@@ -14,6 +14,7 @@ from recsys_attn.checkpoints import check_resume
 from recsys_attn.config import CONF_DIR, run_entry_point  # importing config registers the resolvers
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.errors import ConfigError, RunStopped
+from recsys_attn.evaluation.monitors import check_monitors
 from recsys_attn.evaluation.outputs import write_per_user
 from recsys_attn.loggers import build_loggers, finish_wandb, report_callbacks
 from recsys_attn.models.base import RecModule
@@ -48,6 +49,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         _convert_="all",
     )
     check_resume(cfg, model, datamodule)  # a resumed checkpoint must fit this model and data: one line if not
+    check_monitors(cfg, model)  # a callback monitoring a metric nobody logs fails here, not after training
     timer = EpochTimer()
     progress = EpochProgress(cfg.get("optimized_metric") or "val/ndcg@10")
     stop = StopCheckpoint()
