@@ -15,6 +15,7 @@ import torch
 from recsys_attn.errors import WriteError
 from recsys_attn.evaluation.outputs import KEY_COLUMNS, METRICS_FILE, PER_USER_FILE, write_evaluation
 from tests.conftest import run_cli, toy_datamodule
+from tests.tolerances import tol
 
 TINY = (
     "data=ml-100k",
@@ -62,8 +63,8 @@ def check_per_user(run_dir: Path, split: str, metrics: dict[str, float]) -> pl.D
     assert frame.height == metrics[f"{split}/users"] == frame["user_id"].n_unique()  # each user once
     metric_cols = [c for c in frame.columns if c not in KEY_COLUMNS]
     assert {"ndcg@10", "hr@10", "mrr"} <= set(metric_cols)
-    for col in metric_cols:  # the mean of each column is the logged value
-        assert frame[col].mean() == pytest.approx(metrics[f"{split}/{col}"], rel=1e-5, abs=1e-7), col
+    for col in metric_cols:  # the mean of each column is the logged value: float64 means, logged as float32
+        assert frame[col].mean() == pytest.approx(metrics[f"{split}/{col}"], rel=tol(torch.float32, 2)), col
     assert (frame["history_len"] >= 1).all() and (frame["rank"] >= 0).all()
     return frame
 
