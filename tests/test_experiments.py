@@ -1,14 +1,17 @@
 """Experiment operations through the real CLIs: DDP evaluation, resume, reproducibility, bf16."""
 
 import json
+import math
 import subprocess
 from pathlib import Path
 
 import polars as pl
 import pytest
+import torch
 
 from tests.conftest import TINY_RUN, run_cli
 from tests.conftest import train_cli as train
+from tests.tolerances import tol
 
 
 def scores(metrics: dict[str, float]) -> dict[str, float]:
@@ -98,7 +101,9 @@ def test_ddp_two_processes_give_the_same_test_metrics(
     m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
     m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert m1["test/users"] == m2["test/users"] == 301.0  # odd count: no user dropped or repeated
-    assert m1 == pytest.approx(m2, abs=1e-6)  # intervals, beyond-accuracy metrics and segments included
+    # intervals, beyond-accuracy metrics and segments included: float64 sums (in another order) handed over as
+    # float32, a rounding or two of float32; counts exact
+    assert m1 == pytest.approx(m2, rel=tol(torch.float32, 2), abs=tol(torch.float32, 2))
     # per_user.parquet: every user exactly once per split under DDP, with the single process's values
     rows = [pl.read_parquet(tmp_path / run / "per_user.parquet").sort("split", "user_id") for run in ("one", "two")]
     assert (
@@ -136,13 +141,24 @@ def test_bf16_mixed_runs_on_cpu(tmp_path: Path, real_data_dir: Path, shared_cach
 
 @pytest.mark.slow
 def test_bf16_mixed_evaluation_scores_like_fp32(tmp_path: Path, tiny_checkpoint: Path, shared_cache: Path) -> None:
-    # The same weights under both precisions: bf16 scores would tie items with the target (counted against it).
-    metrics = {}
+    """The same weights under both precisions: bf16 states move each score by ~eps(bf16) = 8e-3 of its size, so a
+    target next to another item's score may swap with it, either way, by a CPU's own rounding (emulated bf16 or
+    AVX-512 BF16/AMX instructions); bf16 *scores* would tie items with the target, counted against it: ranks
+    would only worsen. Both checks are statistical, at 4 standard deviations, not tied to one machine."""
+    rows = {}
     for precision in ("32-true", "bf16-mixed"):
         evaluate(tmp_path, tiny_checkpoint, shared_cache, precision, f"trainer.precision={precision}", "splits=[test]")
-        metrics[precision] = json.loads((tmp_path / precision / "metrics.json").read_text())
-    assert abs(metrics["32-true"]["test/ndcg@10"] - metrics["bf16-mixed"]["test/ndcg@10"]) < 5e-4
-    assert abs(metrics["32-true"]["test/mrr"] - metrics["bf16-mixed"]["test/mrr"]) < 5e-4
+        per_user = pl.read_parquet(tmp_path / precision / "per_user.parquet")
+        rows[precision] = per_user.filter(pl.col("split") == "test").sort("user_id")
+    fp32, bf16 = rows["32-true"], rows["bf16-mixed"]
+    assert fp32["user_id"].equals(bf16["user_id"])
+    change = (bf16["rank"] - fp32["rank"]).to_numpy()  # [U]
+    worse, better = int((change > 0).sum()), int((change < 0).sum())
+    # a sign test: under symmetric rounding noise worse - better has mean 0 and standard deviation sqrt(n)
+    assert abs(worse - better) <= 4 * math.sqrt(worse + better), (worse, better)
+    for name in ("ndcg@10", "mrr"):  # the metrics move by noise only: within 4 standard errors of the mean change
+        diff = (bf16[name] - fp32[name]).to_numpy()  # [U] float64 per-user values
+        assert abs(diff.mean()) <= 4 * diff.std() / math.sqrt(len(diff)), (name, diff.mean(), diff.std())
 
 
 @pytest.mark.slow

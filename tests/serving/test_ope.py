@@ -10,10 +10,12 @@ from typing import Any
 
 import polars as pl
 import pytest
+import torch
 
 from recsys_attn.errors import WriteError
 from recsys_attn.ope import CTR_FILE, REPORT_FILE, write_outputs
 from tests.conftest import run_cli
+from tests.tolerances import tol
 
 
 def cli(module: str, tmp: Path, ckpt: Path, cache: Path, run: str, *overrides: str) -> tuple[int, str]:
@@ -85,7 +87,8 @@ def test_the_logging_policy_as_target_gets_the_logged_value_exactly(
     assert ctr["impressions"].sum() == 1200 and ctr["clicks"].sum() == log["reward"].sum()
     expected = log.group_by("item_id").agg(pl.col("reward").mean().alias("want"))
     joined = ctr.join(expected, on="item_id")
-    assert joined.height == ctr.height and (joined["ctr"] - joined["want"]).abs().max() < 1e-12
+    assert joined.height == ctr.height  # both ratios of the same counts in float64: a rounding each
+    assert (joined["ctr"] - joined["want"]).abs().max() <= tol(torch.float64, 2)  # type: ignore[operator]
     assert "ips" in out and "ope.json" in out
 
 

@@ -11,6 +11,7 @@ import torch
 
 from recsys_attn.errors import ConfigError
 from recsys_attn.serving.policies import Epsilon, Greedy, Policy, Temperature, make_policy
+from tests.tolerances import assert_close, sum_tol, tol
 
 INF = float("inf")
 # A 6-item catalogue (column 0 = padding); item 5 is in the user's history.
@@ -19,8 +20,22 @@ SERVABLE = [1, 2, 3, 4, 6]
 POLICIES = [Greedy(), Temperature(0.7), Temperature(3.0), Epsilon(0.3), Epsilon(1.0)]
 
 
+COLDEST = 0.7
+"""The lowest temperature among ``POLICIES``."""
+
+
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+def prop_tol(scores: torch.Tensor) -> float:
+    """Absolute tolerance of a float32 propensity (<= 1): a softmax of ``scores / T`` over their columns.
+
+    The rounding of each exponent, up to ``max |score| / T``, becomes a relative error of its probability;
+    the normalising sum over the columns adds its own.
+    """
+    finite = scores[scores.isfinite()]
+    return tol(torch.float32, scores.shape[-1]) * (1 + float(finite.abs().max()) / COLDEST)
 
 
 @pytest.mark.parametrize("policy", POLICIES, ids=lambda p: f"{p.name}{p.params()}")
@@ -37,7 +52,7 @@ def test_empirical_frequencies_match_propensities(policy: Policy) -> None:
             above[tuple(row[:r])] += 1
             hits[tuple(row[: r + 1])] += 1
             prev = claimed.setdefault(tuple(row[: r + 1]), prow[r])
-            assert prev == pytest.approx(prow[r], abs=1e-6)  # the same prefix always gets the same propensity
+            assert prev == pytest.approx(prow[r], abs=prop_tol(SCORES))  # the same prefix, the same propensity
     checked = 0
     for prefix, count in above.items():
         if count < 200:
@@ -62,7 +77,8 @@ def test_ordered_slate_probabilities_sum_to_one(policy: Policy) -> None:
     """Every ordered slate of 3 servable items, its propensities multiplied: a distribution (sums to 1)."""
     slates = torch.tensor(list(itertools.permutations(SERVABLE, 3)))  # [60, 3]
     props = policy.propensities(SCORES.expand(len(slates), -1), slates)  # [60, 3]
-    assert float(props.prod(1).sum()) == pytest.approx(1.0, abs=1e-5)
+    # products of 3 propensities (3 relative errors each), summed over 60 slates to 1
+    assert float(props.prod(1).sum()) == pytest.approx(1.0, abs=3 * prop_tol(SCORES) + sum_tol(torch.float32, 60))
 
 
 @pytest.mark.parametrize("policy", POLICIES, ids=lambda p: f"{p.name}{p.params()}")
@@ -72,7 +88,7 @@ def test_propensities_of_a_drawn_slate_are_its_logged_ones(policy: Policy) -> No
     scores[torch.rand(64, 40, generator=gen(2)) < 0.3] = -INF  # histories
     items, props = policy.draw(scores, 8, gen(3))  # [64, 8]
     assert props.dtype == torch.float32
-    torch.testing.assert_close(policy.propensities(scores, items), props)
+    assert_close(policy.propensities(scores, items), props, rtol=prop_tol(scores), what="propensities")
     assert bool((props > 0).all()) and bool((props <= 1).all())
 
 
@@ -175,4 +191,6 @@ def test_expected_values_are_the_propensity_weighted_means_over_every_next_item(
         for a in range(8):
             candidate = torch.cat([slate[:, :r], torch.full((50, 1), a)], dim=1)  # [50, r + 1]
             want[:, r] += policy.propensities(scores, candidate)[:, r] * values[a]
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    # sums of 8 propensity-weighted values, in another order: the propensities' errors and the sum's
+    rtol = prop_tol(scores) + sum_tol(torch.float32, 8)
+    assert_close(got, want, rtol=rtol, atol=rtol * float(values.abs().max()), what="expected values")
