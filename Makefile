@@ -18,7 +18,7 @@ export RECSYS_ATTN_DATA_DIR := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: help install lint format test test-full notebooks strip-notebooks train sweep bench bench-precision reproduce clean
+.PHONY: help install lint format test test-full test-cpu-kinds notebooks strip-notebooks train sweep bench bench-precision reproduce clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -43,6 +43,20 @@ test: ## the test suite without the `slow` marker (CPU, about 5 minutes); what C
 
 test-full: ## every test, those marked `slow` (long real-data trainings, notebooks, resume/DDP runs) included
 	$(BIN)/python -m pytest -m ''
+
+# The tests with numerical tolerances, rounded as other kinds of CPU round. ATen, MKL and oneDNN each pick their
+# instructions at run time (ATEN_CPU_CAPABILITY alone leaves the matrix products on AVX-512), so all three are
+# capped; Inductor's cache does not key on them (a kernel cached for AVX-512 fails to build without vectors),
+# so each kind has its own.
+NUMERICAL_TESTS := tests/models tests/evaluation tests/test_metrics.py tests/data/test_batches.py \
+	tests/serving/test_export.py tests/serving/test_policies.py tests/serving/test_serve.py tests/serving/test_logs.py \
+	tests/serving/test_simulation.py tests/serving/test_ope_estimators.py tests/test_tolerances.py
+CPU_KIND_default := ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41
+CPU_KIND_avx2 := ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2
+
+test-cpu-kinds: ## the numerical tests as a CPU without vector units and an AVX2 one would round them (~2 minutes)
+	$(CPU_KIND_default) TORCHINDUCTOR_CACHE_DIR=.cache/inductor-default $(BIN)/python -m pytest -q $(NUMERICAL_TESTS)
+	$(CPU_KIND_avx2) TORCHINDUCTOR_CACHE_DIR=.cache/inductor-avx2 $(BIN)/python -m pytest -q $(NUMERICAL_TESTS)
 
 notebooks: ## execute every notebook top to bottom on the real data, as the tests do (minutes; part of test-full)
 	$(BIN)/python -m pytest -m '' tests/test_notebooks.py
