@@ -62,7 +62,8 @@ def checkpoint_and_data(cfg: DictConfig) -> tuple[RecModule, SeqDataModule]:
 def check_same_data(ckpt: dict[str, Any], path: str | Path, datamodule: SeqDataModule, advice: str) -> None:
     """Refuse data whose item ids are not those the checkpoint was trained on (its ``DataIdentity``).
 
-    Refused: another item id map; and the same source, file and preparation with another log (a copy whose ids
+    Refused: another item id map (unless the prepared log is the very same, its ids only renamed through
+    ``data.source.item_id_map``); and the same source, file and preparation with another log (a copy whose ids
     were permuted keeps the sorted map). Another file or preparation with the same item ids is the user's
     choice (a later log, fewer users): it is logged. A checkpoint written before checkpoints recorded their
     data is let through, with a warning.
@@ -80,6 +81,15 @@ def check_same_data(ckpt: dict[str, Any], path: str | Path, datamodule: SeqDataM
         )
         return
     now = datamodule.data_identity
+    renamed = datamodule.source.item_id_map is not None and now.interactions == saved.interactions
+    if now.item_map != saved.item_map and saved.interactions and renamed:
+        log.info(  # data.source.item_id_map: the same log, its ids shown as the original ones
+            "%s: the same log as the checkpoint's, with other names for its item ids (map %s, trained with %s)",
+            now.source,
+            now.short_map,
+            saved.short_map,
+        )
+        return
     if now.item_map != saved.item_map:
         raise DataError(
             f"data: {now.source}'s item ids (map {now.short_map}) are not those the checkpoint {path} was trained "

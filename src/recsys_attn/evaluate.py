@@ -16,6 +16,7 @@ from recsys_attn.config import (
     run_entry_point,
 )
 from recsys_attn.evaluation.outputs import write_evaluation
+from recsys_attn.noise import silence_third_party_noise
 from recsys_attn.run_dir import failed_run_cleanup, use_trained_data
 from recsys_attn.runner import (
     check_setting,
@@ -34,6 +35,7 @@ SPLITS = ("val", "test")
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Val/test metrics of ``cfg.ckpt_path`` on ``cfg.data``; writes ``metrics.json`` (rank 0)."""
+    silence_third_party_noise()  # called from Python (a notebook) as well as from the command line
     check_setting(cfg, "splits", list[str])
     if not cfg.splits or not set(cfg.splits) <= set(SPLITS):
         raise ConfigError(f"splits: expected a non-empty list of {', '.join(SPLITS)} (got {list(cfg.splits)!r})")

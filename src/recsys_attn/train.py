@@ -15,9 +15,10 @@ from recsys_attn.config import CONF_DIR, run_entry_point  # importing config reg
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.errors import ConfigError, RunStopped
 from recsys_attn.evaluation.monitors import check_monitors
-from recsys_attn.evaluation.outputs import write_per_user
+from recsys_attn.evaluation.outputs import write_evaluation
 from recsys_attn.loggers import build_loggers, finish_wandb, report_callbacks
 from recsys_attn.models.base import RecModule
+from recsys_attn.noise import silence_third_party_noise
 from recsys_attn.progress import EpochBar, EpochProgress, format_duration
 from recsys_attn.run_dir import failed_run_cleanup, resume_command
 from recsys_attn.runner import (
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``."""
+    silence_third_party_noise()  # called from Python (a notebook) as well as from the command line
     check_model_keys(cfg.model)
     start_run(cfg)
     check_trains(cfg)
@@ -88,9 +90,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if trainer.is_global_zero:
         finish_wandb(trainer.loggers)
-        write_json_atomic(output_dir(cfg) / "metrics.json", metrics)
-        if cfg.get("test"):
-            write_per_user(output_dir(cfg), model.per_user, ["test"], model.settings.eval_ks, datamodule.prepared)
+        if cfg.get("test"):  # metrics.json and per_user.parquet appear together or not at all
+            ks = model.settings.eval_ks
+            write_evaluation(output_dir(cfg), metrics, model.per_user, ["test"], ks, datamodule.prepared)
+        else:
+            write_json_atomic(output_dir(cfg) / "metrics.json", metrics)
         epochs = int(metrics["train/epochs"])
         chosen = f", best checkpoint: epoch {progress.best_epoch}" if best and progress.best_epoch else ""
         title = (
