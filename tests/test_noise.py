@@ -178,3 +178,10 @@ def test_every_notebook_silences_what_the_entry_points_do(path: Path) -> None:
     source = "".join(first["source"])
     assert "from recsys_attn.noise import silence_third_party_noise" in source
     assert "\nsilence_third_party_noise()" in source  # called before any Trainer is built
+
+
+def test_a_single_runs_error_is_one_line_without_hydras_job_line(tmp_path: Path) -> None:
+    proc = run_cli("recsys_attn.train", "trainer.max_epochs=0", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "Error executing job" not in proc.stderr, proc.stderr
+    assert [line for line in proc.stderr.splitlines() if line.startswith("error: ")] == [proc.stderr.strip()]

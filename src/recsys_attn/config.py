@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from recsys_attn.errors import ConfigError, RecsysError, RunStopped
-from recsys_attn.noise import silence_third_party_noise
+from recsys_attn.noise import silence_third_party_noise, without_hydra_job_error
 
 __all__ = [
     "CONF_DIR",
@@ -141,7 +141,8 @@ def run_entry_point(hydra_main: Callable[[], Any]) -> None:
     silence_third_party_noise()
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:
-        hydra_main()
+        with without_hydra_job_error(sys.argv):
+            hydra_main()
     except RunStopped as exc:  # not an error: stopped from outside, with the way to resume
         print(f"stopped: {one_line(exc)}", file=sys.stderr)
         sys.exit(exc.exit_code)

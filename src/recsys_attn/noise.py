@@ -5,8 +5,12 @@ Everything else Lightning, torch and Hydra say still shows; only these lines go.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any, TextIO
 
 LIGHTNING_TIP = "💡 Tip:"
 """Lightning 2.6 advertises its cloud logger (litlogger) on every ``Trainer`` start."""
@@ -71,3 +75,37 @@ def silence_third_party_noise() -> None:
     warnings.filterwarnings("ignore", message=PYTREE_DEPRECATION, category=FutureWarning)
     warnings.filterwarnings("ignore", message=EPOCH_SYNC_ADVICE)
     warnings.filterwarnings("ignore", message=LOGGING_INTERVAL)
+
+
+HYDRA_JOB_ERROR = "Error executing job with overrides: "
+"""Hydra writes this line to stderr before re-raising a job's exception; a single run's own one-line error
+(``error: ...``) says all of it, so the line only doubles the report (a sweep keeps it: it names the job)."""
+
+
+class _DropHydraJobError:
+    """A stand-in for ``sys.stderr`` that passes every write through except Hydra's job-error line."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        if text.startswith(HYDRA_JOB_ERROR):
+            return len(text)
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:  # flush, fileno, isatty, encoding, ...: the real stream's
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def without_hydra_job_error(argv: Sequence[str]) -> Iterator[None]:
+    """Around a single run's ``@hydra.main`` call, drop Hydra's job-error line from stderr (not in a sweep)."""
+    if any(arg in ("-m", "--multirun") for arg in argv) or isinstance(sys.stderr, _DropHydraJobError):
+        yield
+        return
+    real = sys.stderr
+    sys.stderr = _DropHydraJobError(real)
+    try:
+        yield
+    finally:
+        sys.stderr = real

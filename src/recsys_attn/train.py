@@ -39,8 +39,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit ``cfg.model`` on ``cfg.data``, test the best checkpoint, write ``metrics.json``."""
     silence_third_party_noise()  # called from Python (a notebook) as well as from the command line
     check_model_keys(cfg.model)
-    start_run(cfg)
     check_trains(cfg)
+    start_run(cfg)
     datamodule: SeqDataModule = hydra.utils.instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()
     datamodule.setup("fit")
