@@ -15,7 +15,10 @@ most ``u = eps / 2``, so a result built from ``n`` roundings is off by:
 
 An element that cancels to near zero carries the absolute error of the terms that made it, so a tensor is
 compared with ``atol = rtol * max |expected|`` (its own scale) unless told otherwise: see :func:`assert_close`.
-Integer and index outputs (ranks, top-k ids, counts) are compared exactly, never through these.
+Integer and index outputs (ranks, top-k ids, counts) are compared exactly, never through these; so are two runs
+of the same operations on the same inputs (deterministic on any CPU). ``pytest.approx``'s default (``rel=1e-6``,
+about ``tol(float32, 4)``) is kept for values a rounding or two of float32 from exact, and statistical bounds
+(seeded draws) say so where they stand. ``make test-cpu-kinds`` reruns these tests as other CPUs round.
 """
 
 from __future__ import annotations
