@@ -168,4 +168,5 @@ def test_a_settings_error_through_the_cli_leaves_no_run_directory(tmp_path: Path
 
 def test_train_says_where_its_run_went(ml100k_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     run, proc = ml100k_run
-    assert f"run -> {run} (checkpoints/" in proc.stdout
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("run -> "))
+    assert line.startswith(f"run -> {run} (") and "metrics.json" in line and "checkpoints/" in line, line

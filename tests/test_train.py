@@ -35,7 +35,10 @@ def test_fast_dev_run_every_model(model: str, tmp_path: Path, real_data_dir: Pat
     ):
         assert key in metrics, key
     assert 0.0 <= metrics["test/ndcg@10"] <= 1.0
-    assert "test/ndcg@10" in proc.stdout  # the summary table
+    lines = proc.stdout.splitlines()  # the headline table: a column per split, a row per metric
+    header = next(i for i, line in enumerate(lines) if "test (95% interval)" in line)
+    rows = {line.split()[0]: line for line in lines[header + 1 :] if line.strip()}
+    assert f"{metrics['test/ndcg@10']:.4f}" in rows["ndcg@10"], lines[header:]
 
 
 def test_fast_dev_run_with_the_reference_positions_and_block(
