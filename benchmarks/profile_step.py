@@ -44,7 +44,7 @@ def build(preset: str, overrides: list[str]) -> tuple[Any, Any]:
     import hydra
     from hydra import compose, initialize_config_dir
 
-    from recsys_attn.config import CONF_DIR
+    from recsys_attn.run.entry import CONF_DIR
 
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={preset}", "logger=none", *overrides])

@@ -50,9 +50,9 @@ from bench_train import machine, with_rows
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 
-from recsys_attn.config import CONF_DIR, one_line
-from recsys_attn.progress import format_duration
-from recsys_attn.runner import write_json_atomic
+from recsys_attn.run.entry import CONF_DIR, one_line
+from recsys_attn.run.runner import write_json_atomic
+from recsys_attn.tracking.progress import format_duration
 
 log = logging.getLogger("reproduce")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 PROGRESS = re.compile(r"epoch (\d+)/\d+ · .*?val/ndcg@10 ([0-9.]+|nan)")
-"""A progress line (recsys_attn.progress): the 1-based epoch and its val/ndcg@10."""
+"""A progress line (recsys_attn.tracking.progress): the 1-based epoch and its val/ndcg@10."""
 
 
 def read_curve(path: Path) -> list[float]:
@@ -64,7 +64,7 @@ def replay(curve: list[float], patience: int, smoothing: float, min_delta: float
     """Feed ``curve`` to ``SmoothedEarlyStopping`` (mode max) until it says stop."""
     import torch
 
-    from recsys_attn.callbacks import SmoothedEarlyStopping
+    from recsys_attn.tracking.callbacks import SmoothedEarlyStopping
 
     rule = SmoothedEarlyStopping(monitor="val", mode="max", patience=patience, min_delta=min_delta, smoothing=smoothing)
     stop = None

@@ -13,7 +13,7 @@ import pytest
 
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.data.samples import SampleSpec
-from recsys_attn.noise import silence_third_party_noise
+from recsys_attn.run.noise import silence_third_party_noise
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 silence_third_party_noise()  # what the entry points drop (Lightning's litlogger tip, ...) stays out of test output

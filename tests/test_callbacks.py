@@ -11,9 +11,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
-from recsys_attn.callbacks import ResumableCheckpoint, SmoothedEarlyStopping
-from recsys_attn.config import run_entry_point
 from recsys_attn.errors import WriteError
+from recsys_attn.run.entry import run_entry_point
+from recsys_attn.tracking.callbacks import ResumableCheckpoint, SmoothedEarlyStopping
 
 # A noisy, still-rising validation curve (Cloze training): the raw value dips below its best for 3 checks.
 RISING = [0.010, 0.015, 0.018, 0.017, 0.016, 0.016, 0.017, 0.018, 0.025]

@@ -16,14 +16,14 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from recsys_attn.checkpoints import check_resume, check_same_data
-from recsys_attn.config import ConfigError
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.data.errors import DataError
+from recsys_attn.errors import ConfigError
 from recsys_attn.models.base import RecModule
 from recsys_attn.models.bert4rec import BERT4Rec
 from recsys_attn.models.sasrec import SASRec
-from recsys_attn.runner import latest_run_like, resume_path, start_run
+from recsys_attn.run.checkpoints import check_resume, check_same_data
+from recsys_attn.run.runner import latest_run_like, resume_path, start_run
 from tests.conftest import REPO_ROOT, run_cli, toy_datamodule
 
 # -- the checks themselves, on toy data -----------------------------------------------------------
@@ -182,7 +182,7 @@ def test_the_latest_run_of_the_same_configuration_is_found(tmp_path: Path) -> No
 def test_every_command_loads_checkpoints_with_data_through_one_place() -> None:
     """evaluate, predict, export and ope all get their model and data from ``checkpoint_and_data`` (the checks)."""
     for command in ("evaluate", "predict", "export", "ope"):
-        source = (REPO_ROOT / "src" / "recsys_attn" / f"{command}.py").read_text()
+        source = (REPO_ROOT / "src" / "recsys_attn" / "jobs" / f"{command}.py").read_text()
         assert "checkpoint_and_data(cfg)" in source, command
         assert "load_module" not in source and "load_from_checkpoint" not in source, command
 

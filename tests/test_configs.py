@@ -13,10 +13,10 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException, InstantiationException
 from omegaconf import DictConfig, open_dict
 
-from recsys_attn import config as _config  # noqa: F401  (registers resolvers)
 from recsys_attn.data.samples import SampleSpec
 from recsys_attn.errors import ConfigError
-from recsys_attn.runner import check_model_keys, instantiate_group
+from recsys_attn.run import entry as _entry  # noqa: F401  (registers resolvers)
+from recsys_attn.run.runner import check_model_keys, instantiate_group
 from tests.conftest import CONF_DIR, REPO_ROOT, run_cli
 
 GROUPS = ["model", "data", "trainer", "logger", "callbacks", "experiment", "debug", "hparams_search"]

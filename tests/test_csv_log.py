@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
-from recsys_attn.csv_log import ResumableCSVLogger
+from recsys_attn.tracking.csv_log import ResumableCSVLogger
 
 
 class Tiny(L.LightningModule):

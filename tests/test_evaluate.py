@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from recsys_attn.checkpoints import load_module
-from recsys_attn.config import ConfigError
+from recsys_attn.errors import ConfigError
+from recsys_attn.run.checkpoints import load_module
 
 
 @pytest.mark.slow

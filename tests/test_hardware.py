@@ -8,8 +8,8 @@ from pathlib import Path
 import lightning as L
 import pytest
 
-from recsys_attn import runner
-from recsys_attn.hardware import cpu_bf16_flags, warn_if_bf16_is_emulated
+from recsys_attn.run import runner
+from recsys_attn.run.hardware import cpu_bf16_flags, warn_if_bf16_is_emulated
 
 X86_AVX2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n\nprocessor\t: 1\nflags\t\t: fpu sse2 avx avx2 fma\n"
 X86_AMX = "processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16 amx_tile amx_bf16\n"
@@ -55,7 +55,7 @@ def test_unreadable_cpuinfo_is_unknown_not_absent(tmp_path: Path) -> None:
 def test_warns_only_when_bf16_runs_emulated_on_the_cpu(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, precision: str, on_cpu: bool, text: str, warns: bool
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="recsys_attn.hardware"):
+    with caplog.at_level(logging.WARNING, logger="recsys_attn.run.hardware"):
         assert warn_if_bf16_is_emulated(precision, on_cpu, cpuinfo(tmp_path, text)) is warns
     assert ("without bf16 instructions" in caplog.text) is warns
     if warns:

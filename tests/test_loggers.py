@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from lightning.pytorch.loggers import WandbLogger
 
-from recsys_attn.config import ConfigError
-from recsys_attn.csv_log import ResumableCSVLogger
-from recsys_attn.loggers import build_loggers, finish_wandb, report_callbacks, wandb_run_options
-from recsys_attn.wandb_report import WandbReport
+from recsys_attn.errors import ConfigError
+from recsys_attn.tracking.csv_log import ResumableCSVLogger
+from recsys_attn.tracking.loggers import build_loggers, finish_wandb, report_callbacks, wandb_run_options
+from recsys_attn.tracking.wandb_report import WandbReport
 from tests.conftest import run_cli
 from tests.test_configs import compose_train
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from recsys_attn.metrics import MRR, NDCG, HitRate, ranking_metrics, sampled_ranks, target_ranks
+from recsys_attn.evaluation.metrics import MRR, NDCG, HitRate, ranking_metrics, sampled_ranks, target_ranks
 from tests.tolerances import assert_close, tol
 
 

@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from recsys_attn.data.samples import SampleSpec
 from recsys_attn.models.sasrec import SASRec
-from recsys_attn.noise import LIGHTNING_TIP, ONNX_PASS_LOGGERS, RANK_ZERO_LOGGERS, silence_third_party_noise
+from recsys_attn.run.noise import LIGHTNING_TIP, ONNX_PASS_LOGGERS, RANK_ZERO_LOGGERS, silence_third_party_noise
 from recsys_attn.serving.scorer import export_scorer
 from tests.conftest import REPO_ROOT, run_cli, toy_datamodule
 
@@ -176,7 +176,7 @@ def test_a_trainer_built_by_test_code_prints_no_tip() -> None:
 def test_every_notebook_silences_what_the_entry_points_do(path: Path) -> None:
     first = next(c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
     source = "".join(first["source"])
-    assert "from recsys_attn.noise import silence_third_party_noise" in source
+    assert "from recsys_attn.run.noise import silence_third_party_noise" in source
     assert "\nsilence_third_party_noise()" in source  # called before any Trainer is built
 
 

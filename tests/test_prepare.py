@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from recsys_attn.data.preprocess import Preparation
 from recsys_attn.data.sources import Source
-from recsys_attn.prepare import prepare, summary
+from recsys_attn.jobs.prepare import prepare, summary
 from tests import conftest
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
-from recsys_attn.progress import EpochProgress, format_duration
+from recsys_attn.tracking.progress import EpochProgress, format_duration
 
 
 @pytest.mark.parametrize(
@@ -65,14 +65,14 @@ def test_line_shows_training_time_metric_best_and_eta(caplog: pytest.LogCaptureF
     clock = FakeClock()
     cb = EpochProgress("val/ndcg@10", clock=clock)
     cb.load_state_dict({"best": 0.1301, "best_epoch": 9})  # as restored from a checkpoint
-    with caplog.at_level(logging.INFO, logger="recsys_attn.progress"):
+    with caplog.at_level(logging.INFO, logger="recsys_attn.tracking.progress"):
         run_epoch(cb, clock, fake_trainer(11, 0.1234), train_s=41.3, val_s=0.5)  # 41.8 s x 188 epochs left
     assert caplog.messages == [
         "epoch 12/200 · train 41.3 s · val/ndcg@10 0.1234 (best 0.1301 @ epoch 9) · elapsed 42s · "
         "ETA 2h11m to max_epochs"
     ]
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="recsys_attn.progress"):
+    with caplog.at_level(logging.INFO, logger="recsys_attn.tracking.progress"):
         run_epoch(cb, clock, fake_trainer(12, 0.1400), train_s=20.0, val_s=0.2)  # 20.2 s x 187: the first is warm-up
     assert caplog.messages == [
         "epoch 13/200 · train 20.0 s · val/ndcg@10 0.1400 (best 0.1400 @ epoch 13) · elapsed 1m02s · "
@@ -91,7 +91,7 @@ def test_eta_tracks_the_recent_epochs_not_the_slow_start() -> None:
 def test_epoch_without_validation_says_so(caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock()
     cb = EpochProgress(clock=clock)
-    with caplog.at_level(logging.INFO, logger="recsys_attn.progress"):
+    with caplog.at_level(logging.INFO, logger="recsys_attn.tracking.progress"):
         run_epoch(cb, clock, fake_trainer(0, 0.5), train_s=3.0, val_s=None)  # a stale value is not shown
     assert caplog.messages == [
         "epoch 1/200 · train 3.0 s · val/ndcg@10 not validated · elapsed 3s · ETA 9m57s to max_epochs"
@@ -101,7 +101,7 @@ def test_epoch_without_validation_says_so(caplog: pytest.LogCaptureFixture) -> N
 def test_line_shows_the_other_validation_metrics_asked_for(caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock()
     cb = EpochProgress(also=("val/hr@10", "val/mrr", "val/absent"), clock=clock)
-    with caplog.at_level(logging.INFO, logger="recsys_attn.progress"):
+    with caplog.at_level(logging.INFO, logger="recsys_attn.tracking.progress"):
         run_epoch(cb, clock, fake_trainer(0, 0.1, hr_at_10=0.25, mrr=0.08), train_s=2.0, val_s=1.0)
     assert caplog.messages == [
         "epoch 1/200 · train 2.0 s · val/ndcg@10 0.1000 (best 0.1000 @ epoch 1) · val/hr@10 0.2500 · "
@@ -114,7 +114,7 @@ def test_expected_duration_is_logged_once_after_the_first_batches(caplog: pytest
     cb = EpochProgress(estimate_after=10, clock=clock)
     trainer, module = fake_trainer(0, None), SimpleNamespace(device=torch.device("cpu"))
     cb.on_train_epoch_start(trainer, module)  # type: ignore[arg-type]
-    with caplog.at_level(logging.INFO, logger="recsys_attn.progress"):
+    with caplog.at_level(logging.INFO, logger="recsys_attn.tracking.progress"):
         for batch_idx in range(14):
             clock.now += 30.0 if batch_idx == 0 else 2.0  # a slow start-up, then 2 s a batch: 96 s an epoch
             cb.on_train_batch_end(trainer, module, None, None, batch_idx)  # type: ignore[arg-type]
@@ -131,7 +131,7 @@ def test_expected_duration_of_a_one_batch_epoch(caplog: pytest.LogCaptureFixture
     trainer, module = fake_trainer(0, None), SimpleNamespace(device=torch.device("cpu"))
     trainer.num_training_batches = 1
     cb.on_train_epoch_start(trainer, module)  # type: ignore[arg-type]
-    with caplog.at_level(logging.INFO, logger="recsys_attn.progress"):
+    with caplog.at_level(logging.INFO, logger="recsys_attn.tracking.progress"):
         clock.now += 3.0
         cb.on_train_batch_end(trainer, module, None, None, 0)  # type: ignore[arg-type]
     (message,) = caplog.messages
@@ -151,7 +151,7 @@ def test_expected_duration_of_short_epochs_and_of_resumed_or_unlimited_runs() ->
 
 def test_only_rank_zero_logs(caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock()
-    with caplog.at_level(logging.INFO, logger="recsys_attn.progress"):
+    with caplog.at_level(logging.INFO, logger="recsys_attn.tracking.progress"):
         run_epoch(EpochProgress(clock=clock), clock, fake_trainer(0, 0.1, rank_zero=False), 1.0, 1.0)
     assert caplog.messages == []
 
@@ -216,10 +216,10 @@ def fit(tmp_path: Path, max_epochs: int, ckpt_path: str | None = None) -> None:
 def test_real_training_logs_each_epoch_and_keeps_the_best_across_a_resume(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="recsys_attn.progress"):
+    with caplog.at_level(logging.INFO, logger="recsys_attn.tracking.progress"):
         fit(tmp_path, max_epochs=3)
         fit(tmp_path, max_epochs=4, ckpt_path=str(tmp_path / "last.ckpt"))  # a fresh callback, restored
-    messages = [r.getMessage() for r in caplog.records if r.name == "recsys_attn.progress"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "recsys_attn.tracking.progress"]
     lines = [m for m in messages if m.startswith("epoch ")]
     assert [line.split(" · ")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3", "epoch 4/4"]
     assert [line.split(" · ")[2] for line in lines] == [

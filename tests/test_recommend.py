@@ -9,7 +9,7 @@ import torch
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.data.samples import SampleSpec
 from recsys_attn.models.popularity import Popularity
-from recsys_attn.recommend import recommend
+from recsys_attn.serving.recommend import recommend
 from tests.conftest import toy_datamodule
 
 # Evaluated users (leave-one-out: train, val, test):

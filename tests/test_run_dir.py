@@ -13,9 +13,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from recsys_attn import config as _config  # noqa: F401  (registers resolvers)
-from recsys_attn.hardware import cpu_bf16_flags
-from recsys_attn.run_dir import failed_run_cleanup, hydra_files_only, run_config_of, use_trained_data
+from recsys_attn.run import entry as _entry  # noqa: F401  (registers resolvers)
+from recsys_attn.run.hardware import cpu_bf16_flags
+from recsys_attn.run.run_dir import failed_run_cleanup, hydra_files_only, run_config_of, use_trained_data
 from tests.conftest import CONF_DIR, run_cli
 
 

@@ -11,8 +11,8 @@ import torch
 from omegaconf import OmegaConf
 
 from recsys_attn.atomic import write_atomic
-from recsys_attn.config import ConfigError
-from recsys_attn.runner import start_run, write_json_atomic
+from recsys_attn.errors import ConfigError
+from recsys_attn.run.runner import start_run, write_json_atomic
 
 
 def test_start_run_seeds_and_sets_the_matmul_precision() -> None:

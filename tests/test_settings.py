@@ -14,8 +14,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from recsys_attn.config import ConfigError, check_type, check_types, run_entry_point
 from recsys_attn.data.settings import DataSettings
+from recsys_attn.errors import ConfigError
 from recsys_attn.models.settings import (
     ClozeSettings,
     EvalSettings,
@@ -23,7 +23,9 @@ from recsys_attn.models.settings import (
     SequentialSettings,
     TransformerSettings,
 )
-from recsys_attn.runner import CKPT_EXAMPLE, read_checkpoint, start_run
+from recsys_attn.run.entry import run_entry_point
+from recsys_attn.run.runner import CKPT_EXAMPLE, read_checkpoint, start_run
+from recsys_attn.settings import check_type, check_types
 from tests.conftest import run_cli
 
 SETTINGS = [

@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from recsys_attn.sweep_summary import summarize_sweep, write_sweep_summary
+from recsys_attn.tracking.sweep_summary import summarize_sweep, write_sweep_summary
 from tests.conftest import run_cli
 
 

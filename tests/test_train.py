@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from recsys_attn.hardware import cpu_bf16_flags
+from recsys_attn.run.hardware import cpu_bf16_flags
 from tests.conftest import CONF_DIR, run_cli
 
 SMALL = ["trainer.accelerator=cpu", "data.batch_size=32", "data.eval_batch_size=64"]

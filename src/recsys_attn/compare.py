@@ -3,31 +3,24 @@
 Writes ``comparison.md``, ``comparison.csv`` and PNG plots into its run directory (``out_dir`` to choose):
 each run's metrics with 95% bootstrap intervals, and each run against the first with a paired bootstrap test.
 Runs are named by what differs between them (the model, the experiment, the settings that differ).
+
+The command alone: its work is ``recsys_attn.jobs.compare``, imported when a run starts, so ``--help`` answers
+without importing torch or Lightning.
 """
 
 from __future__ import annotations
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from recsys_attn.config import CONF_DIR, ConfigError, run_entry_point
-from recsys_attn.evaluation.report import compare_runs
-from recsys_attn.runner import check_setting
+from recsys_attn.jobs import run_job
+from recsys_attn.run.entry import CONF_DIR, run_entry_point
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="compare")
 def hydra_main(cfg: DictConfig) -> None:
     """Hydra entry point."""
-    check_setting(cfg, "runs", list[str])
-    check_setting(cfg, "samples", int, minimum=1)
-    check_setting(cfg, "seed", int, minimum=0)
-    if not cfg.runs:
-        raise ConfigError("runs: expected a list of run (or sweep) directories, e.g. runs=[logs/a,logs/b]")
-    out_dir = cfg.get("out_dir") or HydraConfig.get().runtime.output_dir
-    report = compare_runs(list(cfg.runs), out_dir, cfg.split, cfg.samples, cfg.seed, cfg.alpha)
-    print(report.read_text(), end="")
-    print(f"comparison -> {report} (and {report.with_suffix('.csv').name}, the plots)")
+    run_job("compare", cfg)
 
 
 def main() -> None:

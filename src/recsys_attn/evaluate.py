@@ -1,69 +1,22 @@
-"""Score a checkpoint: ``python -m recsys_attn.evaluate ckpt_path=<file> [eval.*=...]``."""
+"""Score a checkpoint: ``python -m recsys_attn.evaluate ckpt_path=<file> [eval.*=...]``.
+
+The command alone: its work is ``recsys_attn.jobs.evaluate``, imported when a run starts, so ``--help`` answers
+without importing torch or Lightning.
+"""
 
 from __future__ import annotations
 
-import logging
-
 import hydra
-import lightning as L
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from recsys_attn.checkpoints import checkpoint_and_data
-from recsys_attn.config import (
-    CONF_DIR,  # importing config registers the resolvers
-    ConfigError,
-    run_entry_point,
-)
-from recsys_attn.evaluation.outputs import write_evaluation
-from recsys_attn.noise import silence_third_party_noise
-from recsys_attn.run_dir import failed_run_cleanup, use_trained_data
-from recsys_attn.runner import (
-    check_setting,
-    check_trainer,
-    collect_metrics,
-    output_dir,
-    print_summary,
-    start_run,
-)
-
-log = logging.getLogger(__name__)
-
-SPLITS = ("val", "test")
-"""The sets ``evaluate`` can score (``splits=[val, test]``)."""
-
-
-def evaluate(cfg: DictConfig) -> dict[str, float]:
-    """Val/test metrics of ``cfg.ckpt_path`` on ``cfg.data``; writes ``metrics.json`` (rank 0)."""
-    silence_third_party_noise()  # called from Python (a notebook) as well as from the command line
-    check_setting(cfg, "splits", list[str])
-    if not cfg.splits or not set(cfg.splits) <= set(SPLITS):
-        raise ConfigError(f"splits: expected a non-empty list of {', '.join(SPLITS)} (got {list(cfg.splits)!r})")
-    start_run(cfg, ckpt_required=True)
-    model, datamodule = checkpoint_and_data(cfg)
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
-    check_trainer(trainer)
-    metrics: dict[str, float] = {}
-    if "val" in cfg.splits:
-        trainer.validate(model, datamodule=datamodule, verbose=False)
-        metrics.update(collect_metrics(trainer, ("val/", "segments/val/")))
-    if "test" in cfg.splits:
-        trainer.test(model, datamodule=datamodule, verbose=False)
-        metrics.update(collect_metrics(trainer, ("test/", "segments/test/")))
-    if trainer.is_global_zero:
-        ks, prepared = model.settings.eval_ks, datamodule.prepared
-        path, _ = write_evaluation(output_dir(cfg), metrics, model.per_user, cfg.splits, ks, prepared)  # together
-        print_summary(metrics, f"{type(model).__name__} checkpoint {cfg.ckpt_path}", model.settings.eval_ks)
-        print(f"metrics -> {path}")
-    return metrics
+from recsys_attn.jobs import run_job
+from recsys_attn.run.entry import CONF_DIR, run_entry_point
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
 def hydra_main(cfg: DictConfig) -> None:
     """Hydra entry point: the data of the checkpoint's own run unless ``data=...`` is given."""
-    with failed_run_cleanup():
-        use_trained_data(cfg, HydraConfig.get().overrides.task)
-        evaluate(cfg)
+    run_job("evaluate", cfg)
 
 
 def main() -> None:

@@ -1,47 +1,22 @@
-"""Export a portable scorer: ``python -m recsys_attn.export ckpt_path=<file> [format=onnx|torch] [k=10]``."""
+"""Export a portable scorer: ``python -m recsys_attn.export ckpt_path=<file> [format=onnx|torch] [k=10]``.
+
+The command alone: its work is ``recsys_attn.jobs.export``, imported when a run starts, so ``--help`` answers
+without importing torch or Lightning.
+"""
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from recsys_attn.checkpoints import checkpoint_and_data
-from recsys_attn.config import CONF_DIR, ConfigError, run_entry_point
-from recsys_attn.run_dir import failed_run_cleanup, use_trained_data
-from recsys_attn.runner import check_setting, output_dir, start_run
-from recsys_attn.serving.scorer import SUFFIXES, Exported, export_scorer
-
-log = logging.getLogger(__name__)
-
-
-def export(cfg: DictConfig) -> Exported:
-    """Write the scorer of ``cfg.ckpt_path`` in ``cfg.format`` to ``cfg.output`` (and its sidecar); their paths."""
-    if cfg.format not in SUFFIXES:
-        raise ConfigError(f"format: {cfg.format!r} is not one of {', '.join(SUFFIXES)}")
-    check_setting(cfg, "k", int, minimum=1)
-    check_setting(cfg, "opset", int, minimum=18)  # the torch.export-based exporter's first opset
-    check_setting(cfg, "output", str | None)
-    output = Path(cfg.output) if cfg.output else output_dir(cfg) / f"scorer{SUFFIXES[cfg.format]}"
-    if output.suffix != SUFFIXES[cfg.format]:
-        raise ConfigError(f"output: {output} must end in {SUFFIXES[cfg.format]} for format={cfg.format}")
-    start_run(cfg, ckpt_required=True)
-    model, datamodule = checkpoint_and_data(cfg)
-    if datamodule.prepared is None:
-        raise RuntimeError("export: the datamodule was not set up")
-    return export_scorer(model, datamodule.prepared.items, output, cfg.format, cfg.k, cfg.opset)
+from recsys_attn.jobs import run_job
+from recsys_attn.run.entry import CONF_DIR, run_entry_point
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")
 def hydra_main(cfg: DictConfig) -> None:
     """Hydra entry point: export (the data of the checkpoint's own run unless ``data=...``), say what went where."""
-    with failed_run_cleanup():
-        use_trained_data(cfg, HydraConfig.get().overrides.task)
-        written = export(cfg)
-    print(f"scorer ({cfg.format}, k={cfg.k}) -> {written.model}\nitem ids, max_len, padding -> {written.sidecar}")
+    run_job("export", cfg)
 
 
 def main() -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from recsys_attn.config import ConfigError
 from recsys_attn.data.batches import EvalRequest, EvalSplit, TrainRequest
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.data.preprocess import Preparation
@@ -14,6 +13,7 @@ from recsys_attn.data.samples import SampleSpec
 from recsys_attn.data.sampling import IndexBatches
 from recsys_attn.data.sources import Source
 from recsys_attn.data.split import SplitConfig
+from recsys_attn.errors import ConfigError
 from tests.conftest import quiet_trainer, toy_datamodule
 
 # user 1: items 10 11 12 13 14 15 ; user 2: 20 21 22 ; user 3: 30 31 (train only)

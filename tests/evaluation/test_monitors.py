@@ -9,10 +9,10 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from recsys_attn.config import CONF_DIR
 from recsys_attn.errors import ConfigError
-from recsys_attn.evaluation.monitors import check_monitors
 from recsys_attn.models.base import RecModule
+from recsys_attn.run.entry import CONF_DIR
+from recsys_attn.run.monitors import check_monitors
 
 RANKING = "val/hr@1, val/hr@5, val/hr@10, val/hr@20, val/mrr, val/ndcg@1, val/ndcg@5, val/ndcg@10, val/ndcg@20"
 WITHOUT = "or train without the callbacks that monitor it (callbacks=none)"

@@ -7,7 +7,7 @@ import torch
 
 from recsys_attn.constants import PAD
 from recsys_attn.data.batches import next_item_batch
-from recsys_attn.metrics import target_ranks
+from recsys_attn.evaluation.metrics import target_ranks
 from recsys_attn.models.gru4rec import GRU4Rec, GRUEncoder
 from tests.tolerances import assert_close, tol
 

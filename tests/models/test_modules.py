@@ -12,12 +12,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from recsys_attn.config import ConfigError
 from recsys_attn.constants import PAD, mask_id
 from recsys_attn.data.batches import EvalBatch, TrainBatch, cloze_batch, next_item_batch
 from recsys_attn.data.history import HistoryIndex
 from recsys_attn.data.samples import SampleSpec
-from recsys_attn.metrics import target_ranks
+from recsys_attn.errors import ConfigError
+from recsys_attn.evaluation.metrics import target_ranks
 from recsys_attn.models.base import RecModule
 from recsys_attn.models.bert4rec import BERT4Rec
 from recsys_attn.models.encoder import Block, ReferenceBlock

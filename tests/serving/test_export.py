@@ -20,8 +20,6 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from torch import Tensor
 
-from recsys_attn import config as _config  # noqa: F401  (registers resolvers)
-from recsys_attn.checkpoints import checkpoint_and_data, load_module
 from recsys_attn.data.batches import EvalSplit, left_pad
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.data.samples import SampleSpec
@@ -32,8 +30,10 @@ from recsys_attn.models.gru4rec import GRU4Rec
 from recsys_attn.models.popularity import Popularity
 from recsys_attn.models.sasrec import SASRec
 from recsys_attn.models.sequential import SequentialRec
-from recsys_attn.recommend import recommend
-from recsys_attn.run_dir import use_trained_data
+from recsys_attn.run import entry as _entry  # noqa: F401  (registers resolvers)
+from recsys_attn.run.checkpoints import checkpoint_and_data, load_module
+from recsys_attn.run.run_dir import use_trained_data
+from recsys_attn.serving.recommend import recommend
 from recsys_attn.serving.scorer import PortableScorer, export_scorer
 from tests.conftest import CONF_DIR, run_cli, toy_datamodule, train_cli
 from tests.tolerances import assert_close, score_mass, tol

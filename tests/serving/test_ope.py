@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from recsys_attn.errors import WriteError
-from recsys_attn.ope import CTR_FILE, REPORT_FILE, write_outputs
+from recsys_attn.jobs.ope import CTR_FILE, REPORT_FILE, write_outputs
 from tests.conftest import run_cli
 from tests.tolerances import tol
 

@@ -12,8 +12,8 @@ import torch
 
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.models.base import RecModule
-from recsys_attn.recommend import known_users, recommend, serve
 from recsys_attn.serving.policies import make_policy
+from recsys_attn.serving.recommend import known_users, recommend, serve
 from tests.conftest import toy_datamodule
 from tests.test_recommend import make_dm, popularity
 from tests.tolerances import assert_close, tol

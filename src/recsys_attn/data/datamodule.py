@@ -13,7 +13,6 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from recsys_attn.config import build_settings
 from recsys_attn.constants import PAD, mask_id
 from recsys_attn.data.batches import (
     EvalBatch,
@@ -47,6 +46,7 @@ from recsys_attn.data.split import (
     split_interactions,
 )
 from recsys_attn.errors import ConfigError
+from recsys_attn.settings import build_settings
 
 log = logging.getLogger(__name__)
 

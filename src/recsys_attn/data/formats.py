@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import polars as pl
 
 from recsys_attn.data import readers
 from recsys_attn.data.readers import Fixed, Reader
-
-if TYPE_CHECKING:
-    from recsys_attn.data.sources import Source
+from recsys_attn.data.sources import FORMATS, Source
 
 _MOVIELENS = ("user", "item", "rating", "timestamp")
 
@@ -44,6 +41,9 @@ READERS: dict[str, Reader] = {
     "sequences": readers.read_sequences,
 }
 """Reader of each ``Source.format``: ``(path, source) -> frame`` with ``readers.OUTPUT_COLUMNS``."""
+
+if set(READERS) != set(FORMATS):  # a format added on one side only: a bug, caught on import
+    raise AssertionError(f"formats without a reader or readers without a format: {set(READERS) ^ set(FORMATS)}")
 
 
 def read_interactions(path: Path, source: Source) -> pl.DataFrame:

@@ -15,7 +15,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -31,14 +30,12 @@ from recsys_attn.data.lines import (
     is_int,
     read_text,
 )
+from recsys_attn.data.sources import Source
 from recsys_attn.data.timestamps import check_parsed, timestamp_expr, unit_counts, warn_mixed_units
-
-if TYPE_CHECKING:
-    from recsys_attn.data.sources import Source
 
 log = logging.getLogger(__name__)
 
-Reader = Callable[[Path, "Source"], pl.DataFrame]
+Reader = Callable[[Path, Source], pl.DataFrame]
 """A reader: ``(path, source) -> frame`` with the standard columns."""
 
 OUTPUT_COLUMNS: tuple[str, ...] = ("user", "item", "timestamp", "rating", "line")

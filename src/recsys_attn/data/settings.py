@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from recsys_attn.config import MAX_SEED, check_ranges, check_types
+from recsys_attn.settings import MAX_SEED, check_ranges, check_types
 
 LOADERS = ("device", "dataloader")
 

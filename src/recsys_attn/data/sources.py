@@ -21,6 +21,18 @@ DEFAULT_COLUMNS: dict[str, str | None] = {"user": "user", "item": "item", "times
 ID_TYPES: tuple[str, ...] = ("auto", "int", "str")
 """Values of ``Source.id_type``."""
 
+FORMATS: tuple[str, ...] = (
+    "user_item",
+    "movielens_100k",
+    "movielens_dat",
+    "movielens_csv",
+    "csv",
+    "tsv",
+    "parquet",
+    "sequences",
+)
+"""Values of ``Source.format``; ``formats.READERS`` has a reader for each (checked when it is imported)."""
+
 TEXT_ID_FORMATS: frozenset[str] = TABULAR_FORMATS | {"sequences"}
 """Formats whose ids may be text; the others' are integers by definition."""
 
@@ -33,7 +45,7 @@ class Source:
 
     Attributes:
         name: Cache key, e.g. ``"ml-1m"`` (letters, digits, ``.``, ``_``, ``-``).
-        format: Reader registry key, one of ``recsys_attn.data.formats.READERS``.
+        format: How the file is laid out, one of ``FORMATS`` (each read by ``formats.READERS``).
         path: File path, relative to the data directory (or absolute).
         url: Public home of the file; a ``.zip`` URL means ``archive_member`` is extracted from it.
         sha256: Expected sha256 of the (extracted) file, or None to skip the check.
@@ -66,15 +78,13 @@ class Source:
 
     def __post_init__(self) -> None:
         """Validate the fields and normalise ``columns`` to a plain dict."""
-        from recsys_attn.data.formats import READERS  # the readers import this module
-
         if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
             raise DataError(
                 f"data.source.name={self.name!r}: use letters, digits, '.', '_' or '-' (it names the cache folder)"
             )
-        if self.format not in READERS:
+        if self.format not in FORMATS:
             raise DataError(
-                f"data.source.format={self.format!r} is unknown; known formats: {', '.join(sorted(READERS))}"
+                f"data.source.format={self.format!r} is unknown; known formats: {', '.join(sorted(FORMATS))}"
             )
         if not self.path:
             raise DataError(f"data.source.path is empty for source {self.name!r}")

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from recsys_attn.atomic import write_atomic, write_together
 from recsys_attn.data.prepared import Prepared
-from recsys_attn.metrics import per_user_values
+from recsys_attn.evaluation.metrics import per_user_values
 
 METRICS_FILE = "metrics.json"
 PER_USER_FILE = "per_user.parquet"

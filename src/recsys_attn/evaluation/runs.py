@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,14 +13,38 @@ import polars as pl
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from recsys_attn.errors import ConfigError
-from recsys_attn.evaluation.outputs import KEY_COLUMNS, PER_USER_FILE
-from recsys_attn.sweep_summary import METRICS_FILE, _natural_key, _read_metrics
+from recsys_attn.evaluation.outputs import KEY_COLUMNS, METRICS_FILE, PER_USER_FILE
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = ".hydra/config.yaml"
 OVERRIDES_FILE = ".hydra/overrides.yaml"
+
 HYDRA_FILE = ".hydra/hydra.yaml"
 NOISE_OVERRIDES = ("hydra.", "paths.", "trainer.accelerator", "ckpt_path")
 """Overrides that say where a run ran, not what it is: neither in labels nor in the ``overrides`` column."""
+
+
+def natural_key(job: str) -> list[Any]:
+    """Sort ``2`` before ``10`` (Hydra numbers jobs 0, 1, ..., 10)."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", job) if part]
+
+
+def read_metrics(path: Path) -> dict[str, float]:
+    """Numeric entries of a ``metrics.json`` (others are skipped with a warning)."""
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object of metrics, got {type(data).__name__}")
+    metrics: dict[str, float] = {}
+    for name, value in data.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            metrics[name] = float(value)
+        else:
+            log.warning("%s: skipping non-numeric metric %s=%r", path, name, value)
+    return metrics
 
 
 @dataclass(frozen=True)
@@ -116,7 +143,7 @@ def expand_runs(paths: list[str]) -> list[Path]:
         if (path / PER_USER_FILE).is_file():
             out.append(path)
             continue
-        jobs = sorted({p.parent for p in path.glob(f"*/{PER_USER_FILE}")}, key=lambda p: _natural_key(p.name))
+        jobs = sorted({p.parent for p in path.glob(f"*/{PER_USER_FILE}")}, key=lambda p: natural_key(p.name))
         if not jobs:
             raise ConfigError(f"runs[{i}]: {path} holds no {PER_USER_FILE}, nor do its subfolders (a sweep's jobs)")
         out.extend(jobs)
@@ -154,6 +181,6 @@ def load_run(path: Path, split: str, name: str | None = None) -> Run:
     if rows.height == 0:
         raise ConfigError(f"split: {path / PER_USER_FILE} has no rows of split {split!r}")
     metrics_path = path / METRICS_FILE
-    metrics = _read_metrics(metrics_path) if metrics_path.is_file() else {}
+    metrics = read_metrics(metrics_path) if metrics_path.is_file() else {}
     overrides = " ".join(read_settings(path).overrides)
     return Run(name or path.name, path, overrides, metrics, rows.sort("user_id"), run_protocol(path))

@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 
 from recsys_attn.evaluation.bootstrap import bootstrap_ci
+from recsys_attn.evaluation.metrics import per_user_values
 from recsys_attn.evaluation.segments import history_buckets, history_edges, popularity_segments
-from recsys_attn.metrics import per_user_values
 
 
 def interval_metrics(values: dict[str, Tensor], prefix: str, n_samples: int, seed: int) -> dict[str, float]:

@@ -9,17 +9,17 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from recsys_attn.config import build_settings
 from recsys_attn.constants import PAD
 from recsys_attn.data.batches import EvalBatch
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.data.samples import SampleSpec
 from recsys_attn.errors import TrainingError
 from recsys_attn.evaluation.beyond import BeyondAccuracy
+from recsys_attn.evaluation.metrics import _RankMetric, ranking_metrics, sampled_ranks, target_ranks
 from recsys_attn.evaluation.per_user import PerUserRows
 from recsys_attn.evaluation.summary import stage_statistics
-from recsys_attn.metrics import _RankMetric, ranking_metrics, sampled_ranks, target_ranks
 from recsys_attn.models.settings import EvalSettings
+from recsys_attn.settings import build_settings
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from recsys_attn.config import check_ranges, check_types
 from recsys_attn.models.encoder import BLOCK_LAYOUTS, POSITIONS
 from recsys_attn.models.losses import CE_MAX_LOGITS, LOSSES
+from recsys_attn.settings import check_ranges, check_types
 
 
 @dataclass(frozen=True)

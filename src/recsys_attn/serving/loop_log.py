@@ -16,11 +16,11 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from recsys_attn.callbacks import NonFiniteLossGuard
 from recsys_attn.constants import PAD
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.data.split import EvalSet, Splits
 from recsys_attn.models.base import RecModule
+from recsys_attn.models.guards import NonFiniteLossGuard
 
 
 class Log(NamedTuple):

@@ -28,7 +28,7 @@ from recsys_attn.data.batches import EvalBatch, EvalSplit
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.evaluation.beyond import BeyondAccuracy
 from recsys_attn.evaluation.bootstrap import bootstrap_ci
-from recsys_attn.metrics import per_user_values, target_ranks
+from recsys_attn.evaluation.metrics import per_user_values, target_ranks
 from recsys_attn.models.base import RecModule
 from recsys_attn.serving.click_model import ClickModel, mean_and_error, slate_values
 from recsys_attn.serving.loop_log import Log, clone, evaluating, fine_tune, log_datamodule

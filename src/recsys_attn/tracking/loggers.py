@@ -11,7 +11,8 @@ import lightning as L
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from recsys_attn.config import ConfigError
+from recsys_attn.errors import ConfigError
+from recsys_attn.tracking.wandb_report import WandbReport
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +84,10 @@ def wandb_run_options(cfg: DictConfig) -> dict[str, Any]:
 
 
 def report_callbacks(cfg: DictConfig) -> list[L.Callback]:
-    """The end-of-run W&B report (:class:`~recsys_attn.wandb_report.WandbReport`) when ``cfg.logger`` has W&B."""
+    """The end-of-run W&B report (:class:`WandbReport`) when ``cfg.logger`` has W&B."""
     group = cfg.get("logger") or {}
     if not any(isinstance(n, DictConfig) and _is_wandb(n) for n in group.values()):
         return []
-    from recsys_attn.wandb_report import WandbReport  # keeps this module light for the entry points
-
     return [WandbReport(**wandb_run_options(cfg))]
 
 

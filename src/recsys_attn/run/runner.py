@@ -19,9 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from recsys_attn.atomic import write_atomic
-from recsys_attn.config import MAX_SEED, ConfigError, build_settings, check_type
+from recsys_attn.errors import ConfigError
 from recsys_attn.evaluation.headline import headline_lines
-from recsys_attn.hardware import warn_if_bf16_is_emulated
+from recsys_attn.run.hardware import warn_if_bf16_is_emulated
+from recsys_attn.settings import MAX_SEED, build_settings, check_type
 
 log = logging.getLogger(__name__)
 

@@ -10,13 +10,12 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from recsys_attn.config import ConfigError
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.data.errors import DataError
 from recsys_attn.data.identity import SHORT_HASH, DataIdentity
-from recsys_attn.errors import TrainingError
+from recsys_attn.errors import ConfigError, TrainingError
 from recsys_attn.models.base import RecModule
-from recsys_attn.runner import read_checkpoint, resume_path
+from recsys_attn.run.runner import read_checkpoint, resume_path
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 from recsys_attn.evaluation.outputs import per_user_frame
 from recsys_attn.models.base import RecModule
+from recsys_attn.serving.recommend import recommend
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,6 @@ class WandbReport(L.Callback):
 
 def _log_sample_recommendations(lg: WandbLogger, model: RecModule, datamodule: Any, n_users: int) -> None:
     """A ``wandb.Table`` of the top-K test recommendations of the first ``n_users`` users."""
-    from recsys_attn.recommend import recommend  # keeps this module light for the entry points
-
     k = max(model.settings.eval_ks)
     recs = recommend(model, datamodule, k=k, max_users=n_users).select("user_id", "rank", "item_id", "score")
     lg.log_table("recommendations/sample", columns=recs.columns, data=[list(row) for row in recs.iter_rows()])

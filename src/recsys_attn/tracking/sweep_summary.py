@@ -6,9 +6,7 @@ Registered in ``conf/hydra/default.yaml``, so every sweep writes it, e.g.
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +15,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from recsys_attn.atomic import write_atomic
+from recsys_attn.evaluation.outputs import METRICS_FILE
+from recsys_attn.evaluation.runs import OVERRIDES_FILE, natural_key, read_metrics
 
 log = logging.getLogger(__name__)
-
-METRICS_FILE = "metrics.json"
-OVERRIDES_FILE = ".hydra/overrides.yaml"
-
-
-def _natural_key(job: str) -> list[Any]:
-    """Sort ``2`` before ``10`` (Hydra numbers jobs 0, 1, ..., 10)."""
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", job) if part]
 
 
 def _read_overrides(job_dir: Path) -> str | None:
@@ -38,23 +30,6 @@ def _read_overrides(job_dir: Path) -> str | None:
     if not isinstance(overrides, ListConfig):
         raise ValueError(f"{path}: expected a list of overrides, got {type(overrides).__name__}")
     return " ".join(str(o) for o in overrides)
-
-
-def _read_metrics(path: Path) -> dict[str, float]:
-    """Numeric entries of a ``metrics.json`` (others are skipped with a warning)."""
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object of metrics, got {type(data).__name__}")
-    metrics: dict[str, float] = {}
-    for name, value in data.items():
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            metrics[name] = float(value)
-        else:
-            log.warning("%s: skipping non-numeric metric %s=%r", path, name, value)
-    return metrics
 
 
 def summarize_sweep(sweep_dir: str | Path) -> pl.DataFrame:
@@ -69,12 +44,12 @@ def summarize_sweep(sweep_dir: str | Path) -> pl.DataFrame:
     job_dirs = {p.parent for p in sweep_dir.glob(f"**/{METRICS_FILE}")}
     job_dirs |= {p.parent.parent for p in sweep_dir.glob(f"**/{OVERRIDES_FILE}")}
     job_dirs.discard(sweep_dir)  # a single run's own files, not a job of a sweep
-    jobs = sorted(((d.relative_to(sweep_dir).as_posix(), d) for d in job_dirs), key=lambda j: _natural_key(j[0]))
+    jobs = sorted(((d.relative_to(sweep_dir).as_posix(), d) for d in job_dirs), key=lambda j: natural_key(j[0]))
 
     rows: list[dict[str, Any]] = []
     for name, job_dir in jobs:
         metrics_path = job_dir / METRICS_FILE
-        metrics = _read_metrics(metrics_path) if metrics_path.is_file() else {}
+        metrics = read_metrics(metrics_path) if metrics_path.is_file() else {}
         if not metrics:
             log.warning("sweep job %s has no metrics (%s missing or empty)", name, metrics_path)
         rows.append({"job": name, "overrides": _read_overrides(job_dir), **metrics})
