@@ -48,6 +48,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg.model,
         n_items=datamodule.n_items,
         item_popularity=datamodule.item_popularity,
+        item_features=getattr(datamodule, "item_features", None),
         _convert_="all",
     )
     check_resume(cfg, model, datamodule)  # a resumed checkpoint must fit this model and data: one line if not

@@ -12,6 +12,7 @@ from torch import Tensor
 from recsys_attn.constants import PAD
 from recsys_attn.data.batches import EvalBatch
 from recsys_attn.data.datamodule import SeqDataModule
+from recsys_attn.data.item_features import ItemFeatures
 from recsys_attn.data.samples import SampleSpec
 from recsys_attn.errors import TrainingError
 from recsys_attn.evaluation.beyond import BeyondAccuracy
@@ -55,9 +56,22 @@ class RecModule(L.LightningModule):
     settings_class: ClassVar[type[EvalSettings]] = EvalSettings
     item_popularity: Tensor
 
-    def __init__(self, n_items: int, item_popularity: Tensor | None = None, **settings: Any) -> None:
+    uses_features: ClassVar[bool] = False
+    """Whether the model embeds item side information (``item_features``); the others rank without it."""
+
+    def __init__(
+        self,
+        n_items: int,
+        item_popularity: Tensor | None = None,
+        item_features: ItemFeatures | None = None,
+        **settings: Any,
+    ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["item_popularity"])
+        self.save_hyperparameters(ignore=["item_popularity", "item_features"])
+        if item_features is not None and not self.uses_features:
+            log.info(
+                "%s ranks without the item features (features=... applies to the sequence models)", type(self).__name__
+            )
         self.settings = build_settings(self.settings_class, settings, "model")
         self.n_items = n_items
         pop = torch.zeros(n_items + 1) if item_popularity is None else item_popularity.float()
@@ -77,7 +91,7 @@ class RecModule(L.LightningModule):
     """Checkpoint entry holding the training data's ``DataIdentity`` (source, preparation, item id map hash), so
     the commands that load the checkpoint refuse data whose item ids mean other items."""
     SAME_SHAPE_ARCHITECTURE: ClassVar[frozenset[str]] = frozenset(
-        {"num_heads", "norm_first", "block_layout", "positions", "activation"}
+        {"num_heads", "norm_first", "block_layout", "positions", "activation", "feature_fusion", "feature_sides"}
     )
     """Settings that change what the weights compute but not their shapes: a resume may not change them
     (a shape change is refused anyway; ``lr``, ``dropout``, the loss, ... may change)."""

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recsys_attn.constants import PAD
+from recsys_attn.models.item_embedding import FeatureEmbedding, ItemEmbedding
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU}
 POSITIONS = ("from_end", "from_start")
@@ -142,6 +143,8 @@ class SequenceEncoder(nn.Module):
         ff_mult: int = 4,
         positions: str = "from_end",
         block_layout: str = "standard",
+        features: FeatureEmbedding | None = None,
+        feature_sides: str = "both",
     ) -> None:
         super().__init__()
         if positions not in POSITIONS:
@@ -159,7 +162,7 @@ class SequenceEncoder(nn.Module):
             )
         self.causal, self.max_len, self.norm_first = causal, max_len, norm_first
         self.positions, self.block_layout = positions, block_layout
-        self.item_emb = nn.Embedding(n_tokens, hidden, padding_idx=PAD)
+        self.item_emb = ItemEmbedding(n_tokens, hidden)
         self.pos_emb = nn.Embedding(max_len, hidden)
         self.emb_drop = nn.Dropout(dropout)
         eps = REFERENCE_EPS if reference else BERT_EPS if bert else 1e-5  # every layer norm's
@@ -177,6 +180,7 @@ class SequenceEncoder(nn.Module):
         self.apply(self._init)
         if self.type_emb is not None:
             nn.init.normal_(self.type_emb, std=0.02)
+        self.item_emb.attach(features, feature_sides)  # after the init above: the features initialise their own
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -227,5 +231,5 @@ class SequenceEncoder(nn.Module):
         return self.final_norm(x) * keep
 
     def item_weights(self, n_items: int) -> Tensor:
-        """Output table ``[n_items + 1, D]`` (row 0 = padding): the tied input embeddings."""
-        return self.item_emb.weight[: n_items + 1]
+        """Output table ``[n_items + 1, D]`` (row 0 = padding): the tied input embeddings (with features, fused)."""
+        return self.item_emb.output_table(n_items)

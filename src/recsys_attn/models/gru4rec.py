@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from recsys_attn.constants import PAD
+from recsys_attn.models.item_embedding import FeatureEmbedding, ItemEmbedding
 from recsys_attn.models.sequential import SequentialRec
 from recsys_attn.models.settings import GRUSettings
 
@@ -20,12 +21,21 @@ class GRUEncoder(nn.Module):
     after every item: the states at real positions are those of the unpadded sequence, whatever the width.
     """
 
-    def __init__(self, n_tokens: int, hidden: int, num_layers: int, dropout: float) -> None:
+    def __init__(
+        self,
+        n_tokens: int,
+        hidden: int,
+        num_layers: int,
+        dropout: float,
+        features: FeatureEmbedding | None = None,
+        feature_sides: str = "both",
+    ) -> None:
         super().__init__()
-        self.item_emb = nn.Embedding(n_tokens, hidden, padding_idx=PAD)
+        self.item_emb = ItemEmbedding(n_tokens, hidden)
         nn.init.normal_(self.item_emb.weight, std=0.02)
         with torch.no_grad():
             self.item_emb.weight[PAD].zero_()
+        self.item_emb.attach(features, feature_sides)
         self.drop = nn.Dropout(dropout)
         self.gru = nn.GRU(hidden, hidden, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
 
@@ -41,8 +51,8 @@ class GRUEncoder(nn.Module):
         return states.gather(1, back) * real[..., None]  # [B, L, D]
 
     def item_weights(self, n_items: int) -> Tensor:
-        """Output table ``[n_items + 1, D]`` (row 0 = padding): the tied input embeddings."""
-        return self.item_emb.weight[: n_items + 1]
+        """Output table ``[n_items + 1, D]`` (row 0 = padding): the tied input embeddings (with features, fused)."""
+        return self.item_emb.output_table(n_items)
 
 
 class GRU4Rec(SequentialRec):
@@ -53,4 +63,6 @@ class GRU4Rec(SequentialRec):
 
     def build_encoder(self, n_tokens: int) -> GRUEncoder:
         s = self.settings
-        return GRUEncoder(n_tokens, s.hidden_size, s.num_layers, s.dropout)
+        return GRUEncoder(
+            n_tokens, s.hidden_size, s.num_layers, s.dropout, self.feature_layers(n_tokens), s.feature_sides
+        )

@@ -17,7 +17,9 @@ from torch import Tensor, nn
 from recsys_attn.constants import PAD
 from recsys_attn.data.batches import TrainBatch
 from recsys_attn.data.history import HistoryIndex
+from recsys_attn.data.item_features import ItemFeatures
 from recsys_attn.models.base import RecModule, fp32_scores
+from recsys_attn.models.item_embedding import FeatureEmbedding, feature_layers
 from recsys_attn.models.losses import LossContext, get_loss
 from recsys_attn.models.settings import SequentialSettings
 
@@ -40,17 +42,52 @@ class SequentialRec(RecModule):
     settings_class: ClassVar[type[SequentialSettings]] = SequentialSettings
     settings: SequentialSettings
 
-    def __init__(self, n_items: int, item_popularity: Tensor | None = None, **settings: Any) -> None:
+    uses_features: ClassVar[bool] = True
+    FEATURES_KEY: ClassVar[str] = "recsys_attn_features"
+    """Checkpoint entry holding the features' vocabularies (what each categorical code means)."""
+
+    def __init__(
+        self,
+        n_items: int,
+        item_popularity: Tensor | None = None,
+        item_features: ItemFeatures | None = None,
+        feature_spec: dict[str, dict[str, Any]] | None = None,
+        **settings: Any,
+    ) -> None:
         super().__init__(n_items, item_popularity, **settings)
         self.loss_fn = get_loss(self.settings.loss)
+        self._item_features = item_features
+        self.feature_spec = item_features.spec() if item_features is not None else feature_spec
+        self.hparams["feature_spec"] = self.feature_spec  # a checkpoint rebuilds the feature layers from it
+        self.feature_vocab: dict[str, list[str]] = item_features.vocab() if item_features is not None else {}
         encoder = self.build_encoder(self.sample_spec.n_tokens(n_items))
+        self._item_features = None  # their values live in the encoder's buffers now
         if not isinstance(encoder, nn.Module):  # its parameters must register with the module
             raise TypeError(f"{type(self).__name__}.build_encoder must return an nn.Module, got {type(encoder)}")
         self.encoder = encoder
 
     def build_encoder(self, n_tokens: int) -> ItemEncoder:
-        """The encoder (an ``nn.Module``) for token ids ``0..n_tokens - 1``, built from ``self.settings``."""
+        """The encoder (an ``nn.Module``) for token ids ``0..n_tokens - 1``, built from ``self.settings``.
+
+        Its item table is a ``models.item_embedding.ItemEmbedding`` given ``self.feature_layers(n_tokens)``: that
+        is all a model does to use item side information.
+        """
         raise NotImplementedError
+
+    def feature_layers(self, n_tokens: int) -> FeatureEmbedding | None:
+        """The item-feature layers of an encoder over ``n_tokens`` tokens (None: the run has no features)."""
+        s = self.settings
+        return feature_layers(
+            self._item_features, self.feature_spec, n_tokens, self.n_items, s.hidden_size, s.feature_fusion
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.feature_vocab:
+            checkpoint[self.FEATURES_KEY] = self.feature_vocab
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.feature_vocab = checkpoint.get(self.FEATURES_KEY, {})
 
     history: HistoryIndex | None = None
     """Training items per sequence, attached from the datamodule at fit (negatives avoid them)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from recsys_attn.models.encoder import BLOCK_LAYOUTS, POSITIONS
+from recsys_attn.models.item_embedding import FUSIONS, SIDES
 from recsys_attn.models.losses import CE_MAX_LOGITS, LOSSES
 from recsys_attn.settings import check_ranges, check_types
 
@@ -90,11 +91,19 @@ class SequentialSettings(EvalSettings):
     """Train with the encoder under ``torch.compile`` (dynamic shapes; compiled at the first batches of a fit;
     ``evaluate`` and ``predict`` run it eager). For GPUs, where fusing kernels saves launches; on 2 CPU cores
     it was 0.93x (benchmarks/RESULTS.md)."""
+    feature_fusion: str = "sum"
+    """With item features (``features=...``): how an item's feature vectors join its id vector: ``sum``,
+    ``concat`` (projected back to ``hidden_size``) or ``gated`` (``models.item_embedding.FUSIONS``)."""
+    feature_sides: str = "both"
+    """With item features: fused into the items a sequence reads (``input``), the item vectors its states are
+    scored against (``output``: cold items score through their features), or ``both``."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         checks = [
             ("hidden_size", self.hidden_size >= 1, "must be >= 1"),
+            ("feature_fusion", self.feature_fusion in FUSIONS, f"expected one of {', '.join(FUSIONS)}"),
+            ("feature_sides", self.feature_sides in SIDES, f"expected one of {', '.join(SIDES)}"),
             ("dropout", 0.0 <= self.dropout < 1.0, "must be in [0, 1)"),
             ("loss", self.loss in LOSSES, f"expected one of {', '.join(sorted(LOSSES))}"),
             ("num_negatives", self.num_negatives >= 1, "must be >= 1"),

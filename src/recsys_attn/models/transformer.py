@@ -32,4 +32,6 @@ class TransformerRec(SequentialRec):
             ff_mult=s.ff_mult,
             positions=s.positions,
             block_layout=s.block_layout,
+            features=self.feature_layers(n_tokens),
+            feature_sides=s.feature_sides,
         )
