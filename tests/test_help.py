@@ -7,7 +7,7 @@ import pytest
 from tests.conftest import CONF_DIR, run_cli
 
 ENTRY_POINTS = ["train", "evaluate", "predict", "prepare", "export", "ope"]
-TRAIN_GROUPS = ["model", "data", "trainer", "experiment", "logger", "callbacks", "debug", "hparams_search"]
+TRAIN_GROUPS = ["model", "data", "features", "trainer", "experiment", "logger", "callbacks", "debug", "hparams_search"]
 
 
 def options(group: str) -> list[str]:

@@ -29,8 +29,11 @@ from recsys_attn.data.batches import (
 )
 from recsys_attn.data.cache import load_prepared
 from recsys_attn.data.download import data_path
+from recsys_attn.data.feature_config import FeatureSet, feature_set
+from recsys_attn.data.features import load_item_features
 from recsys_attn.data.history import HistoryIndex
 from recsys_attn.data.identity import DataIdentity, data_identity
+from recsys_attn.data.item_features import ItemFeatures
 from recsys_attn.data.prepared import Prepared
 from recsys_attn.data.preprocess import Preparation, relax_advice
 from recsys_attn.data.samples import SampleSpec
@@ -199,18 +202,29 @@ MODEL_KEYS = {
 class SeqDataModule(L.LightningDataModule):
     """Prepares a log with polars, splits it, and serves the samples its model asks for.
 
-    After ``setup``: ``n_items``, ``n_users``, ``item_popularity`` and ``prepared`` (id maps). Batches
+    After ``setup``: ``n_items``, ``n_users``, ``item_popularity``, ``prepared`` (id maps) and ``item_features``
+    (None without a ``features`` config). Batches
     need the model's ``SampleSpec`` too: ``trainer.fit/validate/test`` hand it over in ``setup``;
     without a trainer, call ``connect(model.sample_spec)``.
     """
 
-    def __init__(self, source: Source, preparation: Preparation, split: SplitConfig, **settings: Any) -> None:
+    def __init__(
+        self,
+        source: Source,
+        preparation: Preparation,
+        split: SplitConfig,
+        features: FeatureSet | Any = None,
+        **settings: Any,
+    ) -> None:
         super().__init__()
         owned = sorted(set(settings) & set(MODEL_KEYS))
         if owned:
             raise ConfigError(f"data.{owned[0]}: not a data setting any more; {MODEL_KEYS[owned[0]]}")
         self.source, self.preparation, self.split = source, preparation, split
+        self.features = feature_set(features)
         self.settings = build_settings(DataSettings, settings, "data")
+        self.item_features: ItemFeatures | None = None
+        """The items' encoded side information (after ``setup``; None without feature files)."""
         self.spec: SampleSpec | None = None
         self._store: SequenceStore | None = None
         self._device_store: SequenceStore | None = None
@@ -218,14 +232,17 @@ class SeqDataModule(L.LightningDataModule):
         self.splits: Splits | None = None
 
     def prepare_data(self) -> None:
-        """Build the prepared cache once (rank 0); ``setup`` then only reads it."""
-        load_prepared(self.source, self.preparation, self.settings.data_dir, self.settings.cache_dir)
+        """Build the prepared cache (and the encoded features) once (rank 0); ``setup`` then only reads them."""
+        s = self.settings
+        prepared = load_prepared(self.source, self.preparation, s.data_dir, s.cache_dir)
+        load_item_features(self.features, self.source, prepared, s.data_dir, s.cache_dir)
 
     def setup(self, stage: str | None = None) -> None:
         """Read and split the data (once); under a trainer, connect to its model's samples."""
         if self.splits is None:
             s = self.settings
             self.prepared = load_prepared(self.source, self.preparation, s.data_dir, s.cache_dir)
+            self.item_features = load_item_features(self.features, self.source, self.prepared, s.data_dir, s.cache_dir)
             self.splits = split_interactions(self.prepared.interactions, self.prepared.n_items, self.split)
         model = self.trainer.lightning_module if self.trainer is not None else None
         spec = getattr(model, "sample_spec", None)

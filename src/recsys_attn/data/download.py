@@ -10,10 +10,10 @@ import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
+from typing import Protocol
 
 from recsys_attn.atomic import TMP_MARK, write_atomic
 from recsys_attn.data.errors import DataError
-from recsys_attn.data.sources import Source
 from recsys_attn.errors import WriteError
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,29 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def locate(source: Source, data_dir: str | Path) -> Path:
+class RemoteFile(Protocol):
+    """A file with a public home: a log's ``Source`` or a features file."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def url(self) -> str | None: ...
+    @property
+    def sha256(self) -> str | None: ...
+    @property
+    def archive_member(self) -> str | None: ...
+    @property
+    def config_key(self) -> str:
+        """Where its settings are (``data.source``), for messages."""
+        ...
+
+    @property
+    def what(self) -> str:
+        """The file in words (``data set 'ml-1m'``), for messages."""
+        ...
+
+
+def locate(source: RemoteFile, data_dir: str | Path) -> Path:
     """Return the local file of ``source``, downloading it first when it is absent.
 
     A present file is used even when its sha256 differs from ``source.sha256`` (with a warning).
@@ -59,22 +81,23 @@ def locate(source: Source, data_dir: str | Path) -> Path:
     if path.is_file():
         if source.sha256 is not None and (actual := sha256_of(path)) != source.sha256.lower():
             log.warning(
-                "%s: sha256 %s differs from data.source.sha256=%s of %r; used as given",
+                "%s: sha256 %s differs from %s.sha256=%s of %s; used as given",
                 path,
                 actual,
+                source.config_key,
                 source.sha256,
-                source.name,
+                source.what,
             )
         return path
     if path.exists():
-        raise DataError(f"{path} exists but is not a file (data set {source.name!r})")
+        raise DataError(f"{path} exists but is not a file ({source.what})")
     try:
         if source.url is None:
-            raise _DownloadFailed("no data.source.url configured")
+            raise _DownloadFailed(f"no {source.config_key}.url configured")
         write_atomic(path, lambda tmp: _download(source, path, tmp))
     except (_DownloadFailed, WriteError) as exc:
         raise DataError(
-            f"data set {source.name!r}: file not found at {path}, and the download from "
+            f"{source.what}: file not found at {path}, and the download from "
             f"{source.url} failed ({exc}). Put the file there, or point paths.data_dir "
             f"(or env {DATA_DIR_ENV}) at the folder that holds '{source.path}'."
         ) from exc
@@ -94,7 +117,7 @@ def _fetch(url: str, dest: Path) -> None:
         shutil.copyfileobj(response, out, _CHUNK)
 
 
-def _download(source: Source, path: Path, dest: Path) -> None:
+def _download(source: RemoteFile, path: Path, dest: Path) -> None:
     """Download the source's file for ``path`` (extracted from its zip archive) into ``dest``; check its sha256."""
     url = str(source.url)
     try:
@@ -104,21 +127,21 @@ def _download(source: Source, path: Path, dest: Path) -> None:
             with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{path.name}{TMP_MARK}zip-") as folder:
                 archive = Path(folder) / "archive.zip"
                 _fetch(url, archive)
-                _extract(archive, source.archive_member, dest)
+                _extract(archive, source.archive_member, dest, source.config_key)
     except (OSError, urllib.error.URLError, ValueError, zipfile.BadZipFile) as exc:
         raise _DownloadFailed(_reason(exc)) from exc
     actual = sha256_of(dest)
     if source.sha256 is None:
-        log.info("%s: sha256 %s (set data.source.sha256 to check future downloads)", path, actual)
+        log.info("%s: sha256 %s (set %s.sha256 to check future downloads)", path, actual, source.config_key)
     elif actual != source.sha256.lower():
         raise DataError(
-            f"data set {source.name!r}: checksum mismatch for the download from {url}: "
-            f"sha256 {actual}, expected data.source.sha256={source.sha256}; "
+            f"{source.what}: checksum mismatch for the download from {url}: "
+            f"sha256 {actual}, expected {source.config_key}.sha256={source.sha256}; "
             f"nothing was written to {path}"
         )
 
 
-def _extract(archive: Path, member: str, dest: Path) -> None:
+def _extract(archive: Path, member: str, dest: Path, config_key: str) -> None:
     """Copy ``member`` of the zip ``archive`` into ``dest``."""
     with zipfile.ZipFile(archive) as zf:
         try:
@@ -127,7 +150,7 @@ def _extract(archive: Path, member: str, dest: Path) -> None:
             names = zf.namelist()
             shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
             raise _DownloadFailed(
-                f"the archive has no member {member!r} (data.source.archive_member); members: {shown}"
+                f"the archive has no member {member!r} ({config_key}.archive_member); members: {shown}"
             ) from None
         with zf.open(info) as src, dest.open("wb") as out:
             shutil.copyfileobj(src, out, _CHUNK)

@@ -113,6 +113,16 @@ class Source:
         object.__setattr__(self, "columns", _normalise_columns(self.columns, self.format))
 
     @property
+    def config_key(self) -> str:
+        """Where a log's settings are, for messages."""
+        return "data.source"
+
+    @property
+    def what(self) -> str:
+        """The log in words, for messages."""
+        return f"data set {self.name!r}"
+
+    @property
     def column_map(self) -> dict[str, str | None]:
         """``columns`` with the defaults filled in (``user``/``item`` named as such)."""
         return {**DEFAULT_COLUMNS, **(self.columns or {})}

@@ -44,12 +44,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule: SeqDataModule = hydra.utils.instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()
     datamodule.setup("fit")
-    model: RecModule = hydra.utils.instantiate(
-        cfg.model,
-        n_items=datamodule.n_items,
-        item_popularity=datamodule.item_popularity,
-        item_features=getattr(datamodule, "item_features", None),
-        _convert_="all",
+    # the features go in after Hydra (which would turn their dataclasses into dicts)
+    build = hydra.utils.instantiate(cfg.model, _partial_=True, _convert_="all")
+    model: RecModule = build(
+        n_items=datamodule.n_items, item_popularity=datamodule.item_popularity, item_features=datamodule.item_features
     )
     check_resume(cfg, model, datamodule)  # a resumed checkpoint must fit this model and data: one line if not
     check_monitors(cfg, model)  # a callback monitoring a metric nobody logs fails here, not after training

@@ -1,0 +1,233 @@
+"""Item features from files: the config, each format and kind, the errors that name the line, the cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+
+from recsys_attn.data.cache import load_prepared
+from recsys_attn.data.errors import DataError
+from recsys_attn.data.feature_config import feature_set
+from recsys_attn.data.features import load_item_features
+from recsys_attn.data.item_features import MISSING, NO_ITEM, ItemFeatures
+from recsys_attn.data.preprocess import Preparation
+from recsys_attn.data.sources import Source
+from recsys_attn.errors import ConfigError
+
+LOG = ["1 10", "1 20", "1 30", "2 20", "2 30", "2 40", "3 10", "3 40", "3 20"]
+"""A ``user item`` log of items 10, 20, 30, 40 (item_idx 1..4 in that order)."""
+
+
+def features_of(tmp_path: Path, config: dict[str, object], log: list[str] = LOG) -> ItemFeatures:
+    if not (tmp_path / "log.txt").is_file():  # written once: a rewritten log would be prepared again
+        (tmp_path / "log.txt").write_text("\n".join(log) + "\n")
+    source = Source("toy", "user_item", str(tmp_path / "log.txt"))
+    prepared = load_prepared(source, Preparation(), tmp_path, tmp_path / "cache")
+    found = load_item_features(feature_set(config), source, prepared, tmp_path, tmp_path / "cache")
+    assert found is not None
+    return found
+
+
+def column(features: ItemFeatures, name: str):  # type: ignore[no-untyped-def]
+    return next(c for c in features.columns if c.name == name)
+
+
+# -- the config ---------------------------------------------------------------------------------
+
+
+def test_none_and_empty_configs_mean_no_features() -> None:
+    assert not feature_set(None) and not feature_set({}) and not feature_set({"files": []})
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"path": "a.csv", "colums": {"x": "multi"}}, "features.colums: unknown key"),
+        ({"path": "a.csv", "columns": {"x": "multy"}}, "features.columns.x.kind: expected one of"),
+        ({"path": "a.csv", "columns": {"x": {"kind": "numeric", "scale": "zscore"}}}, "features.columns.x.scale"),
+        ({"path": "a.csv", "columns": {"x": {"knd": "multi"}}}, "features.columns.x.knd: unknown key"),
+        ({"path": "a.txt"}, "features.format: 'auto' cannot tell"),
+        ({"path": "???"}, "features.path: set the features file"),
+        ({"files": [{"path": "a.csv"}, {"path": "b.csv", "unknown_items": "drop"}]}, "features.files[1].unknown_items"),
+        (
+            {"files": [{"path": "a.csv", "columns": {"g": "multi"}}, {"path": "b.csv", "columns": {"g": "multi"}}]},
+            "feature 'g' is named by two files",
+        ),
+        ({"path": "a.csv", "encoding": "klingon"}, "features.encoding='klingon'"),
+    ],
+)
+def test_a_wrong_key_or_value_fails_naming_it(config: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        feature_set(config)
+
+
+# -- csv: kinds, vocabularies, missing values -------------------------------------------------------
+
+
+def test_csv_columns_become_features_by_their_values(tmp_path: Path) -> None:
+    (tmp_path / "items.csv").write_text(
+        "item_id,brand,price,genres\n10,acme,2.0,a|b\n20,acme,4.0,b\n30,zeta,,\n40,,6.0,c|a|a\n"
+    )
+    found = features_of(
+        tmp_path, {"path": "items.csv", "columns": {"brand": "auto", "price": "auto", "genres": "multi"}}
+    )
+    brand, price, genres = column(found, "brand"), column(found, "price"), column(found, "genres")
+    assert (brand.kind, price.kind, genres.kind) == ("categorical", "numeric", "multi")
+    assert brand.vocab == ("acme", "zeta")  # the most frequent first
+    assert brand.values.tolist() == [NO_ITEM, 2, 2, 3, MISSING]
+    assert brand.missing.tolist() == [False, False, False, False, True]
+    # standard scaling over the items with a value (2, 4, 6: mean 4, std 2); missing: 0 and flagged
+    assert price.values[:, 0].tolist() == [0.0, -1.0, 0.0, 0.0, 1.0]
+    assert price.missing.tolist() == [False, False, False, True, False]
+    assert genres.vocab == ("a", "b", "c")  # a: 2 items, b: 2, c: 1; ties by value
+    assert genres.values.tolist() == [[0, 0], [2, 3], [3, 0], [MISSING, 0], [4, 2]]  # a repeated value counts once
+
+
+def test_every_column_is_read_when_none_are_named(tmp_path: Path) -> None:
+    (tmp_path / "items.tsv").write_text("item_id\tcolour\tyear\n10\tred\t1990\n20\tblue\t2000\n")
+    found = features_of(tmp_path, {"path": "items.tsv", "columns": None})
+    assert [(c.name, c.kind) for c in found.columns] == [("colour", "categorical"), ("year", "numeric")]
+    assert column(found, "colour").missing.tolist() == [False, False, False, True, True]
+
+
+@pytest.mark.parametrize(
+    ("body", "config", "message"),
+    [
+        ("item_id,x\n10,a\n20,b\n10,c\n", {}, r"items.csv:4: the item appears again, got '10,c'"),
+        ("item_id,x\n10,1\n20,abc\n", {"columns": {"x": "numeric"}}, r"items.csv:3: column 'x' .*not a number"),
+        ("item_id,x\n10,1\n20,nan\n", {"columns": {"x": "numeric"}}, r"items.csv:3: column 'x' .*NaN or infinite"),
+        (
+            "item_id,x\n10,1\n20,-1\n",
+            {"columns": {"x": {"kind": "numeric", "scale": "log"}}},
+            r"items.csv:3: .*negative",
+        ),
+        ("item_id,x\n10,1\n99,2\n", {"unknown_items": "error"}, r"items.csv:3: item 99 is not in the catalogue"),
+        ("item,x\n10,1\n", {}, r"items.csv: no item column 'item_id' \(features.item_column\)"),
+        ("item_id,x\n10,1\n", {"columns": {"y": "numeric"}}, r"items.csv: no column 'y' \(features.columns.y\)"),
+        ("item_id,x\n10,1\n", {"columns": {"x": "vector"}}, r"vector features come from a Parquet"),
+        ("item_id,x\n,1\n", {}, r"items.csv:2: missing item id"),
+    ],
+)
+def test_a_bad_file_fails_naming_its_line_and_column(tmp_path: Path, body: str, config: dict, message: str) -> None:
+    (tmp_path / "items.csv").write_text(body)
+    with pytest.raises(DataError, match=message):
+        features_of(tmp_path, {"path": "items.csv", **config})
+
+
+def test_rows_of_items_outside_the_catalogue_are_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "items.csv").write_text("item_id,x\n10,a\n99,b\n98,b\n")
+    with caplog.at_level("INFO"):
+        found = features_of(tmp_path, {"path": "items.csv"})
+    assert "2 of 3 rows name items the prepared log does not have" in caplog.text
+    assert "3 of 4 items have no row" in caplog.text
+    assert column(found, "x").vocab == ("a",)  # the vocabulary holds the catalogue's values only
+
+
+# -- parquet and json ---------------------------------------------------------------------------------
+
+
+def test_parquet_lists_and_vectors(tmp_path: Path) -> None:
+    pl.DataFrame(
+        {
+            "item_id": [10, 20, 40],
+            "tags": [["x", "y"], [], None],
+            "codes": [[7], [7, 8], [9]],
+            "emb": [[1.0, 2.0], [3.0, 4.0], None],
+        }
+    ).write_parquet(tmp_path / "items.parquet")
+    found = features_of(tmp_path, {"path": "items.parquet"})
+    kinds = {c.name: c.kind for c in found.columns}
+    assert kinds == {"tags": "multi", "codes": "multi", "emb": "vector"}
+    assert column(found, "tags").missing.tolist() == [False, False, True, True, True]  # [] and null: no value
+    emb = column(found, "emb")
+    assert emb.values.tolist() == [[0, 0], [1, 2], [3, 4], [0, 0], [0, 0]]
+    assert emb.missing.tolist() == [False, False, False, True, True]
+
+
+@pytest.mark.parametrize(
+    ("emb", "message"),
+    [
+        ([[1.0, 2.0], [3.0]], r"items.parquet: row 2: .*another length than 2"),
+        ([[1.0, float("nan")], [3.0, 4.0]], "NaN"),
+    ],
+)
+def test_bad_vectors_fail_naming_the_row(tmp_path: Path, emb: list, message: str) -> None:
+    pl.DataFrame({"item_id": [10, 20], "emb": emb}).write_parquet(tmp_path / "items.parquet")
+    with pytest.raises(DataError, match=message):
+        features_of(tmp_path, {"path": "items.parquet"})
+
+
+def test_json_attributes_as_s3rec_ships_them(tmp_path: Path) -> None:
+    (tmp_path / "attrs.json").write_text('{"20": [5, 6], "10": [6], "30": []}')
+    found = features_of(tmp_path, {"path": "attrs.json"})
+    attrs = column(found, "attributes")
+    assert attrs.kind == "multi" and attrs.vocab == ("6", "5")
+    assert attrs.values.tolist() == [[0, 0], [2, 0], [3, 2], [MISSING, 0], [MISSING, 0]]
+
+
+def test_json_of_other_shapes_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "attrs.json").write_text('{"10": [{"a": 1}]}')
+    with pytest.raises(DataError, match=r"attrs.json: entry 1 \(item 10\): values must be text or integers"):
+        features_of(tmp_path, {"path": "attrs.json"})
+
+
+# -- the cache ---------------------------------------------------------------------------------------
+
+
+def test_a_changed_features_file_is_read_again(tmp_path: Path) -> None:
+    path = tmp_path / "items.csv"
+    path.write_text("item_id,x\n10,a\n20,b\n")
+    assert column(features_of(tmp_path, {"path": "items.csv"}), "x").vocab == ("a", "b")
+    assert column(features_of(tmp_path, {"path": "items.csv"}), "x").vocab == ("a", "b")  # from the cache
+    assert len(list((tmp_path / "cache" / "features").iterdir())) == 1
+    path.write_text("item_id,x\n10,c\n")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert column(features_of(tmp_path, {"path": "items.csv"}), "x").vocab == ("c",)
+
+
+# -- the built-in features on the real files ---------------------------------------------------------
+
+
+def builtin(real_data_dir: Path, tmp_path: Path, data: str, features: str) -> ItemFeatures:
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from tests.conftest import REPO_ROOT
+
+    with initialize_config_dir(str(REPO_ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", [f"data={data}", f"features={features}", f"paths.data_dir={real_data_dir}"])
+    source = instantiate(cfg.data.source)
+    prepared = load_prepared(source, Preparation(), real_data_dir, tmp_path)
+    spec = feature_set(OmegaConf.to_container(cfg.data.features, resolve=True))
+    found = load_item_features(spec, source, prepared, real_data_dir, tmp_path)
+    assert found is not None and found.n_items == prepared.n_items
+    return found
+
+
+def test_ml1m_genres_and_years_through_the_sasrec_id_map(real_data_dir: Path, tmp_path: Path) -> None:
+    found = builtin(real_data_dir, tmp_path, "ml-1m", "ml-1m")
+    genres, year = column(found, "genres"), column(found, "year")
+    assert len(genres.vocab) == 18 and int(genres.missing.sum()) == 0 and int(year.missing.sum()) == 0
+    # ml-1m.txt's item 1 is MovieLens 1198, "Raiders of the Lost Ark (1981)", Action|Adventure
+    assert {genres.vocab[c - 2] for c in genres.values[1].tolist() if c >= 2} == {"Action", "Adventure"}
+
+
+def test_ml100k_genres_from_the_flags(real_data_dir: Path, tmp_path: Path) -> None:
+    found = builtin(real_data_dir, tmp_path, "ml-100k", "ml-100k")
+    genres = column(found, "genres")
+    # u.item's item 1: Toy Story (1995), Animation|Children's|Comedy
+    assert {genres.vocab[c - 2] for c in genres.values[1].tolist() if c >= 2} == {"Animation", "Children's", "Comedy"}
+    assert int(column(found, "year").missing.sum()) == 1  # one u.item line has no release date
+
+
+def test_beauty_s3rec_attributes(real_data_dir: Path, tmp_path: Path) -> None:
+    found = builtin(real_data_dir, tmp_path, "beauty-s3rec", "beauty-s3rec")
+    attrs = column(found, "attributes")
+    assert found.n_items == 12101 and len(attrs.vocab) == 637 and int(attrs.missing.sum()) == 0
+    per_item = (attrs.values[1:] >= 2).sum(1).double().mean()  # [n_items] attributes per item
+    assert torch.isclose(per_item, torch.tensor(3.7, dtype=torch.float64), atol=0.05)
