@@ -205,15 +205,10 @@ class ClozeSettings(TransformerSettings):
 
 @dataclass(frozen=True)
 class GRUSettings(SequentialSettings):
-    """GRU4Rec: a stack of GRU layers (``dropout`` applies to the item embeddings and between layers).
-
-    ``dropout`` 0.3 by default: without it the documented example (``model=gru4rec data=ml-100k``) overfits and
-    stops early below popularity (test ndcg@10 0.0417 against 0.0432); with 0.3 it reaches 0.0960 (benchmarks/
-    RESULTS.md). The ML-1M recipe (``experiment=gru4rec_ml-1m``) keeps the reference's 0.
-    """
+    """GRU4Rec: a stack of GRU layers (``dropout`` applies to the item embeddings and between layers)."""
 
     num_layers: int = 1
-    dropout: float = 0.3
+    dropout: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
 
     def __post_init__(self) -> None:
