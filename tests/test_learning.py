@@ -59,3 +59,22 @@ def test_gru4rec_beats_popularity_on_ml100k(tmp_path: Path, real_data_dir: Path,
     assert pop["test/users"] == gru["test/users"] == 943.0
     assert gru["test/ndcg@10"] > 1.3 * pop["test/ndcg@10"], f"{gru['test/ndcg@10']:.4f} vs {pop['test/ndcg@10']:.4f}"
     assert gru["test/hr@10"] > pop["test/hr@10"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("model", "extra"),
+    [
+        ("sasrec", ["trainer.max_epochs=5", "model.lr=3e-3", "model.feature_fusion=concat"]),
+        ("bert4rec", ["trainer.max_epochs=8", "model.lr=3e-3", "model.schedule=constant", "model.warmup_steps=0"]),
+        ("gru4rec", ["trainer.max_epochs=5", "model.lr=1e-2", "model.feature_fusion=gated"]),
+    ],
+)
+def test_models_with_item_features_learn_on_ml100k(
+    model: str, extra: list[str], tmp_path: Path, real_data_dir: Path, shared_cache: Path
+) -> None:
+    """Genres and years (features=ml-100k) on both sides: each model still learns well above popularity."""
+    pop = train(tmp_path, shared_cache, "popularity", *ML100K, "model=popularity")
+    got = train(tmp_path, shared_cache, model, *ML100K, f"model={model}", "features=ml-100k", *extra)
+    assert got["test/users"] == 943.0
+    assert got["test/ndcg@10"] > 1.3 * pop["test/ndcg@10"], f"{got['test/ndcg@10']:.4f} vs {pop['test/ndcg@10']:.4f}"

@@ -157,8 +157,11 @@ def test_http_error_is_reported(tmp_path: Path, server: str) -> None:
 
 def test_no_url_is_reported(tmp_path: Path) -> None:
     source = Source(name="t", format="user_item", path="log.txt")
-    with pytest.raises(DataError, match=r"from None failed \(no data.source.url configured\)"):
+    with pytest.raises(DataError, match=r"no file at .*log.txt, and no data.source.url to download it from. Put"):
         locate(source, tmp_path)
+    absolute = Source(name="t", format="user_item", path=str(tmp_path / "log.txt"))
+    with pytest.raises(DataError, match=r"to download it from.$"):  # no data directory to point at
+        locate(absolute, tmp_path)
 
 
 def test_interrupted_download_leaves_nothing(tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -91,9 +91,11 @@ def locate(source: RemoteFile, data_dir: str | Path) -> Path:
         return path
     if path.exists():
         raise DataError(f"{path} exists but is not a file ({source.what})")
+    hint = f"point paths.data_dir (or env {DATA_DIR_ENV}) at the folder that holds '{source.path}'"
+    where = "" if Path(source.path).is_absolute() else f" Put the file there, or {hint}."
+    if source.url is None:
+        raise DataError(f"{source.what}: no file at {path}, and no {source.config_key}.url to download it from.{where}")
     try:
-        if source.url is None:
-            raise _DownloadFailed(f"no {source.config_key}.url configured")
         write_atomic(path, lambda tmp: _download(source, path, tmp))
     except (_DownloadFailed, WriteError) as exc:
         raise DataError(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -57,7 +58,8 @@ def run_entry_point(hydra_main: Callable[[], Any]) -> None:
         print(f"stopped: {one_line(exc)}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except MissingMandatoryValue as exc:  # a ``???`` left unset, e.g. data.source.path of data=interactions
-        sys.exit(f"error: {exc.full_key}: required; set it on the command line ({exc.full_key}=...)")
+        key = re.sub(r"^data\.features\.", "features.", exc.full_key or "")  # data.features is ${features}
+        sys.exit(f"error: {key}: required; set it on the command line ({key}=...)")
     except Exception as exc:
         message = _user_error(exc)
         if message is None and not isinstance(exc, HydraException):
