@@ -17,7 +17,8 @@ import polars as pl
 
 from recsys_attn.data.errors import DataError, shorten
 from recsys_attn.data.feature_config import ColumnSettings, FeatureFile, check_vector_source
-from recsys_attn.data.lines import SEPARATOR_NAMES, Layout, Rows, check_file, decoded_lines, header, read_text
+from recsys_attn.data.lines import SEPARATOR_NAMES, Layout, Rows, check_file, decoded_lines
+from recsys_attn.data.readers import read_table_columns, table_header
 
 MOVIELENS_GENRES = (
     "unknown",
@@ -73,24 +74,13 @@ def _tabular(path: Path, spec: FeatureFile) -> RawFeatures:
     expect = f"a {kind} table with a header and an item column '{spec.item_column}'"
     layout = Layout("," if fmt == "csv" else "\t", expect, header=True, quoted=True) if text else None
     check_file(path, expect, text=text)
-    try:
-        names = list(pl.read_parquet_schema(path)) if layout is None else header(path, layout, spec.encoding)
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise DataError(f"{path}: could not be read as {kind}: {shorten(exc)}") from exc
+    names = table_header(path, layout, spec.encoding, kind)
     if spec.item_column not in names:
         raise DataError(
             f"{path}: no item column '{spec.item_column}' ({spec.config_key}.item_column); columns: {shorten(names)}"
         )
     wanted = _wanted(path, spec, [n for n in names if n != spec.item_column])
-    columns = [spec.item_column, *wanted]
-    if layout is not None:
-        df = read_text(path, layout, spec.encoding, columns=columns, infer_schema=False)
-    else:
-        try:
-            df = pl.read_parquet(path, columns=columns, row_index_name="line", row_index_offset=1)
-        except pl.exceptions.PolarsError as exc:
-            raise DataError(f"{path}: could not be read as parquet: {shorten(exc)}") from exc
-        df = df.with_columns(pl.col("line").cast(pl.Int64))
+    df = read_table_columns(path, layout, spec.encoding, [spec.item_column, *wanted], kind)
     rows = Rows(path, spec.encoding, text=text)
     df = df.rename({spec.item_column: "key"})
     kinds, settings = {}, {}

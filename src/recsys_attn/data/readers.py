@@ -120,6 +120,26 @@ def read_id_map(path: Path) -> pl.DataFrame:
 # Tabular logs and sequences: ids may be text.
 
 
+def table_header(path: Path, layout: Layout | None, encoding: str, kind: str) -> list[str]:
+    """The column names of a csv/tsv table (``layout``) or a parquet file (None); ``kind`` names it in errors."""
+    try:
+        return list(pl.read_parquet_schema(path)) if layout is None else header(path, layout, encoding)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataError(f"{path}: could not be read as {kind}: {shorten(exc)}") from exc
+
+
+def read_table_columns(path: Path, layout: Layout | None, encoding: str, columns: list[str], kind: str) -> pl.DataFrame:
+    """``columns`` of a csv/tsv table (``layout``; every field as text) or a parquet file (None), and ``line``
+    (Int64: the line of a text file, the 1-based row of a parquet file)."""
+    if layout is not None:
+        return read_text(path, layout, encoding, columns=columns, infer_schema=False)
+    try:
+        df = pl.read_parquet(path, columns=columns, row_index_name="line", row_index_offset=1)
+    except pl.exceptions.PolarsError as exc:
+        raise DataError(f"{path}: could not be read as {kind}: {shorten(exc)}") from exc
+    return df.with_columns(pl.col("line").cast(pl.Int64))
+
+
 def read_tabular(path: Path, source: Source, separator: str | None) -> pl.DataFrame:
     """A csv/tsv (``separator`` given) or parquet (None) log with columns named by ``source.columns``."""
     mapping = {k: v for k, v in source.column_map.items() if v is not None}
@@ -128,22 +148,13 @@ def read_tabular(path: Path, source: Source, separator: str | None) -> pl.DataFr
     layout = None if separator is None else Layout(separator, expect, header=True, quoted=True)
     check_file(path, expect, text=layout is not None)
     rows = Rows(path, source.encoding, text=layout is not None)
-    try:
-        names = list(pl.read_parquet_schema(path)) if layout is None else header(path, layout, source.encoding)
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise DataError(f"{path}: could not be read as {kind}: {shorten(exc)}") from exc
+    names = table_header(path, layout, source.encoding, kind)
     for key, col in mapping.items():
         if col not in names:
             found = shorten(names)
             raise DataError(f"{path}: column '{col}' (data.source.columns.{key}) not found; columns found: {found}")
     wanted = list(dict.fromkeys(mapping.values()))
-    if layout is not None:
-        df = read_text(path, layout, source.encoding, columns=wanted, infer_schema=False)
-    else:
-        try:
-            df = pl.read_parquet(path, columns=wanted, row_index_name="line", row_index_offset=1)
-        except pl.exceptions.PolarsError as exc:
-            raise DataError(f"{path}: could not be read as {kind}: {shorten(exc)}") from exc
+    df = read_table_columns(path, layout, source.encoding, wanted, kind)
     df = df.select("line", *[pl.col(col).alias(key) for key, col in mapping.items()])
     if df.height == 0:
         raise DataError(f"{path}: empty file (no data rows), expected {expect}")
