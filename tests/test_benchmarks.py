@@ -145,3 +145,16 @@ def test_stopping_replays_a_curve_where_plain_patience_cuts_a_learning_run(tmp_p
         "epoch,step,train/loss_epoch,val/ndcg@10\n0,5,1.0,\n0,5,,0.01\n1,10,0.9,\n1,10,,0.02\n2,10,,0.02\n"
     )
     assert read_curve(metrics) == [0.01, 0.02]
+
+
+def test_bench_history_tables_groups_as_ours_does(tmp_path: Path) -> None:
+    """polars' streaming engine (and DuckDB, where installed) give our grouping, ours through its bucket path."""
+    script = REPO_ROOT / "benchmarks" / "bench_history_tables.py"
+    args = ["--rows", "20000", "--check", "--part-rows", "4000"]
+    proc = subprocess.run(
+        [sys.executable, str(script), *args], cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(proc.stdout.splitlines()[-1])
+    assert results["check @ 20000"] == {"same": True}
+    assert results["ours @ 20000"]["rows"] == results["polars streaming @ 20000"]["rows"] == 20000
