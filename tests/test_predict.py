@@ -37,7 +37,7 @@ def test_every_user_gets_k_unseen_items_with_original_ids(
     log = pl.read_csv(
         real_data_dir / "ml-1m" / "ml-1m.txt", separator=" ", has_header=False, new_columns=["user_id", "item_id"]
     )
-    assert recs.columns == ["user_id", "rank", "item_id", "score", "propensity", "n_unknown", "fallback"]
+    assert recs.columns == ["user_id", "rank", "item_id", "score", "propensity", "n_unknown", "fallback", "cold"]
     assert recs["propensity"].eq(1.0).all() and recs["n_unknown"].eq(0).all() and not recs["fallback"].any()
     assert recs.height == 5 * log["user_id"].n_unique()  # history=all: every user, k items each
     assert recs.group_by("user_id").agg(pl.col("rank")).sort("user_id")["rank"].to_list()[0] == [0, 1, 2, 3, 4]

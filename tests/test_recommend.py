@@ -43,9 +43,23 @@ def items_per_user(recs: pl.DataFrame) -> dict[int, list[int]]:
     return {u: g.sort("rank")["item_id"].to_list() for (u,), g in recs.group_by("user_id")}
 
 
+def test_the_cold_column_marks_the_items_no_training_sequence_holds(dm: SeqDataModule) -> None:
+    assert dm.prepared is not None
+    model = popularity(dm)
+    untrained = torch.nonzero(dm.item_popularity[1:] == 0).squeeze(1) + 1  # [C] item_idx, e.g. val/test targets
+    favoured = int(untrained[0])
+    scores = dm.item_popularity.float().clone()  # [n_items + 1]
+    scores[favoured] = 100.0  # an untrained item the model ranks first (as features can)
+    model.score = lambda items: scores[None, :].expand(items.shape[0], -1)  # type: ignore[method-assign]
+    recs = recommend(model, dm, k=3)
+    cold_ids = dm.prepared.items["item_id"].gather(untrained.numpy() - 1)
+    assert recs["cold"].to_list() == recs["item_id"].is_in(cold_ids.implode()).to_list()
+    assert recs.filter(pl.col("cold"))["item_id"].unique().to_list() == [dm.prepared.items["item_id"][favoured - 1]]
+
+
 def test_test_split_top3_filters_history_and_uses_original_ids(dm: SeqDataModule) -> None:
     recs = recommend(popularity(dm), dm, k=3)
-    assert recs.columns == ["user_id", "rank", "item_id", "score", "propensity", "n_unknown", "fallback"]
+    assert recs.columns == ["user_id", "rank", "item_id", "score", "propensity", "n_unknown", "fallback", "cold"]
     assert recs["propensity"].to_list() == [1.0] * 9  # greedy: every item is served for sure
     assert not recs["fallback"].any() and recs["n_unknown"].sum() == 0  # the data's own users
     # users in evaluation-set order, ranks 0..k-1 within each

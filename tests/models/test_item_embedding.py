@@ -143,3 +143,22 @@ def test_popularity_ranks_without_the_features() -> None:
     model = Popularity(N_ITEMS, item_popularity=pop, item_features=toy_features(), bootstrap=0)
     assert "item_features" not in model.hparams
     assert torch.equal(model.score(torch.tensor([[1, 2]]))[0], pop)
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_an_untrained_item_is_known_by_its_features_alone(fusion: str) -> None:
+    """An item no training sequence holds (training count 0) is fused without its id vector, which learnt nothing."""
+    torch.manual_seed(0)
+    popularity = torch.tensor([0.0, 4.0, 1.0, 0.0, 2.0, 3.0, 1.0])  # item 3 untrained
+    layers = feature_layers(toy_features(), None, N_ITEMS + 2, N_ITEMS, HIDDEN, fusion, popularity)  # + a MASK
+    assert isinstance(layers, FeatureEmbedding)
+    assert layers.trained_ids[:, 0].tolist() == [1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0]
+    ids = torch.randn(N_ITEMS + 2, HIDDEN)  # [T, D]
+    other = ids.clone()
+    other[3] += 10.0  # item 3's id vector: ignored
+    other[2] += 10.0  # item 2's: used
+    fused, moved = layers(ids), layers(other)  # [T, D]
+    assert torch.equal(fused[3], moved[3])
+    assert not torch.allclose(fused[2], moved[2])
+    without = feature_layers(toy_features(), None, N_ITEMS + 2, N_ITEMS, HIDDEN, fusion)  # no counts: every id used
+    assert isinstance(without, FeatureEmbedding) and bool(without.trained_ids.bool().all())

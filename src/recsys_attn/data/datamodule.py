@@ -244,12 +244,26 @@ class SeqDataModule(L.LightningDataModule):
             self.prepared = load_prepared(self.source, self.preparation, s.data_dir, s.cache_dir)
             self.item_features = load_item_features(self.features, self.source, self.prepared, s.data_dir, s.cache_dir)
             self.splits = split_interactions(self.prepared.interactions, self.prepared.n_items, self.split)
+            if self.split.cold_items:
+                self._log_cold(self.splits)
         model = self.trainer.lightning_module if self.trainer is not None else None
         spec = getattr(model, "sample_spec", None)
         if spec is not None:
             self.connect(spec)
         if self.trainer is not None:
             self._check_users(stage, validates=self.trainer.limit_val_batches != 0)
+
+    def _log_cold(self, splits: Splits) -> None:
+        test_cold = int(splits.cold[splits.test.targets].sum())
+        log.info(
+            "data.split.cold_items=%s: %d of %d items held out of training (cold); %d of %d test users have a cold "
+            "target (test_cold/* ranks it among the cold items)",
+            self.split.cold_items,
+            int(splits.cold.sum()),
+            splits.n_items,
+            test_cold,
+            len(splits.test),
+        )
 
     def _check_users(self, stage: str | None, validates: bool) -> None:
         """Refuse a ``stage`` whose part of the split has no user, in one line saying what to change.

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from recsys_attn.data.batches import ragged_coo
+from recsys_attn.data.cold_items import hold_out_items, pick_cold_items
 from recsys_attn.data.errors import DataError
 
 SPLIT_KINDS = ("leave_one_out", "temporal")
@@ -26,10 +27,22 @@ class SplitConfig:
     """Temporal only: interactions at or after this timestamp quantile are held out."""
     test_quantile: float = 0.95
     """Temporal only: the first interaction at or after this quantile is a user's test target."""
+    cold_items: float = 0.0
+    """Share of the catalogue held out as cold items (``data.cold_items``): their interactions are removed but
+    where one is a user's last, which stays as that user's test target (leave-one-out only; 0 = off)."""
+    cold_seed: int = 0
+    """Seeds the draw of the cold items (apart from the run's seed: every seed of a study has the same ones)."""
 
     def __post_init__(self) -> None:
         if self.kind not in SPLIT_KINDS:
             raise DataError(f"data.split.kind: unknown split {self.kind!r}, expected one of {SPLIT_KINDS}")
+        if not 0.0 <= self.cold_items < 1.0:
+            raise DataError(f"data.split.cold_items: expected a share in [0, 1), got {self.cold_items}")
+        if self.cold_items and self.kind != "leave_one_out":
+            raise DataError(
+                "data.split.cold_items holds items out of a leave-one-out split (a cold item is a user's last); "
+                f"data.split.kind={self.kind} does not take it: set data.split.cold_items=0"
+            )
         if not 0.0 < self.val_quantile < self.test_quantile < 1.0:
             raise DataError(
                 "data.split: expected 0 < val_quantile < test_quantile < 1, got "
@@ -82,6 +95,7 @@ class Splits:
     # Every user's whole sequence as history and no held-out item (targets 0): for serving
     # recommendations after all that is known, never for training or metrics.
     full: EvalSet
+    cold: Tensor  # [n_items + 1] bool: the items data.split.cold_items held out (all False without it)
 
     def item_popularity(self) -> Tensor:
         """Count of each item among training inputs only: ``[n_items + 1]``, index 0 = padding."""
@@ -91,6 +105,9 @@ class Splits:
 
 def split_interactions(interactions: pl.DataFrame, n_items: int, config: SplitConfig) -> Splits:
     """Split a sorted log (``user_idx`` contiguous and chronological) into train/val/test views."""
+    cold = pick_cold_items(n_items, config.cold_items, config.cold_seed)  # [n_items + 1]
+    if config.cold_items:
+        interactions = hold_out_items(interactions, cold)
     values = interactions["item_idx"].to_torch().long()  # [N]
     users = interactions["user_idx"].to_torch().long()  # [N]
     n_users = int(users.max()) if users.numel() else 0
@@ -118,6 +135,7 @@ def split_interactions(interactions: pl.DataFrame, n_items: int, config: SplitCo
         test=eval_set(test_pos),
         n_items=n_items,
         full=EvalSet(user_ids, starts, starts + counts, torch.zeros_like(user_ids), starts + counts),
+        cold=cold,
     )
 
 

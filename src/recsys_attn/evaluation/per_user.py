@@ -21,29 +21,30 @@ def unique_users(rows: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 class PerUserRows(Metric):
-    """Collects :data:`ROW_FIELDS` of every evaluated user; ``compute`` gathers all devices' rows (cat states)."""
+    """Collects ``fields`` (:data:`ROW_FIELDS` by default; the first is ``users``) of every evaluated user;
+    ``compute`` gathers all devices' rows (cat states)."""
 
     full_state_update = False
-    users: list[Tensor]
-    history_len: list[Tensor]
-    targets: list[Tensor]
-    ranks: list[Tensor]
 
-    def __init__(self) -> None:
+    def __init__(self, fields: tuple[str, ...] = ROW_FIELDS) -> None:
         super().__init__()
-        for name in ROW_FIELDS:
+        if fields[0] != "users":
+            raise ValueError(f"per-user rows are keyed by their first field, 'users' (got {fields})")
+        self.fields = fields
+        for name in fields:
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
-    def update(self, users: Tensor, history_len: Tensor, targets: Tensor, ranks: Tensor) -> None:
-        self.users.append(users.long())
-        self.history_len.append(history_len.long())
-        self.targets.append(targets.long())
-        self.ranks.append(ranks.long())
+    def update(self, *values: Tensor) -> None:
+        """One tensor ``[B]`` per field, in the order of ``fields``."""
+        if len(values) != len(self.fields):
+            raise ValueError(f"expected {len(self.fields)} tensors ({', '.join(self.fields)}), got {len(values)}")
+        for name, value in zip(self.fields, values, strict=True):
+            getattr(self, name).append(value.long())
 
     def compute(self) -> dict[str, Tensor]:
         """The rows of every device, one per user, sorted by user (empty tensors when nothing was evaluated)."""
         rows = {}
-        for name in ROW_FIELDS:
+        for name in self.fields:
             state = getattr(self, name)
             empty = isinstance(state, list) and not state
             rows[name] = torch.zeros(0, dtype=torch.long, device=self.device) if empty else dim_zero_cat(state).long()

@@ -16,6 +16,7 @@ from recsys_attn.data.item_features import ItemFeatures
 from recsys_attn.data.samples import SampleSpec
 from recsys_attn.errors import TrainingError
 from recsys_attn.evaluation.beyond import BeyondAccuracy
+from recsys_attn.evaluation.cold import COLD_FIELDS, cold_items_of, cold_ranks, cold_statistics
 from recsys_attn.evaluation.metrics import _RankMetric, ranking_metrics, sampled_ranks, target_ranks
 from recsys_attn.evaluation.per_user import PerUserRows
 from recsys_attn.evaluation.summary import stage_statistics
@@ -108,6 +109,7 @@ class RecModule(L.LightningModule):
             "full": ranking_metrics(ks, f"{stage}/"),
             "users": UserCount(),
             "rows": PerUserRows(),
+            "cold": PerUserRows(COLD_FIELDS),
             "beyond": BeyondAccuracy(ks, self.n_items),
         }
         if self.settings.sampled_eval is not None:
@@ -129,6 +131,12 @@ class RecModule(L.LightningModule):
         history_len = torch.bincount(batch.seen_rows, minlength=ranks.numel())  # [B]
         metrics["rows"].update(batch.users, history_len, batch.target, ranks)
         metrics["beyond"].update(self._top_items(scores, batch), batch.target, self.item_popularity)
+        if self._cold_items is None:  # once a pass (one wait for the device): is any item untrained?
+            cold = cold_items_of(self.item_popularity)  # [n_items + 1]
+            self._cold_items = cold if bool(cold.any()) and not bool(cold[1:].all()) else False  # all: no counts
+        if isinstance(self._cold_items, Tensor):
+            is_cold, c_ranks, c_count = cold_ranks(scores, batch.target, filt[0], filt[1], self._cold_items)  # [B] x 3
+            metrics["cold"].update(batch.users, is_cold, c_ranks, c_count)
         if "sampled" in metrics:
             pop = self.item_popularity if self.settings.sampled_eval == "popularity" else None
             s_ranks = sampled_ranks(
@@ -142,6 +150,9 @@ class RecModule(L.LightningModule):
             )  # [B]
             metrics["sampled"].update(s_ranks)
 
+    _cold_items: Tensor | bool | None = None
+    """The pass's cold items ``[n_items + 1]`` (``evaluation.cold``), False when there are none, None before it."""
+
     def _finish_evaluation(self, stage: str) -> None:
         """Log the pass's metrics once, from every device's users; intervals and segments from per-user rows.
 
@@ -150,6 +161,8 @@ class RecModule(L.LightningModule):
         """
         metrics: Any = self.eval_metrics[stage]
         rows, beyond = metrics["rows"].compute(), metrics["beyond"].compute()  # every device's, on every device
+        cold_rows = metrics["cold"].compute() if metrics["cold"].update_count else {"is_cold": torch.zeros(0)}
+        self._cold_items = None
         ranked = {**metrics["full"].compute(), f"{stage}/users": metrics["users"].compute()}
         if "sampled" in metrics:
             ranked.update(metrics["sampled"].compute())
@@ -162,6 +175,7 @@ class RecModule(L.LightningModule):
         pop = self.item_popularity.cpu()
         edges, shares = s.history_edges, s.popularity_shares
         logged.update(stage_statistics(rows, stage, s.eval_ks, pop, s.bootstrap, s.bootstrap_seed, edges, shares))
+        logged.update(cold_statistics(cold_rows, stage, s.eval_ks, s.bootstrap, s.bootstrap_seed))
         self.log_dict(logged, on_step=False, on_epoch=True)  # the same values on every device: no sync
         if not getattr(self, "_ild_noted", False):
             log.info("intra-list diversity skipped: the data has no item features")

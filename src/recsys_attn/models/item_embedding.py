@@ -38,6 +38,7 @@ class FeatureEmbedding(nn.Module):
     """
 
     item_rows: Tensor
+    trained_ids: Tensor
 
     def __init__(self, spec: dict[str, dict[str, Any]], n_tokens: int, n_items: int, hidden: int, fusion: str) -> None:
         super().__init__()
@@ -65,6 +66,9 @@ class FeatureEmbedding(nn.Module):
         items = torch.zeros(n_tokens, 1)  # [T, 1] 1 for the rows of real items (1..n_items)
         items[1 : n_items + 1] = 1.0
         self.register_buffer("item_rows", items)
+        # [T, 1] 0 for an item no training sequence holds (a cold item): its id vector never learnt anything, so it
+        # is left out and the item is known by its features alone (``untrained``); 1 elsewhere
+        self.register_buffer("trained_ids", torch.ones(n_tokens, 1))
         n = len(spec)
         self.project = nn.Linear((n + 1) * hidden, hidden) if fusion == "concat" else None
         self.gate = nn.Linear(2 * hidden, hidden) if fusion == "gated" else None
@@ -99,6 +103,11 @@ class FeatureEmbedding(nn.Module):
                 if column.kind in ("numeric", "vector"):
                     getattr(self, _missing(column.name))[:rows] = column.missing
 
+    def untrained(self, popularity: Tensor) -> None:
+        """Know the items whose training count in ``popularity`` ``[n_items + 1]`` is 0 by their features alone."""
+        with torch.no_grad():
+            self.trained_ids[1 : self.n_items + 1] = (popularity[1 : self.n_items + 1] > 0).float()[:, None]
+
     def vectors(self, name: str) -> Tensor:
         """The feature ``name``'s vector of every token ``[T, D]``."""
         kind = self.spec[name]["kind"]
@@ -110,6 +119,7 @@ class FeatureEmbedding(nn.Module):
 
     def forward(self, ids: Tensor) -> Tensor:
         """The fused vectors ``[T, D]`` of the tokens whose id vectors are ``ids`` ``[T, D]``."""
+        ids = ids * self.trained_ids  # [T, D] a cold item's untrained id vector left out
         parts = [self.vectors(name) * self.item_rows for name in self.spec]  # F x [T, D], zero off the items
         if self.project is not None:
             return self.project(torch.cat([ids, *parts], dim=-1))  # [T, D]
@@ -165,9 +175,11 @@ def feature_layers(
     n_items: int,
     hidden: int,
     fusion: str,
+    popularity: Tensor | None = None,
 ) -> FeatureEmbedding | None:
-    """The feature layers of a model: from a run's ``features`` (buffers filled), or from a checkpoint's ``spec``
-    (zero buffers its state dict fills); None without features."""
+    """The feature layers of a model: from a run's ``features`` (buffers filled; the items ``popularity``
+    ``[n_items + 1]`` counts 0 times known by their features alone), or from a checkpoint's ``spec`` (buffers its
+    state dict fills); None without features."""
     if features is not None:
         spec = features.spec()
     if not spec:
@@ -175,4 +187,6 @@ def feature_layers(
     layers = FeatureEmbedding(spec, n_tokens, n_items, hidden, fusion)
     if features is not None:
         layers.load(features)
+        if popularity is not None and bool(popularity[1:].any()):  # no counts at all: not a training run's
+            layers.untrained(popularity)
     return layers

@@ -78,7 +78,13 @@ class SequentialRec(RecModule):
         """The item-feature layers of an encoder over ``n_tokens`` tokens (None: the run has no features)."""
         s = self.settings
         return feature_layers(
-            self._item_features, self.feature_spec, n_tokens, self.n_items, s.hidden_size, s.feature_fusion
+            self._item_features,
+            self.feature_spec,
+            n_tokens,
+            self.n_items,
+            s.hidden_size,
+            s.feature_fusion,
+            self.item_popularity,
         )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -87,7 +87,8 @@ def log_splits(log: Log, targets: Tensor, n_items: int, trained: Tensor | None =
     test = EvalSet(users, starts, ends, targets, ends)
     full = EvalSet(users, starts, ends, torch.zeros_like(users), ends)
     keep = torch.ones_like(users, dtype=torch.bool) if trained is None else trained  # [U]
-    return Splits(log.values, starts[keep], ends[keep], test.subset(0), test, n_items, full)
+    no_cold = torch.zeros(n_items + 1, dtype=torch.bool)  # [n_items + 1]
+    return Splits(log.values, starts[keep], ends[keep], test.subset(0), test, n_items, full, no_cold)
 
 
 def log_datamodule(base: SeqDataModule, log: Log, targets: Tensor, trained: Tensor | None = None) -> SeqDataModule:

@@ -24,13 +24,15 @@ from recsys_attn.data.prepared import Prepared
 from recsys_attn.data.samples import SampleSpec
 from recsys_attn.data.sampling import batch_seed
 from recsys_attn.data.split import EvalSet
+from recsys_attn.evaluation.cold import cold_items_of
 from recsys_attn.models.base import RecModule
 from recsys_attn.serving.histories import HistoryBlock, read_histories
 from recsys_attn.serving.policies import Greedy, Policy
 
 log = logging.getLogger(__name__)
 
-COLUMNS: tuple[str, ...] = ("user_id", "rank", "item_id", "score", "propensity", "n_unknown", "fallback")
+COLUMNS: tuple[str, ...] = ("user_id", "rank", "item_id", "score", "propensity", "n_unknown", "fallback", "cold")
+"""``cold``: the item is in the catalogue but no training sequence holds it (it is ranked through its features)."""
 
 # Whose history each user's recommendations follow: the input of the validation or test set, or
 # everything known about the user (``all``: every user, for serving).
@@ -72,6 +74,7 @@ def output_schema(prepared: Prepared) -> dict[str, pl.DataType]:
         "propensity": pl.Float32(),
         "n_unknown": pl.Int32(),
         "fallback": pl.Boolean(),
+        "cold": pl.Boolean(),
     }
 
 
@@ -177,6 +180,7 @@ def serve(
     model.eval()
     try:
         pending: _Scored | None = None  # fewer than DRAW_BLOCK users, waiting for the rest of their block
+        cold = cold_items_of(model.item_popularity.cpu())  # [n_items + 1]
         drawn = 0  # users drawn for so far: a multiple of DRAW_BLOCK until the last frame
         batches = iter(inputs)
         upcoming = next(batches, None)
@@ -187,7 +191,7 @@ def serve(
             n = len(scored.user_ids)
             ready, pending = scored.split(n if upcoming is None else n // DRAW_BLOCK * DRAW_BLOCK)
             if len(ready.user_ids):
-                yield _draw(ready, item_ids, k, policy, seed, drawn // DRAW_BLOCK, summary)
+                yield _draw(ready, item_ids, cold, k, policy, seed, drawn // DRAW_BLOCK, summary)
                 drawn += len(ready.user_ids)
     finally:
         model.train(was_training)
@@ -202,9 +206,17 @@ def _score(model: RecModule, served: ServeInput) -> _Scored:
 
 
 def _draw(
-    scored: _Scored, item_ids: pl.Series, k: int, policy: Policy, seed: int, first_block: int, summary: ServeSummary
+    scored: _Scored,
+    item_ids: pl.Series,
+    cold: Tensor,
+    k: int,
+    policy: Policy,
+    seed: int,
+    first_block: int,
+    summary: ServeSummary,
 ) -> pl.DataFrame:
-    """The policy's items for ``scored`` (starting at draw block ``first_block``) as a frame of ``COLUMNS``."""
+    """The policy's items for ``scored`` (starting at draw block ``first_block``) as a frame of ``COLUMNS``
+    (``cold`` ``[n_items + 1]``: the items without a training interaction)."""
     items, propensities = [], []
     with torch.no_grad():
         for i, block in enumerate(scored.ranked.split(DRAW_BLOCK)):  # [<= DRAW_BLOCK, n_items + 1]
@@ -233,6 +245,7 @@ def _draw(
             "propensity": propensity[keep].float().numpy(),
             "n_unknown": scored.n_unknown[row].numpy().astype("int32"),
             "fallback": scored.fallback[row].numpy(),
+            "cold": cold[item[keep]].numpy(),
         }
     )
 

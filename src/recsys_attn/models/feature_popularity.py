@@ -1,0 +1,80 @@
+"""Popularity of features: a content baseline that ranks every item, cold ones included, by what its features say.
+
+An item's score is, for each of its categorical and multi-valued features, the mean training count of the items
+that share its value (averaged over a multi-valued feature's values), log-scaled and summed over the features.
+An item no training sequence holds is ranked like the trained items that look like it: the baseline a model that
+scores cold items through their features (``data.split.cold_items``, ``test_cold/*``) has to beat.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from recsys_attn.data.item_features import NO_ITEM, FeatureColumn, ItemFeatures
+from recsys_attn.errors import ConfigError
+from recsys_attn.models.popularity import Popularity
+
+log = logging.getLogger(__name__)
+
+
+def value_popularity(column: FeatureColumn, popularity: Tensor) -> Tensor:
+    """Each item's ``[n_items + 1]`` mean, over its values of ``column``, of the mean training count of the trained
+    items with that value (``popularity`` ``[n_items + 1]``: training counts)."""
+    codes = column.values.reshape(column.values.shape[0], -1)  # [V, W] (categorical: W = 1)
+    item = torch.arange(codes.shape[0])[:, None].expand_as(codes)  # [V, W]
+    real = codes != NO_ITEM  # [V, W] a value (or MISSING) of the item
+    item, code = item[real], codes[real]  # [P], [P] (item, value) pairs
+    trained = popularity[item] > 0  # [P]
+    size = column.size
+    sums = torch.zeros(size, dtype=torch.float64).index_add_(0, code[trained], popularity[item[trained]].double())
+    counts = torch.bincount(code[trained], minlength=size).double()  # [size]
+    per_value = sums / counts.clamp_min(1.0)  # [size] mean training count of the trained items with each value
+    total = torch.zeros(codes.shape[0], dtype=torch.float64).index_add_(0, item, per_value[code])  # [V]
+    n_values = torch.bincount(item, minlength=codes.shape[0]).double()  # [V]
+    return total / n_values.clamp_min(1.0)  # [V]
+
+
+def feature_popularity_scores(features: ItemFeatures, popularity: Tensor) -> Tensor:
+    """``[n_items + 1]`` float32: the sum over the categorical and multi-valued features of ``log1p`` of the
+    item's ``value_popularity`` (row 0: padding, 0)."""
+    columns = [c for c in features.columns if c.kind in ("categorical", "multi")]
+    if not columns:
+        raise ConfigError(
+            "model=feature_popularity ranks items by their categorical features; the run's features "
+            f"({', '.join(f'{c.name} ({c.kind})' for c in features.columns)}) have none"
+        )
+    skipped = [c.name for c in features.columns if c not in columns]
+    if skipped:
+        log.info("feature_popularity: numeric and vector features %s are not used", ", ".join(skipped))
+    scores = torch.stack([torch.log1p(value_popularity(c, popularity.cpu())) for c in columns]).sum(0)  # [V]
+    scores[0] = 0.0
+    return scores.float()
+
+
+class FeaturePopularity(Popularity):
+    """Scores = ``feature_popularity_scores`` of the run's item features (a checkpoint keeps them as a buffer)."""
+
+    uses_features = True
+    item_scores: Tensor
+
+    def __init__(
+        self,
+        n_items: int,
+        item_popularity: Tensor | None = None,
+        item_features: ItemFeatures | None = None,
+        **settings: Any,
+    ) -> None:
+        super().__init__(n_items, item_popularity, **settings)
+        scores = torch.zeros(n_items + 1)  # [n_items + 1] a checkpoint's state fills it
+        if item_features is not None:
+            scores = feature_popularity_scores(item_features, self.item_popularity)
+        elif item_popularity is not None:
+            raise ConfigError("model=feature_popularity ranks items by their features: set features=<name>")
+        self.register_buffer("item_scores", scores)
+
+    def score(self, items: Tensor) -> Tensor:
+        return self.item_scores[None, :].expand(items.shape[0], -1)  # [B, n_items + 1]
