@@ -46,6 +46,7 @@ def test_the_documented_example_beats_popularity(
     model: str, popularity: float, tmp_path: Path, real_data_dir: Path, shared_cache: Path
 ) -> None:
     metrics = train_cli(tmp_path, shared_cache, model, *documented_example(model), base=(), timeout=1500)
-    got = metrics["test/ndcg@10"]
+    got, low = metrics["test/ndcg@10"], metrics["test/ndcg@10_lo"]
     assert metrics["test/users"] == 943.0
-    assert got > 1.5 * popularity, f"{model}: test ndcg@10 {got:.4f} against popularity's {popularity:.4f}"
+    # clearly: the lower end of its 95% interval over users lies above popularity's value
+    assert low > popularity, f"{model}: test ndcg@10 {got:.4f} ({low:.4f}-) against popularity's {popularity:.4f}"
