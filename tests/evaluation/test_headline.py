@@ -35,3 +35,23 @@ def test_headline_lines_show_each_split_with_its_interval_and_nothing_else() -> 
 
 def test_no_split_no_lines() -> None:
     assert headline_lines({"time/fit_s": 1.0}, [10]) == []
+
+
+def test_cold_targets_get_a_column_and_the_random_ranking_a_line() -> None:
+    metrics = {
+        "test/ndcg@10": 0.1,
+        "test/users": 900.0,
+        "test_cold/ndcg@10": 0.05,
+        "test_cold/ndcg@10_lo": 0.03,
+        "test_cold/ndcg@10_hi": 0.08,
+        "test_cold/ndcg@10_random": 0.0264,
+        "test_cold/hr@10_random": 0.0581,
+        "test_cold/users": 107.0,
+    }
+    lines = headline_lines(metrics, [10])
+    assert lines[0].split() == ["test", "(95%", "interval)", "test_cold", "(95%", "interval)"]
+    assert lines[1].split()[:4] == ["ndcg@10", "0.1000", "0.0500", "(0.0300–0.0800)"]
+    assert lines[-2].split() == ["users", "900", "107"]
+    assert lines[-1] == (
+        "test_cold: the target among the items no training sequence holds; a random ranking scores ndcg@10 0.0264"
+    )

@@ -162,3 +162,20 @@ def test_an_untrained_item_is_known_by_its_features_alone(fusion: str) -> None:
     assert not torch.allclose(fused[2], moved[2])
     without = feature_layers(toy_features(), None, N_ITEMS + 2, N_ITEMS, HIDDEN, fusion)  # no counts: every id used
     assert isinstance(without, FeatureEmbedding) and bool(without.trained_ids.bool().all())
+
+
+def test_id_dropout_leaves_out_a_share_of_the_items_id_vectors_in_training_only() -> None:
+    torch.manual_seed(0)
+    layers = feature_layers(toy_features(), None, N_ITEMS + 2, N_ITEMS, HIDDEN, "sum", id_dropout=0.5)  # + a MASK
+    assert isinstance(layers, FeatureEmbedding)
+    ids = torch.randn(N_ITEMS + 2, HIDDEN)  # [T, D]
+    layers.eval()
+    full = layers(ids)  # [T, D]
+    features_only = layers(torch.zeros_like(ids))  # [T, D]
+    layers.train()
+    dropped = [layers(ids) for _ in range(20)]  # 20 x [T, D]
+    for row in range(1, N_ITEMS + 1):  # each item: sometimes with its id vector, sometimes by its features alone
+        with_id = [bool(torch.equal(d[row], full[row])) for d in dropped]
+        without = [bool(torch.equal(d[row], features_only[row])) for d in dropped]
+        assert all(a or b for a, b in zip(with_id, without, strict=True)) and any(with_id) and any(without), row
+    assert all(torch.equal(d[N_ITEMS + 1], full[N_ITEMS + 1]) for d in dropped)  # the MASK keeps its own

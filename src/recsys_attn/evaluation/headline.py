@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-SPLITS = ("val", "test")
+SPLITS = ("val", "test", "val_cold", "test_cold")
+"""Columns, when present: ``*_cold`` ranks the users whose target no training sequence holds among such items
+(``evaluation.cold``); a line under the table gives a random ranking's value there."""
 
 
 def headline_names(ks: Sequence[int]) -> list[str]:
@@ -43,4 +45,12 @@ def headline_lines(metrics: Mapping[str, float], ks: Sequence[int]) -> list[str]
     if any(u is not None for u in users):
         rows.append(["users", *("-" if u is None else f"{int(u)}" for u in users)])
     widths = [max(len(row[j]) for row in rows) for j in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return lines + [_random_line(metrics, s, names) for s in splits if s.endswith("_cold")]
+
+
+def _random_line(metrics: Mapping[str, float], split: str, names: Sequence[str]) -> str:
+    """What a random ranking of the cold candidates scores, at the largest cut-off."""
+    shown = [n for n in names if n.startswith(("hr@", "ndcg@"))][-2:]
+    values = ", ".join(f"{n} {metrics[f'{split}/{n}_random']:.4f}" for n in shown if f"{split}/{n}_random" in metrics)
+    return f"{split}: the target among the items no training sequence holds; a random ranking scores {values}"

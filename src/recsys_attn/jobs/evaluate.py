@@ -20,6 +20,7 @@ from recsys_attn.run.runner import (
     collect_metrics,
     output_dir,
     print_summary,
+    stage_prefixes,
     start_run,
 )
 
@@ -42,10 +43,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics: dict[str, float] = {}
     if "val" in cfg.splits:
         trainer.validate(model, datamodule=datamodule, verbose=False)
-        metrics.update(collect_metrics(trainer, ("val/", "segments/val/")))
+        metrics.update(collect_metrics(trainer, stage_prefixes("val")))
     if "test" in cfg.splits:
         trainer.test(model, datamodule=datamodule, verbose=False)
-        metrics.update(collect_metrics(trainer, ("test/", "segments/test/")))
+        metrics.update(collect_metrics(trainer, stage_prefixes("test")))
     if trainer.is_global_zero:
         ks, prepared = model.settings.eval_ks, datamodule.prepared
         path, _ = write_evaluation(output_dir(cfg), metrics, model.per_user, cfg.splits, ks, prepared)  # together

@@ -25,6 +25,7 @@ from recsys_attn.run.runner import (
     instantiate_group,
     output_dir,
     print_summary,
+    stage_prefixes,
     start_run,
     write_json_atomic,
 )
@@ -74,10 +75,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     best = str(getattr(trainer.checkpoint_callback, "best_model_path", "") or "")
     if best:  # val/* and test/* of metrics.json both describe the selected (best) checkpoint
         trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
-    metrics = collect_metrics(trainer, ("val/", "segments/val/"))
+    metrics = collect_metrics(trainer, stage_prefixes("val"))
     if cfg.get("test"):
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
-        metrics.update(collect_metrics(trainer, ("test/", "segments/test/")))
+        metrics.update(collect_metrics(trainer, stage_prefixes("test")))
     metrics.update(
         {
             "time/fit_s": fit_s,

@@ -40,14 +40,22 @@ class FeatureEmbedding(nn.Module):
     item_rows: Tensor
     trained_ids: Tensor
 
-    def __init__(self, spec: dict[str, dict[str, Any]], n_tokens: int, n_items: int, hidden: int, fusion: str) -> None:
+    def __init__(
+        self,
+        spec: dict[str, dict[str, Any]],
+        n_tokens: int,
+        n_items: int,
+        hidden: int,
+        fusion: str,
+        id_dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         if fusion not in FUSIONS:
             raise ValueError(f"model.feature_fusion: expected one of {', '.join(FUSIONS)} (got {fusion!r})")
         bad = [name for name in spec if not name.isidentifier()]
         if bad:
             raise ValueError(f"feature names must be identifiers (letters, digits, '_'): {bad}")
-        self.spec, self.fusion, self.n_items = spec, fusion, n_items
+        self.spec, self.fusion, self.n_items, self.id_dropout = spec, fusion, n_items, id_dropout
         self.layers = nn.ModuleDict()
         self.missing_vectors = nn.ParameterDict()
         for name, s in spec.items():
@@ -119,7 +127,11 @@ class FeatureEmbedding(nn.Module):
 
     def forward(self, ids: Tensor) -> Tensor:
         """The fused vectors ``[T, D]`` of the tokens whose id vectors are ``ids`` ``[T, D]``."""
-        ids = ids * self.trained_ids  # [T, D] a cold item's untrained id vector left out
+        known = self.trained_ids  # [T, 1] a cold item's untrained id vector is left out
+        if self.training and self.id_dropout > 0.0:  # and, in training, a random share of the other items'
+            kept = torch.bernoulli(torch.full_like(known, 1.0 - self.id_dropout))  # [T, 1]
+            known = known * torch.where(self.item_rows > 0, kept, 1.0)  # [T, 1] padding and MASK keep theirs
+        ids = ids * known  # [T, D]
         parts = [self.vectors(name) * self.item_rows for name in self.spec]  # F x [T, D], zero off the items
         if self.project is not None:
             return self.project(torch.cat([ids, *parts], dim=-1))  # [T, D]
@@ -176,15 +188,16 @@ def feature_layers(
     hidden: int,
     fusion: str,
     popularity: Tensor | None = None,
+    id_dropout: float = 0.0,
 ) -> FeatureEmbedding | None:
     """The feature layers of a model: from a run's ``features`` (buffers filled; the items ``popularity``
     ``[n_items + 1]`` counts 0 times known by their features alone), or from a checkpoint's ``spec`` (buffers its
-    state dict fills); None without features."""
+    state dict fills); None without features. ``id_dropout``: ``model.feature_id_dropout``."""
     if features is not None:
         spec = features.spec()
     if not spec:
         return None
-    layers = FeatureEmbedding(spec, n_tokens, n_items, hidden, fusion)
+    layers = FeatureEmbedding(spec, n_tokens, n_items, hidden, fusion, id_dropout)
     if features is not None:
         layers.load(features)
         if popularity is not None and bool(popularity[1:].any()):  # no counts at all: not a training run's

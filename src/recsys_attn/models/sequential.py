@@ -85,6 +85,7 @@ class SequentialRec(RecModule):
             s.hidden_size,
             s.feature_fusion,
             self.item_popularity,
+            s.feature_id_dropout,
         )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -97,6 +97,9 @@ class SequentialSettings(EvalSettings):
     feature_sides: str = "both"
     """With item features: fused into the items a sequence reads (``input``), the item vectors its states are
     scored against (``output``: cold items score through their features), or ``both``."""
+    feature_id_dropout: float = 0.0
+    """With item features: the share of items whose id vector each training step leaves out (DropoutNet, Volkovs
+    et al. 2017), so that the features alone learn to score an item, as they must for a cold one; 0 = off."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -104,6 +107,7 @@ class SequentialSettings(EvalSettings):
             ("hidden_size", self.hidden_size >= 1, "must be >= 1"),
             ("feature_fusion", self.feature_fusion in FUSIONS, f"expected one of {', '.join(FUSIONS)}"),
             ("feature_sides", self.feature_sides in SIDES, f"expected one of {', '.join(SIDES)}"),
+            ("feature_id_dropout", 0.0 <= self.feature_id_dropout < 1.0, "must be in [0, 1)"),
             ("dropout", 0.0 <= self.dropout < 1.0, "must be in [0, 1)"),
             ("loss", self.loss in LOSSES, f"expected one of {', '.join(sorted(LOSSES))}"),
             ("num_negatives", self.num_negatives >= 1, "must be >= 1"),

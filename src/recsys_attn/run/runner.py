@@ -214,6 +214,11 @@ def to_float(value: Any) -> float:
     return float(value.item() if hasattr(value, "item") else value)
 
 
+def stage_prefixes(stage: str) -> tuple[str, ...]:
+    """The prefixes of everything an evaluation ``stage`` (``val``, ``test``) logs: metrics, segments, cold targets."""
+    return (f"{stage}/", f"segments/{stage}/", f"{stage}_cold/")
+
+
 def collect_metrics(trainer: L.Trainer, prefixes: tuple[str, ...] = ("val/", "test/")) -> dict[str, float]:
     """Final logged metrics whose names start with one of ``prefixes``."""
     return {k: to_float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefixes)}
