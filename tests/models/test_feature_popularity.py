@@ -7,7 +7,12 @@ import torch
 
 from recsys_attn.data.item_features import MISSING, NO_ITEM, FeatureColumn, ItemFeatures
 from recsys_attn.errors import ConfigError
-from recsys_attn.models.feature_popularity import FeaturePopularity, feature_popularity_scores, value_popularity
+from recsys_attn.models.feature_popularity import (
+    FeaturePopularity,
+    binned,
+    feature_popularity_scores,
+    value_popularity,
+)
 
 
 def genre(values: list[int]) -> FeatureColumn:
@@ -40,9 +45,18 @@ def test_a_multi_valued_item_averages_its_values_and_features_add_up_in_log() ->
     assert torch.equal(model.score(torch.ones(2, 3, dtype=torch.long))[1], scores)
 
 
-def test_it_needs_categorical_features() -> None:
+def test_a_number_counts_by_its_quantile_bin() -> None:
+    values = torch.tensor([[0.0], [1.0], [2.0], [9.0], [10.0], [0.0]])  # item 5 has no value
+    missing = torch.tensor([False, False, False, False, False, True])
+    year = binned(FeatureColumn("year", "numeric", values, missing), bins=2)
+    assert year.kind == "categorical" and year.values.tolist() == [NO_ITEM, 2, 2, 3, 3, MISSING]
+    # bin 0: trained items 1 and 2 -> 3; bin 1: trained item 4 -> 6; item 3 is cold but binned like 4
+    assert value_popularity(year, POPULARITY).tolist() == [0.0, 3.0, 3.0, 6.0, 6.0, 0.0]
+
+
+def test_it_needs_categorical_or_numeric_features() -> None:
     with pytest.raises(ConfigError, match="set features=<name>"):
         FeaturePopularity(5, POPULARITY)
-    year = FeatureColumn("year", "numeric", torch.zeros(6, 1), torch.zeros(6, dtype=torch.bool))
+    text = FeatureColumn("text", "vector", torch.zeros(6, 4), torch.zeros(6, dtype=torch.bool))
     with pytest.raises(ConfigError, match=r"have none"):
-        FeaturePopularity(5, POPULARITY, ItemFeatures((year,)))
+        FeaturePopularity(5, POPULARITY, ItemFeatures((text,)))

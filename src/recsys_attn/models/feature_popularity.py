@@ -1,7 +1,8 @@
 """Popularity of features: a content baseline that ranks every item, cold ones included, by what its features say.
 
-An item's score is, for each of its categorical and multi-valued features, the mean training count of the items
-that share its value (averaged over a multi-valued feature's values), log-scaled and summed over the features.
+An item's score is, for each of its categorical, multi-valued and numeric features (a number: its quantile bin),
+the mean training count of the items that share its value (averaged over a multi-valued feature's values),
+log-scaled and summed over the features.
 An item no training sequence holds is ranked like the trained items that look like it: the baseline a model that
 scores cold items through their features (``data.split.cold_items``, ``test_cold/*``) has to beat.
 """
@@ -14,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from recsys_attn.data.item_features import NO_ITEM, FeatureColumn, ItemFeatures
+from recsys_attn.data.item_features import FIRST_VALUE, MISSING, NO_ITEM, FeatureColumn, ItemFeatures
 from recsys_attn.errors import ConfigError
 from recsys_attn.models.popularity import Popularity
 
@@ -38,18 +39,38 @@ def value_popularity(column: FeatureColumn, popularity: Tensor) -> Tensor:
     return total / n_values.clamp_min(1.0)  # [V]
 
 
+NUMERIC_BINS = 10
+"""A numeric feature counts as a categorical one of this many quantile bins (over the items that have a value)."""
+
+
+def binned(column: FeatureColumn, bins: int = NUMERIC_BINS) -> FeatureColumn:
+    """A numeric ``column`` as a categorical one: the quantile bin of each item's value (``MISSING`` without one)."""
+    values = column.values[:, 0]  # [V]
+    present = ~column.missing  # [V]
+    present[0] = False
+    if not bool(present.any()):
+        codes = torch.where(column.missing, MISSING, NO_ITEM)  # [V]
+        return FeatureColumn(column.name, "categorical", codes, column.missing)
+    edges = torch.quantile(values[present].double(), torch.linspace(0, 1, bins + 1, dtype=torch.float64)[1:-1])
+    codes = torch.bucketize(values.double(), edges) + FIRST_VALUE  # [V] in FIRST_VALUE .. FIRST_VALUE + bins - 1
+    codes = torch.where(column.missing, MISSING, codes)
+    codes[0] = NO_ITEM
+    vocab = tuple(f"bin {j}" for j in range(bins))
+    return FeatureColumn(column.name, "categorical", codes, column.missing, vocab)
+
+
 def feature_popularity_scores(features: ItemFeatures, popularity: Tensor) -> Tensor:
-    """``[n_items + 1]`` float32: the sum over the categorical and multi-valued features of ``log1p`` of the
-    item's ``value_popularity`` (row 0: padding, 0)."""
-    columns = [c for c in features.columns if c.kind in ("categorical", "multi")]
+    """``[n_items + 1]`` float32: the sum over the categorical, multi-valued and (binned) numeric features of
+    ``log1p`` of the item's ``value_popularity`` (row 0: padding, 0)."""
+    columns = [binned(c) if c.kind == "numeric" else c for c in features.columns if c.kind != "vector"]
     if not columns:
         raise ConfigError(
-            "model=feature_popularity ranks items by their categorical features; the run's features "
+            "model=feature_popularity ranks items by their categorical or numeric features; the run's features "
             f"({', '.join(f'{c.name} ({c.kind})' for c in features.columns)}) have none"
         )
-    skipped = [c.name for c in features.columns if c not in columns]
+    skipped = [c.name for c in features.columns if c.kind == "vector"]
     if skipped:
-        log.info("feature_popularity: numeric and vector features %s are not used", ", ".join(skipped))
+        log.info("feature_popularity: vector features %s are not used", ", ".join(skipped))
     scores = torch.stack([torch.log1p(value_popularity(c, popularity.cpu())) for c in columns]).sum(0)  # [V]
     scores[0] = 0.0
     return scores.float()
