@@ -15,9 +15,11 @@ from tests.conftest import ML100K_TINY, run_cli, train_cli
 
 @pytest.fixture(scope="module")
 def features_run(tmp_path_factory: pytest.TempPathFactory, real_data_dir: Path, shared_cache: Path) -> Path:
-    """The run directory of a tiny SASRec trained on ml-100k with its genres and years (both sides, concat)."""
+    """The run directory of a tiny SASRec trained on ml-100k with its genres and years (both sides, concat), a fifth
+    of the items held out of training (cold)."""
     tmp = tmp_path_factory.mktemp("features")
-    train_cli(tmp, shared_cache, "run", "features=ml-100k", "model.feature_fusion=concat", base=ML100K_TINY)
+    overrides = ("features=ml-100k", "model.feature_fusion=concat", "data.split.cold_items=0.2")
+    train_cli(tmp, shared_cache, "run", *overrides, base=ML100K_TINY)
     return tmp / "run"
 
 
@@ -51,12 +53,15 @@ def test_evaluate_scores_it_as_train_did(features_run: Path, shared_cache: Path)
     evaluated = json.loads((features_run.parent / "eval" / "metrics.json").read_text())
     assert evaluated["test/ndcg@10"] == pytest.approx(trained["test/ndcg@10"], rel=1e-5)
     assert evaluated["test/users"] == trained["test/users"]
+    assert trained["test_cold/users"] > 0  # the held-out items' users, ranked among the cold items
+    assert evaluated["test_cold/ndcg@10"] == pytest.approx(trained["test_cold/ndcg@10"], rel=1e-5)
 
 
 def test_predict_export_and_ope_run_on_it(features_run: Path, shared_cache: Path, tmp_path: Path) -> None:
     cli("recsys_attn.predict", features_run, "pred", shared_cache, "k=4", "max_users=50", "device=cpu")
     recs = pl.read_parquet(features_run.parent / "pred" / "recommendations.parquet")
     assert recs.height == 200 and recs["user_id"].n_unique() == 50
+    assert recs.schema["cold"] == pl.Boolean  # which recommended items no training sequence holds
     for fmt in ("torch", "onnx"):
         cli("recsys_attn.export", features_run, f"export_{fmt}", shared_cache, f"format={fmt}")
         assert (features_run.parent / f"export_{fmt}" / "scorer.json").is_file()
