@@ -59,6 +59,7 @@ def test_a_model_ranks_cold_targets_in_its_evaluation() -> None:
     empty = torch.zeros(0, dtype=torch.long)
     logged: dict[str, float] = {}
     model.log_dict = lambda values, **_: logged.update(values)  # type: ignore[method-assign]
+    model._publish = logged.update  # type: ignore[method-assign]
     for targets, cold_users in (([2, 1], 1.0), ([1, 3], None)):
         logged.clear()
         batch = EvalBatch(torch.tensor([1, 2]), torch.ones(2, 3, dtype=torch.long), torch.tensor(targets), *[empty] * 4)

@@ -10,6 +10,7 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from recsys_attn.constants import PAD, mask_id
@@ -434,6 +435,20 @@ def test_an_evaluation_pass_logs_once_whatever_its_batches(tmp_path: Path, monke
     assert len(calls) == per_pass
     assert three["test/users"] == 12 and one["test/users"] == 4  # accumulated over the pass, reset after it
     assert three["test/ndcg@3"] == pytest.approx(one["test/ndcg@3"], rel=METRIC_TOL)
+
+
+def test_intervals_and_segments_reach_the_callbacks_and_the_loggers(tmp_path: Path) -> None:
+    """Only the ranking metrics go through ``self.log``; the rest of a pass reaches the same places without it."""
+    model = Popularity(5, POPULARITY, eval_ks=[1, 3], bootstrap=50)
+    csv = CSVLogger(tmp_path, name="csv", version=0)
+    t = L.Trainer(accelerator="cpu", logger=csv, enable_progress_bar=False, enable_model_summary=False)
+    (returned,) = t.test(model, loader([EVAL_BATCH]), verbose=False)
+    assert "test/ndcg@3" in returned and "test/ndcg@3_lo" not in returned  # the ranking metrics, as before
+    published = {k: float(v) for k, v in t.callback_metrics.items()}  # what metrics.json is written from
+    assert published["test/ndcg@3_lo"] <= published["test/ndcg@3"] <= published["test/ndcg@3_hi"]
+    assert any(k.startswith("segments/test/") for k in published) and "test/coverage@3" in published
+    header = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"test/ndcg@3", "test/ndcg@3_lo", "test/coverage@3"} <= set(header)
 
 
 def test_predict_step_filters_history() -> None:

@@ -176,10 +176,24 @@ class RecModule(L.LightningModule):
         edges, shares = s.history_edges, s.popularity_shares
         logged.update(stage_statistics(rows, stage, s.eval_ks, pop, s.bootstrap, s.bootstrap_seed, edges, shares))
         logged.update(cold_statistics(cold_rows, stage, s.eval_ks, s.bootstrap, s.bootstrap_seed))
-        self.log_dict(logged, on_step=False, on_epoch=True)  # the same values on every device: no sync
+        # the same values on every device: no sync. Only the ranking metrics go through self.log (callbacks
+        # monitor them, trainer.validate/test return them); the rest, ~100 values a pass, would cost Lightning
+        # ~0.9 ms each there, more than the pass itself at small sizes (benchmarks/bench_overhead.py)
+        self.log_dict({name: logged.pop(name) for name in ranked}, on_step=False, on_epoch=True)
+        self._publish(logged)
         if not getattr(self, "_ild_noted", False):
             log.info("intra-list diversity skipped: the data has no item features")
             self._ild_noted = True
+
+    def _publish(self, values: dict[str, float]) -> None:
+        """Hand ``values`` to the callbacks (``trainer.callback_metrics``, hence metrics.json) and the loggers, as
+        ``self.log`` at an epoch's end would, without its per-value bookkeeping."""
+        trainer = self._trainer
+        if trainer is None or not values:
+            return
+        trainer.callback_metrics.update({name: torch.tensor(v) for name, v in values.items()})
+        if not trainer.sanity_checking:
+            trainer._logger_connector.log_metrics(values)  # type: ignore[arg-type]  # rank zero's loggers only
 
     def _top_items(self, scores: Tensor, batch: EvalBatch) -> Tensor:
         """The best ``max(eval_ks)`` items ``[B, K]`` of the evaluation ranking, PAD where none is left."""
