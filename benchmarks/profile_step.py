@@ -39,15 +39,16 @@ HEADER = (
 )
 
 
-def build(preset: str, overrides: list[str]) -> tuple[Any, Any]:
-    """The set-up datamodule and model of ``experiment=<preset>``, as ``recsys_attn.train`` builds them."""
+def build(preset: str | None, overrides: list[str]) -> tuple[Any, Any]:
+    """The set-up datamodule and model of ``experiment=<preset>`` (None: none), as ``recsys_attn.train`` builds them."""
     import hydra
     from hydra import compose, initialize_config_dir
 
     from recsys_attn.run.entry import CONF_DIR
 
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[f"experiment={preset}", "logger=none", *overrides])
+        preset_override = [f"experiment={preset}"] if preset else []
+        cfg = compose("train", overrides=[*preset_override, "logger=none", *overrides])
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()
     datamodule.setup("fit")

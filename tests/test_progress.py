@@ -10,10 +10,10 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.trainer.states import TrainerFn
 
-from recsys_attn.tracking.progress import EpochProgress, format_duration
+from recsys_attn.tracking.progress import EpochBar, EpochProgress, format_duration
 
 
 @pytest.mark.parametrize(
@@ -233,3 +233,16 @@ def test_real_training_logs_each_epoch_and_keeps_the_best_across_a_resume(
     assert len(expected) == 2  # once per process: the first run and the resumed one
     assert "per training epoch of 2 batches, " in expected[0] and " for 3 epochs (" in expected[0]
     assert " for 1 epoch (" in expected[1]  # resumed after 3 of 4 epochs
+
+
+def test_the_bar_updates_at_most_every_fifth_of_a_second_and_at_an_epochs_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lightning's bar reads its metrics after every batch (a wait for a GPU); ours at most five times a second."""
+    updated: list[int] = []
+    monkeypatch.setattr(RichProgressBar, "on_train_batch_end", lambda self, t, m, o, b, idx: updated.append(idx))
+    monkeypatch.setattr(EpochBar, "total_train_batches", property(lambda self: 100))
+    clock = iter([10.0, 10.05, 10.1, 10.25, 10.3, 10.31])
+    monkeypatch.setattr("recsys_attn.tracking.progress.time.monotonic", lambda: next(clock))
+    bar = EpochBar()
+    for idx in (0, 1, 2, 3, 4, 99):
+        bar.on_train_batch_end(None, None, None, None, idx)  # type: ignore[arg-type]
+    assert updated == [0, 3, 99]  # the first, the one 0.25 s later, the epoch's last

@@ -1,0 +1,251 @@
+"""Host overhead of a training step and a validation pass, at sizes where the arithmetic costs next to nothing.
+
+    python benchmarks/bench_overhead.py                   # SASRec and BERT4Rec, record to RESULTS.md
+    python benchmarks/bench_overhead.py --models sasrec --no-record -- trainer.enable_progress_bar=false
+
+At hidden 8, max_len 16, batch 8 and 100 items a step's arithmetic is microseconds, so what a step costs is
+Python, Lightning, logging and operator dispatch. For each model it times:
+
+- ours: ``python -m recsys_attn.train`` itself (the command a user runs, its default callbacks and csv logger), on
+  a synthetic log, with a callback (``StepClock``, added through ``+callbacks.clock``) that stamps every training
+  batch's start and every validation pass; a step is the time from one batch's start to the next's, the first
+  ``--warmup`` of each epoch left out. It also counts the operators (``aten::*``) dispatched over ``--profile``
+  steps with torch.profiler.
+- plain: the same model's encoder, its full cross-entropy over the target positions and Adam, in a loop written
+  here over batches built beforehand by the same datamodule: the floor our step is compared with.
+
+The last line is one JSON object: per model ``step_ratio`` (our step time over the plain loop's), ``op_ratio``
+(operators per step, ours over plain) and ``val_ratio`` (a validation pass of ``--eval-users`` users over 20
+plain steps), with the times behind them. Goals (issue 27): step_ratio <= 1.3, op_ratio <= 1.5, val_ratio <= 1.
+Both run on ``--threads`` torch threads (1 by default: at these sizes threads only add synchronisation, and a
+second job on the machine cannot oversubscribe them). Measure on a quiet machine all the same; rows go to
+benchmarks/RESULTS.md with the command, machine and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_train import machine, record
+
+REPO = Path(__file__).resolve().parent.parent
+SECTION = "## Host overhead of a step (`bench_overhead.py`)"
+HEADER = (
+    f"\n{SECTION}\n\n"
+    "| date | machine | command | model | ours ms/step | plain ms/step | step_ratio | ours ops/step | plain ops/step "
+    "| op_ratio | val pass ms | val_ratio | commit |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+)
+MODELS = ("sasrec", "bert4rec")
+GOALS = {"step_ratio": 1.3, "op_ratio": 1.5, "val_ratio": 1.0}
+PLAIN_STEPS_PER_VAL = 20
+
+
+def sizes(log: Path, eval_users: int) -> list[str]:
+    """The overrides of the tiny setting (on the synthetic log ``log``)."""
+    return [
+        "data=interactions",
+        f"data.source.path={log}",
+        "model.hidden_size=8",
+        "model.max_len=16",
+        "model.num_heads=1",
+        "model.loss=ce",
+        "data.batch_size=8",
+        f"data.eval_batch_size={eval_users}",
+        f"data.max_eval_users={eval_users}",
+    ]
+
+
+def write_log(path: Path, users: int = 400, items: int = 100, seed: int = 0) -> None:
+    """A csv of ``users`` users with 12-24 distinct items each out of ``items``, timestamps in order."""
+    rng = np.random.default_rng(seed)
+    lines = ["user_id,item_id,timestamp"]
+    for user in range(users):
+        n = int(rng.integers(12, 25))
+        for t, item in enumerate(rng.choice(items, size=n, replace=False)):
+            lines.append(f"{user},{item},{t}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def count_ops(prof: Any) -> int:
+    """Operators (``aten::*`` events, nested ones included) a profiler recorded."""
+    return sum(1 for e in prof.events() if e.name.startswith("aten::"))
+
+
+class StepClock(L.Callback):
+    """Stamps training batches and validation passes of a fit; profiles ``profile_steps`` steps of its last epoch.
+
+    Writes ``{"step_s": [...], "val_s": [...], "ops_per_step": n}`` to ``out`` when the fit ends.
+    """
+
+    def __init__(self, out: str, warmup: int = 5, profile_steps: int = 20) -> None:
+        self.out, self.warmup, self.profile_steps = Path(out), warmup, profile_steps
+        self.steps: list[float] = []
+        self.vals: list[float] = []
+        self.ops_per_step = 0.0
+        self._last: float | None = None
+        self._val_start = 0.0
+        self._prof: Any = None
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._last = None
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
+        now = time.perf_counter()
+        last_epoch = trainer.current_epoch == trainer.max_epochs - 1
+        start, stop = self.warmup, self.warmup + self.profile_steps
+        if self._last is not None and idx > self.warmup and not (last_epoch and start < idx <= stop):
+            self.steps.append(now - self._last)
+        if last_epoch and idx == start:
+            self._prof = profile(activities=[ProfilerActivity.CPU])
+            self._prof.start()
+        if last_epoch and idx == stop and self._prof is not None:
+            self._prof.stop()
+            self.ops_per_step = count_ops(self._prof) / self.profile_steps
+            self._prof = None
+        self._last = time.perf_counter()
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._val_start = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.vals.append(time.perf_counter() - self._val_start)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.out.write_text(json.dumps({"step_s": self.steps, "val_s": self.vals, "ops_per_step": self.ops_per_step}))
+
+
+def ours(model: str, log: Path, eval_users: int, epochs: int, extra: list[str], tmp: Path) -> dict[str, Any]:
+    """Run the real ``train`` command with a ``StepClock``; what it measured."""
+    out = tmp / f"{model}-clock.json"
+    cmd = [
+        sys.executable,
+        "-m",
+        "recsys_attn.train",
+        f"model={model}",
+        *sizes(log, eval_users),
+        f"trainer.max_epochs={epochs}",
+        "test=false",
+        "trainer.accelerator=cpu",
+        "+callbacks.clock._target_=bench_overhead.StepClock",
+        f"+callbacks.clock.out={out}",
+        f"hydra.run.dir={tmp / model}",
+        f"paths.cache_dir={tmp / 'cache'}",
+        *extra,
+    ]
+    path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not out.is_file():
+        raise SystemExit(f"{model}: train failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
+    return json.loads(out.read_text())
+
+
+def plain(model_name: str, log: Path, eval_users: int, steps: int, tmp: Path) -> dict[str, float]:
+    """The same model's encoder, full cross-entropy and Adam in a plain loop over prebuilt batches."""
+    from profile_step import build
+
+    torch.manual_seed(0)
+    overrides = [f"model={model_name}", *sizes(log, eval_users), f"paths.cache_dir={tmp / 'cache'}"]
+    datamodule, model = build(None, overrides)
+    encoder, n_items, lr = model.encoder, model.n_items, model.settings.lr
+    store = datamodule.store
+    pool = [store.train_batch(torch.randint(store.n_train_samples, (8,)), seed) for seed in range(64)]
+    batches = [(b.input, b.target) for b in pool]
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
+    encoder.train()
+
+    def step(i: int) -> None:
+        items, target = batches[i % len(batches)]  # [B, L], [B, L]
+        hidden = encoder(items)  # [B, L, D]
+        at = target != 0  # [B, L] positions with a target
+        logits = hidden[at] @ encoder.item_weights(n_items).T  # [N, n_items + 1]
+        loss = F.cross_entropy(logits, target[at])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for i in range(20):
+        step(i)
+    times = []
+    for i in range(steps):
+        start = time.perf_counter()
+        step(i)
+        times.append(time.perf_counter() - start)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(20):
+            step(i)
+    return {"step_s": statistics.median(times), "ops_per_step": count_ops(prof) / 20}
+
+
+def measure(model: str, eval_users: int, epochs: int, steps: int, extra: list[str]) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        log = tmp / "log.csv"
+        write_log(log)
+        base = plain(model, log, eval_users, steps, tmp)
+        got = ours(model, log, eval_users, epochs, extra, tmp)
+    step_s, val_s = statistics.median(got["step_s"]), statistics.median(got["val_s"])
+    return {
+        "ours_step_ms": 1e3 * step_s,
+        "plain_step_ms": 1e3 * base["step_s"],
+        "step_ratio": step_s / base["step_s"],
+        "ours_ops_per_step": got["ops_per_step"],
+        "plain_ops_per_step": base["ops_per_step"],
+        "op_ratio": got["ops_per_step"] / base["ops_per_step"],
+        "val_pass_ms": 1e3 * val_s,
+        "val_ratio": val_s / (PLAIN_STEPS_PER_VAL * base["step_s"]),
+        "steps_timed": float(len(got["step_s"])),
+        "val_passes": float(len(got["val_s"])),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--epochs", type=int, default=4, help="epochs of our run (50 steps each; 100 for cloze)")
+    parser.add_argument("--steps", type=int, default=300, help="timed steps of the plain loop")
+    parser.add_argument("--eval-users", type=int, default=256, help="users of a validation pass (one batch)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of both (1: no thread contention)")
+    parser.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
+    parser.add_argument("overrides", nargs="*", help="after --: overrides of our run (e.g. logger=none)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    results = {m: measure(m, args.eval_users, args.epochs, args.steps, args.overrides) for m in args.models}
+    for m, r in results.items():
+        goals = ", ".join(f"{k} {r[k]:.2f} (goal <= {g})" for k, g in GOALS.items())
+        print(f"{m}: ours {r['ours_step_ms']:.2f} ms/step, plain {r['plain_step_ms']:.2f}; {goals}")
+    if not args.no_record:
+        cmd = "python benchmarks/bench_overhead.py " + " ".join(sys.argv[1:])
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+        for m, r in results.items():
+            row = (
+                f"| {dt.date.today()} | {machine()} | `{cmd.strip()}` | {m} | {r['ours_step_ms']:.2f} | "
+                f"{r['plain_step_ms']:.2f} | {r['step_ratio']:.2f} | {r['ours_ops_per_step']:.0f} | "
+                f"{r['plain_ops_per_step']:.0f} | {r['op_ratio']:.2f} | {r['val_pass_ms']:.1f} | "
+                f"{r['val_ratio']:.2f} | {commit.stdout.strip()} |"
+            )
+            record(row, SECTION, HEADER)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
