@@ -158,3 +158,17 @@ def test_bench_history_tables_groups_as_ours_does(tmp_path: Path) -> None:
     results = json.loads(proc.stdout.splitlines()[-1])
     assert results["check @ 20000"] == {"same": True}
     assert results["ours @ 20000"]["rows"] == results["polars streaming @ 20000"]["rows"] == 20000
+
+
+def test_bench_overhead_reports_the_three_ratios(tmp_path: Path) -> None:
+    """The overhead benchmark runs the real train command and a plain loop and prints its ratios as JSON (no timing
+    is asserted: speed is what the benchmark records, not what a test checks)."""
+    script = REPO_ROOT / "benchmarks" / "bench_overhead.py"
+    args = ["--models", "sasrec", "--epochs", "2", "--steps", "20", "--no-record"]
+    proc = subprocess.run(
+        [sys.executable, str(script), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.splitlines()[-1])["sasrec"]
+    assert {"step_ratio", "op_ratio", "val_ratio"} <= set(got)
+    assert got["ours_ops_per_step"] > 0 and got["plain_ops_per_step"] > 0 and got["val_passes"] == 2.0
