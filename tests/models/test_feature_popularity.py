@@ -11,6 +11,7 @@ from recsys_attn.models.feature_popularity import (
     FeaturePopularity,
     binned,
     feature_popularity_scores,
+    tie_broken,
     value_popularity,
 )
 
@@ -37,12 +38,21 @@ def test_a_multi_valued_item_averages_its_values_and_features_add_up_in_log() ->
     )
     # tag a: trained item 1 -> 4; tag b: trained 2 and 4 -> 4; MISSING: nobody trained -> 0
     assert value_popularity(features.columns[1], POPULARITY).tolist() == [0.0, 4.0, 4.0, 4.0, 4.0, 0.0]
+    # genre + tags in log: items 1-3 log1p(3) + log1p(4), item 4 log1p(6) + log1p(4), item 5 log1p(6) + 0
     scores = feature_popularity_scores(features, POPULARITY)
-    assert scores[0] == 0.0
-    assert scores[3].item() == pytest.approx(math.log1p(3.0) + math.log1p(4.0))
-    assert scores[5].item() == pytest.approx(math.log1p(6.0))
+    assert scores[0] == 0.0 and scores[4] == 5.0 and scores[5] == 1.0  # ranks: the best last
+    assert sorted(scores[1:4].tolist()) == [2.0, 3.0, 4.0]  # three items of one score: a seeded random order
+    assert math.log1p(6.0) < math.log1p(3.0) + math.log1p(4.0)  # why item 5 ranks below items 1-3
     model = FeaturePopularity(5, POPULARITY, features, bootstrap=0)
     assert torch.equal(model.score(torch.ones(2, 3, dtype=torch.long))[1], scores)
+
+
+def test_ties_are_broken_at_random_and_nothing_else_moves() -> None:
+    scores = torch.tensor([0.0, 1.0, 5.0, 1.0, 1.0, 0.5, 5.0])
+    ranks = tie_broken(scores)
+    assert ranks[0] == 0.0 and len(set(ranks[1:].tolist())) == 6
+    assert ranks[5] < min(ranks[1], ranks[3], ranks[4]) and max(ranks[1], ranks[3], ranks[4]) < min(ranks[2], ranks[6])
+    assert torch.equal(ranks, tie_broken(scores)) and not torch.equal(ranks, tie_broken(scores, seed=1))
 
 
 def test_a_number_counts_by_its_quantile_bin() -> None:

@@ -2,7 +2,7 @@
 
 An item's score is, for each of its categorical, multi-valued and numeric features (a number: its quantile bin),
 the mean training count of the items that share its value (averaged over a multi-valued feature's values),
-log-scaled and summed over the features.
+log-scaled and summed over the features; items of equal score are ordered at random (seeded).
 An item no training sequence holds is ranked like the trained items that look like it: the baseline a model that
 scores cold items through their features (``data.split.cold_items``, ``test_cold/*``) has to beat.
 """
@@ -72,8 +72,21 @@ def feature_popularity_scores(features: ItemFeatures, popularity: Tensor) -> Ten
     if skipped:
         log.info("feature_popularity: vector features %s are not used", ", ".join(skipped))
     scores = torch.stack([torch.log1p(value_popularity(c, popularity.cpu())) for c in columns]).sum(0)  # [V]
-    scores[0] = 0.0
-    return scores.float()
+    return tie_broken(scores)
+
+
+def tie_broken(scores: Tensor, seed: int = 0) -> Tensor:
+    """``scores`` ``[V]`` as their ranks ``0..V-1`` (float32, higher = better), items of equal score in a seeded
+    random order: items with the same features tie, and the protocol counts a tie against the target, which
+    would rank a content baseline below a random one; a served ranking breaks them somehow, so do we. Row 0: 0."""
+    n = scores.numel()
+    scores = scores.clone()
+    scores[0] = float("-inf")  # padding: rank 0
+    shuffled = torch.randperm(n, generator=torch.Generator().manual_seed(seed))  # [V]
+    order = shuffled[torch.argsort(scores[shuffled], stable=True)]  # [V] ascending score, random among ties
+    ranks = torch.empty(n, dtype=torch.float32)
+    ranks[order] = torch.arange(n, dtype=torch.float32)
+    return ranks
 
 
 class FeaturePopularity(Popularity):
