@@ -114,8 +114,17 @@ METHODS: dict[str, Callable[..., Iterator[pl.DataFrame]]] = {
 }
 
 
-def _consume(name: str, path: str, check: bool, part_rows: int | None, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _consume(
+    name: str,
+    path: str,
+    check: bool,
+    part_rows: int | None,
+    limit: str,
+    queue: multiprocessing.Queue,  # type: ignore[type-arg]
+) -> None:
     """Run ``name`` on ``path`` in this (fresh) process; put seconds, peak RSS, users, rows and a digest."""
+    global MEMORY_LIMIT
+    MEMORY_LIMIT = limit
     digest = hashlib.sha256()
     users = rows = 0
     start = time.perf_counter()
@@ -133,11 +142,13 @@ def _consume(name: str, path: str, check: bool, part_rows: int | None, queue: mu
     queue.put({"seconds": seconds, "peak_mib": peak_mib, "users": users, "rows": rows, "digest": digest.hexdigest()})
 
 
-def run(name: str, path: Path, check: bool, timeout: float, part_rows: int | None = None) -> dict[str, object]:
+def run(
+    name: str, path: Path, check: bool, timeout: float, part_rows: int | None = None, limit: str = MEMORY_LIMIT
+) -> dict[str, object]:
     """One method in a fresh process (spawned: its peak memory is its own); ``timed_out`` past ``timeout`` s."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_consume, args=(name, str(path), check, part_rows, queue))
+    process = context.Process(target=_consume, args=(name, str(path), check, part_rows, limit, queue))
     process.start()
     process.join(timeout)
     if process.is_alive():
@@ -154,7 +165,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, object]]:
     parser.add_argument("--check", action="store_true", help="compare every method's output with ours")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds a method may take")
     parser.add_argument("--part-rows", type=int, default=None, help="ours: rows grouped in memory at once")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), help="which to run")
+    parser.add_argument("--memory-limit", default=MEMORY_LIMIT, help="DuckDB's memory_limit (it spills beyond)")
     args = parser.parse_args(argv)
+    for name in set(METHODS) - set(args.methods):
+        METHODS.pop(name)
     try:
         import duckdb  # noqa: F401
     except ImportError:
@@ -165,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, object]]:
             path = Path(folder) / f"log_{rows}.csv"
             write_log(path, rows)
             for name in METHODS:
-                got = run(name, path, args.check, args.timeout, args.part_rows)
+                got = run(name, path, args.check, args.timeout, args.part_rows, args.memory_limit)
                 results[f"{name} @ {rows}"] = got
                 print(f"{name:18s} {rows:>11,} rows: " + ", ".join(f"{k} {v}" for k, v in got.items()), flush=True)
             if args.check:
