@@ -44,7 +44,7 @@ def fix_negatives(monkeypatch: pytest.MonkeyPatch, negatives: Tensor) -> list[tu
 
 
 def test_registry_holds_the_documented_losses() -> None:
-    assert set(LOSSES) == {"ce", "bce", "bpr", "sampled_softmax", "gbce"}
+    assert set(LOSSES) == {"ce", "bce", "bpr", "sampled_softmax", "mixed_softmax", "gbce"}
     for name, fn in LOSSES.items():
         assert get_loss(name) is fn
 
@@ -52,7 +52,7 @@ def test_registry_holds_the_documented_losses() -> None:
 def test_unknown_loss_lists_the_known_ones() -> None:
     with pytest.raises(KeyError, match=r"model\.loss: unknown loss 'focal'") as err:
         get_loss("focal")
-    assert "known losses: bce, bpr, ce, gbce, sampled_softmax" in str(err.value)
+    assert "known losses: bce, bpr, ce, gbce, mixed_softmax, sampled_softmax" in str(err.value)
 
 
 def test_uniform_negatives_are_real_items() -> None:
@@ -143,6 +143,38 @@ def test_sampled_softmax_popularity_logq(monkeypatch: pytest.MonkeyPatch) -> Non
     row1 = math.log(3)
     assert loss.item() == pytest.approx((row0 + row1) / 2, rel=LOSS_TOL)
     assert popularity.tolist() == [5.0, 1.0, 2.0, 1.0]  # the context's counts are not modified
+
+
+def test_mixed_softmax_takes_the_batch_targets_and_uniform_items_with_their_expected_counts_as_q(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fix_negatives(monkeypatch, torch.tensor([3]))  # one uniform negative
+    popularity = torch.tensor([5.0, 1.0, 2.0, 1.0])  # training shares 1/4, 1/2, 1/4 (padding ignored)
+    ctx = LossContext(N_ITEMS, num_negatives=1, popularity=popularity)
+    loss = get_loss("mixed_softmax")(HIDDEN, TARGETS, ITEMS, ctx)
+    # candidates: the batch's targets 1, 2 and the uniform 3; Q = 2 x share + 1/3 (expected count among them)
+    q1, q2, q3 = 2 * 0.25 + 1 / 3, 2 * 0.5 + 1 / 3, 2 * 0.25 + 1 / 3
+    # row 0 (target 1; scores 1, 0, 1): its own copy is not a negative
+    row0 = math.log(E / q1 + 1 / q2 + E / q3) - math.log(E / q1)
+    # row 1 (target 2; scores 0, 2, 2)
+    row1 = math.log(E**2 / q2 + 1 / q1 + E**2 / q3) - math.log(E**2 / q2)
+    assert loss.item() == pytest.approx((row0 + row1) / 2, rel=LOSS_TOL)
+
+
+def test_mixed_softmax_without_in_batch_negatives_is_the_uniform_sampled_softmax(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fix_negatives(monkeypatch, torch.tensor([3, 1, 2]))
+    popularity = torch.tensor([5.0, 1.0, 2.0, 1.0])
+    mixed = LossContext(N_ITEMS, num_negatives=3, popularity=popularity, in_batch=0)
+    got = get_loss("mixed_softmax")(HIDDEN, TARGETS, ITEMS, mixed)
+    plain = get_loss("sampled_softmax")(HIDDEN, TARGETS, ITEMS, LossContext(N_ITEMS, num_negatives=3))
+    assert got.item() == pytest.approx(plain.item(), rel=LOSS_TOL)
+
+
+def test_mixed_softmax_needs_counts() -> None:
+    with pytest.raises(ValueError, match="needs the items' training counts"):
+        get_loss("mixed_softmax")(HIDDEN, TARGETS, ITEMS, LossContext(N_ITEMS, num_negatives=2))
 
 
 def test_sampled_softmax_popularity_needs_counts() -> None:

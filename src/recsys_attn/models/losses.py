@@ -40,6 +40,8 @@ class LossContext:
     """Training items of each sequence: sampled negatives are drawn outside them (None = anywhere)."""
     seq: Tensor | None = None
     """``[N]`` training sequence of each position, to look ``history`` up."""
+    in_batch: int | None = None
+    """``mixed_softmax``: the batch's targets used as negatives (None = all)."""
 
 
 LossFn = Callable[[Tensor, Tensor, Tensor, LossContext], Tensor]
@@ -135,6 +137,36 @@ def sampled_softmax(hidden: Tensor, targets: Tensor, items: Tensor, ctx: LossCon
         drop |= ctx.history.contains(ctx.seq[:, None], neg_ids[None, :])
     neg = neg.masked_fill(drop, float("-inf"))
     logits = torch.cat([pos, neg], dim=1).float()  # [N, 1 + k]
+    return F.cross_entropy(logits, torch.zeros_like(targets))
+
+
+@register("mixed_softmax")
+def mixed_softmax(hidden: Tensor, targets: Tensor, items: Tensor, ctx: LossContext) -> Tensor:
+    """Sampled softmax over the target, the batch's targets (in-batch negatives) and ``num_negatives`` uniform
+    items, every candidate's logit corrected by ``-log Q`` (mixed negative sampling, Yang et al. 2020; eSASRec).
+
+    The in-batch candidates are drawn as the training data's items are (each position's target), so an item
+    appears among the candidates ``in_batch * p(item) + num_negatives / n_items`` times in expectation, ``p`` its
+    share of the training interactions: that expectation is the ``Q`` corrected for, on the positive too. A
+    candidate equal to the position's target (its own copy in the batch, another position with the same
+    target) is not a negative; with a history, neither are the items of the position's training history.
+    """
+    if ctx.popularity is None:
+        raise ValueError("model.loss=mixed_softmax needs the items' training counts (item_popularity) for logQ")
+    n, k = targets.numel(), ctx.num_negatives
+    in_batch = n if ctx.in_batch is None else min(ctx.in_batch, n)
+    chosen = targets if in_batch == n else targets[torch.randperm(n, device=targets.device)[:in_batch]]  # [B']
+    cand = torch.cat([chosen, uniform_negatives((k,), ctx.n_items, hidden.device)])  # [C]
+    share = ctx.popularity.to(hidden.device, torch.float32).clone()  # [V]
+    share[0] = 0.0
+    share = share / share.sum().clamp_min(1.0)
+    log_q = torch.log((in_batch * share + k / ctx.n_items).clamp_min(1e-12))  # [V] expected count among candidates
+    pos = (hidden * items[targets]).sum(-1, keepdim=True) - log_q[targets, None]  # [N, 1]
+    neg = hidden @ items[cand].T - log_q[cand][None, :]  # [N, C]
+    drop = cand[None, :] == targets[:, None]  # [N, C]
+    if ctx.history is not None and ctx.seq is not None:
+        drop |= ctx.history.contains(ctx.seq[:, None], cand[None, :])
+    logits = torch.cat([pos, neg.masked_fill(drop, float("-inf"))], dim=1).float()  # [N, 1 + C]
     return F.cross_entropy(logits, torch.zeros_like(targets))
 
 

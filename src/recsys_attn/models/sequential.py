@@ -173,6 +173,7 @@ class SequentialRec(RecModule):
             s.ce_max_logits,
             history,
             seq,
+            s.in_batch_negatives,
         )
 
     def configure_optimizers(self) -> Any:

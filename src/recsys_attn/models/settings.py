@@ -68,9 +68,12 @@ class SequentialSettings(EvalSettings):
     """Width of the item embeddings and of the encoder's hidden states (they are scored against each other)."""
     dropout: float = 0.2
     loss: str = "ce"
-    """One of recsys_attn.models.losses.LOSSES: ce, bce, bpr, sampled_softmax, gbce."""
+    """One of recsys_attn.models.losses.LOSSES: ce, bce, bpr, sampled_softmax, mixed_softmax, gbce."""
     num_negatives: int = 256
-    """Negatives per position (gbce) or per batch (sampled_softmax)."""
+    """Negatives per position (gbce) or per batch (sampled_softmax; mixed_softmax: its uniform ones)."""
+    in_batch_negatives: int | None = None
+    """mixed_softmax: how many of the batch's targets serve as every position's negatives besides the
+    ``num_negatives`` uniform ones (None = all of them; 0 = none: a uniform sampled softmax)."""
     negative_sampling: str = "uniform"
     """sampled_softmax negatives: ``uniform`` or ``popularity`` (logQ-corrected)."""
     negatives_exclude_history: bool = True
@@ -111,6 +114,11 @@ class SequentialSettings(EvalSettings):
             ("dropout", 0.0 <= self.dropout < 1.0, "must be in [0, 1)"),
             ("loss", self.loss in LOSSES, f"expected one of {', '.join(sorted(LOSSES))}"),
             ("num_negatives", self.num_negatives >= 1, "must be >= 1"),
+            (
+                "in_batch_negatives",
+                self.in_batch_negatives is None or self.in_batch_negatives >= 0,
+                "expected null (every target of the batch) or >= 0",
+            ),
             (
                 "negative_sampling",
                 self.negative_sampling in ("uniform", "popularity"),
