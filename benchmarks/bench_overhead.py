@@ -243,7 +243,7 @@ def main() -> None:
                 f"{r['plain_ops_per_step']:.0f} | {r['op_ratio']:.2f} | {r['val_pass_ms']:.1f} | "
                 f"{r['val_ratio']:.2f} | {commit.stdout.strip()} |"
             )
-            record(row, SECTION, HEADER)
+            record(row + "\n", SECTION, HEADER)
     print(json.dumps(results))
 
 
