@@ -71,9 +71,10 @@ class SequentialSettings(EvalSettings):
     """One of recsys_attn.models.losses.LOSSES: ce, bce, bpr, sampled_softmax, mixed_softmax, gbce."""
     num_negatives: int = 256
     """Negatives per position (gbce) or per batch (sampled_softmax; mixed_softmax: its uniform ones)."""
-    in_batch_negatives: int | None = None
-    """mixed_softmax: how many of the batch's targets serve as every position's negatives besides the
-    ``num_negatives`` uniform ones (None = all of them; 0 = none: a uniform sampled softmax)."""
+    in_batch_negatives: int | None = 256
+    """mixed_softmax: how many of the batch's targets (drawn among its positions) serve as every position's
+    negatives besides the ``num_negatives`` uniform ones; 0 = none (a uniform sampled softmax); None = all of them,
+    whose logits grow with the square of the positions in a batch (128 sequences of 200: 25,600 squared)."""
     negative_sampling: str = "uniform"
     """sampled_softmax negatives: ``uniform`` or ``popularity`` (logQ-corrected)."""
     negatives_exclude_history: bool = True
