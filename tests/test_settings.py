@@ -154,7 +154,7 @@ def test_every_field_of_every_settings_class_is_type_checked(cls: type, group: s
             TransformerSettings,
             "loss",
             "hinge",
-            "model.loss: expected one of bce, bpr, ce, gbce, sampled_softmax (got 'hinge')",
+            "model.loss: expected one of bce, bpr, ce, gbce, mixed_softmax, sampled_softmax (got 'hinge')",
         ),
         (EvalSettings, "eval_ks", [0], "model.eval_ks: expected a non-empty list of integers >= 1 (got [0])"),
         (EvalSettings, "eval_ks", [], "model.eval_ks: expected a non-empty list of integers >= 1 (got [])"),
