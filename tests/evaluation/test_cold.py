@@ -56,6 +56,7 @@ def test_a_model_ranks_cold_targets_in_its_evaluation() -> None:
     """Through RecModule: test_cold/* appears when some target is untrained, and not otherwise."""
     pop = torch.tensor([0.0, 5.0, 0.0, 3.0, 0.0])  # items 2 and 4 cold
     model = Popularity(4, pop, bootstrap=0)
+    model.cold_evaluation = True  # no datamodule to say its split holds items out
     empty = torch.zeros(0, dtype=torch.long)
     logged: dict[str, float] = {}
     model.log_dict = lambda values, **_: logged.update(values)  # type: ignore[method-assign]
@@ -68,3 +69,9 @@ def test_a_model_ranks_cold_targets_in_its_evaluation() -> None:
         assert logged.get("test_cold/users") == cold_users, logged
         if cold_users:  # popularity scores both cold items 0: a tie, counted against the target (rank 1 of 2)
             assert logged["test_cold/hr@1"] == 0.0 and logged["test_cold/hr@1_random"] == 0.5
+        model.cold_evaluation = None  # and without a datamodule holding items out: no cold ranking
+        logged.clear()
+        model._evaluate(batch, "test")
+        model._finish_evaluation("test")
+        assert "test_cold/users" not in logged and "test/users" in logged
+        model.cold_evaluation = True

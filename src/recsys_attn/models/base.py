@@ -131,9 +131,8 @@ class RecModule(L.LightningModule):
         history_len = torch.bincount(batch.seen_rows, minlength=ranks.numel())  # [B]
         metrics["rows"].update(batch.users, history_len, batch.target, ranks)
         metrics["beyond"].update(self._top_items(scores, batch), batch.target, self.item_popularity)
-        if self._cold_items is None:  # once a pass (one wait for the device): is any item untrained?
-            cold = cold_items_of(self.item_popularity)  # [n_items + 1]
-            self._cold_items = cold if bool(cold.any()) and not bool(cold[1:].all()) else False  # all: no counts
+        if self._cold_items is None:  # once a pass (one wait for the device)
+            self._cold_items = self._pass_cold_items()
         if isinstance(self._cold_items, Tensor):
             is_cold, c_ranks, c_count = cold_ranks(scores, batch.target, filt[0], filt[1], self._cold_items)  # [B] x 3
             metrics["cold"].update(batch.users, is_cold, c_ranks, c_count)
@@ -151,7 +150,21 @@ class RecModule(L.LightningModule):
             metrics["sampled"].update(s_ranks)
 
     _cold_items: Tensor | bool | None = None
-    """The pass's cold items ``[n_items + 1]`` (``evaluation.cold``), False when there are none, None before it."""
+    """The pass's cold items ``[n_items + 1]`` (``evaluation.cold``), False when none is ranked, None before it."""
+
+    cold_evaluation: bool | None = None
+    """Whether a pass ranks the targets no training sequence holds among such items (``{stage}_cold/*``): None =
+    when the datamodule's split holds items out (``data.split.cold_items``); a plain split leaves a few items
+    untrained (seen only as held-out targets), too few users to report."""
+
+    def _pass_cold_items(self) -> Tensor | bool:
+        """The untrained items ``[n_items + 1]`` when this pass ranks cold targets, else False."""
+        on = self.cold_evaluation
+        if on is None:
+            datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+            on = isinstance(datamodule, SeqDataModule) and datamodule.split.cold_items > 0
+        cold = cold_items_of(self.item_popularity)  # [n_items + 1]
+        return cold if on and bool(cold.any()) and not bool(cold[1:].all()) else False  # all: no counts
 
     def _finish_evaluation(self, stage: str) -> None:
         """Log the pass's metrics once, from every device's users; intervals and segments from per-user rows.
