@@ -55,6 +55,13 @@ def test_training_and_validation_never_hold_a_cold_item(histories: list[list[int
     assert int(s.item_popularity()[s.cold].sum()) == 0
 
 
+def test_a_user_whose_items_are_all_held_out_stays_a_user_with_an_empty_history() -> None:
+    rows = [(1, 1, 1), (1, 3, 2), (1, 4, 3), (2, 2, 1), (2, 2, 2)]  # user 2 (the last) took only item 2
+    s = split_interactions(log(rows), 4, SplitConfig(cold_items=0.25, cold_seed=1))
+    assert s.cold.nonzero().flatten().tolist() == [2]  # seed 1 holds item 2 out: user 2 keeps nothing
+    assert s.full.users.tolist() == [1, 2] and (s.full.ends - s.full.starts).tolist() == [3, 0]
+
+
 def test_the_option_is_checked_where_it_is_set() -> None:
     with pytest.raises(DataError, match=r"data.split.cold_items: expected a share in \[0, 1\), got 1.5"):
         SplitConfig(cold_items=1.5)

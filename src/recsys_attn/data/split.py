@@ -28,8 +28,9 @@ class SplitConfig:
     test_quantile: float = 0.95
     """Temporal only: the first interaction at or after this quantile is a user's test target."""
     cold_items: float = 0.0
-    """Share of the catalogue held out as cold items (``data.cold_items``): their interactions are removed but
-    where one is a user's last, which stays as that user's test target (leave-one-out only; 0 = off)."""
+    """Share of the catalogue held out as cold items: their interactions are removed, but
+    where one is the last item of a user who keeps enough items to be tested on it (leave-one-out only; 0 = off;
+    ``data.cold_items``)."""
     cold_seed: int = 0
     """Seeds the draw of the cold items (apart from the run's seed: every seed of a study has the same ones)."""
 
@@ -105,12 +106,13 @@ class Splits:
 
 def split_interactions(interactions: pl.DataFrame, n_items: int, config: SplitConfig) -> Splits:
     """Split a sorted log (``user_idx`` contiguous and chronological) into train/val/test views."""
+    all_users = interactions["user_idx"].to_torch()  # [N] before any row is held out: every user stays known
+    n_users = int(all_users.max()) if all_users.numel() else 0
     cold = pick_cold_items(n_items, config.cold_items, config.cold_seed)  # [n_items + 1]
     if config.cold_items:
         interactions = hold_out_items(interactions, cold)
     values = interactions["item_idx"].to_torch().long()  # [N]
     users = interactions["user_idx"].to_torch().long()  # [N]
-    n_users = int(users.max()) if users.numel() else 0
     counts = torch.bincount(users, minlength=n_users + 1)[1:]  # [U]
     starts = torch.cumsum(counts, 0) - counts  # [U]
     user_ids = torch.arange(1, n_users + 1)  # [U]
