@@ -110,6 +110,28 @@ def bpr(hidden: Tensor, targets: Tensor, items: Tensor, ctx: LossContext) -> Ten
     return F.softplus(-(pos - neg[:, 0])).mean()
 
 
+def _training_shares(popularity: Tensor, device: torch.device) -> Tensor:
+    """``[V]`` each item's share of the training interactions (``popularity``: counts; padding 0)."""
+    share = popularity.to(device, torch.float32).clone()  # [V]
+    share[0] = 0.0  # padding is never a candidate
+    return share / share.sum().clamp_min(1.0)
+
+
+def _corrected_softmax(
+    hidden: Tensor, targets: Tensor, items: Tensor, cand: Tensor, log_q: Tensor, ctx: LossContext
+) -> Tensor:
+    """Softmax of each position's target against the shared candidates ``cand`` ``[C]``, every logit shifted by
+    ``-log_q`` ``[V]``; a candidate equal to the target (or, with a history, in the position's training history)
+    is not a negative."""
+    pos = (hidden * items[targets]).sum(-1, keepdim=True) - log_q[targets, None]  # [N, 1]
+    neg = hidden @ items[cand].T - log_q[cand][None, :]  # [N, C]
+    drop = cand[None, :] == targets[:, None]  # [N, C]
+    if ctx.history is not None and ctx.seq is not None:  # shared candidates: mask those in each history
+        drop |= ctx.history.contains(ctx.seq[:, None], cand[None, :])
+    logits = torch.cat([pos, neg.masked_fill(drop, float("-inf"))], dim=1).float()  # [N, 1 + C]
+    return F.cross_entropy(logits, torch.zeros_like(targets))
+
+
 @register("sampled_softmax")
 def sampled_softmax(hidden: Tensor, targets: Tensor, items: Tensor, ctx: LossContext) -> Tensor:
     """Softmax over the target and ``num_negatives`` shared sampled items, logQ-corrected.
@@ -122,22 +144,13 @@ def sampled_softmax(hidden: Tensor, targets: Tensor, items: Tensor, ctx: LossCon
     if ctx.sampling == "popularity":
         if ctx.popularity is None:
             raise ValueError("model.negative_sampling=popularity needs item popularity from the datamodule")
-        probs = ctx.popularity.to(hidden.device, torch.float32).clone()  # [V]
-        probs[0] = 0.0  # padding is never a negative
-        probs = probs / probs.sum()
+        probs = _training_shares(ctx.popularity, hidden.device)  # [V]
         neg_ids = torch.multinomial(probs, k, replacement=True)  # [k]
         log_q = torch.log(probs.clamp_min(1e-12))  # [V]
     else:
         neg_ids = uniform_negatives((k,), ctx.n_items, hidden.device)  # [k]
         log_q = torch.full((items.shape[0],), -math.log(ctx.n_items), device=hidden.device)  # [V]
-    pos = (hidden * items[targets]).sum(-1, keepdim=True) - log_q[targets, None]  # [N, 1]
-    neg = hidden @ items[neg_ids].T - log_q[neg_ids][None, :]  # [N, k]
-    drop = neg_ids[None, :] == targets[:, None]  # [N, k]
-    if ctx.history is not None and ctx.seq is not None:  # shared negatives: mask those in each history
-        drop |= ctx.history.contains(ctx.seq[:, None], neg_ids[None, :])
-    neg = neg.masked_fill(drop, float("-inf"))
-    logits = torch.cat([pos, neg], dim=1).float()  # [N, 1 + k]
-    return F.cross_entropy(logits, torch.zeros_like(targets))
+    return _corrected_softmax(hidden, targets, items, neg_ids, log_q, ctx)
 
 
 @register("mixed_softmax")
@@ -157,17 +170,9 @@ def mixed_softmax(hidden: Tensor, targets: Tensor, items: Tensor, ctx: LossConte
     in_batch = n if ctx.in_batch is None else min(ctx.in_batch, n)
     chosen = targets if in_batch == n else targets[torch.randperm(n, device=targets.device)[:in_batch]]  # [B']
     cand = torch.cat([chosen, uniform_negatives((k,), ctx.n_items, hidden.device)])  # [C]
-    share = ctx.popularity.to(hidden.device, torch.float32).clone()  # [V]
-    share[0] = 0.0
-    share = share / share.sum().clamp_min(1.0)
+    share = _training_shares(ctx.popularity, hidden.device)  # [V]
     log_q = torch.log((in_batch * share + k / ctx.n_items).clamp_min(1e-12))  # [V] expected count among candidates
-    pos = (hidden * items[targets]).sum(-1, keepdim=True) - log_q[targets, None]  # [N, 1]
-    neg = hidden @ items[cand].T - log_q[cand][None, :]  # [N, C]
-    drop = cand[None, :] == targets[:, None]  # [N, C]
-    if ctx.history is not None and ctx.seq is not None:
-        drop |= ctx.history.contains(ctx.seq[:, None], cand[None, :])
-    logits = torch.cat([pos, neg.masked_fill(drop, float("-inf"))], dim=1).float()  # [N, 1 + C]
-    return F.cross_entropy(logits, torch.zeros_like(targets))
+    return _corrected_softmax(hidden, targets, items, cand, log_q, ctx)
 
 
 @register("gbce")
