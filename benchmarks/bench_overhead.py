@@ -44,6 +44,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_train import machine, record
+from profile_step import build
 
 REPO = Path(__file__).resolve().parent.parent
 SECTION = "## Host overhead of a step (`bench_overhead.py`)"
@@ -161,8 +162,6 @@ def ours(model: str, log: Path, eval_users: int, epochs: int, extra: list[str], 
 
 def plain(model_name: str, log: Path, eval_users: int, steps: int, tmp: Path) -> dict[str, float]:
     """The same model's encoder, full cross-entropy and Adam in a plain loop over prebuilt batches."""
-    from profile_step import build
-
     torch.manual_seed(0)
     overrides = [f"model={model_name}", *sizes(log, eval_users), f"paths.cache_dir={tmp / 'cache'}"]
     datamodule, model = build(None, overrides)
