@@ -81,9 +81,9 @@ bench-overhead: ## host time of a training step and a validation pass at tiny si
 bench-precision: ## fp32 vs bf16-mixed BERT4Rec on ML-1M, one GPU; the speed-up goes to benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/bench_precision.py $(ARGS)
 
-reproduce: ## train PRESET=<experiment> to convergence (resumes when run again); row to benchmarks/REPRODUCE.md
-	@test -n "$(PRESET)" || { echo "usage: make reproduce PRESET=sasrec_ml-1m [ARGS='trainer=gpu']"; exit 2; }
-	$(BIN)/python benchmarks/reproduce.py $(PRESET) $(ARGS)
+reproduce: ## train PRESET=<experiment> [SEED=n] to convergence (resumes when run again); row to benchmarks/REPRODUCE.md
+	@test -n "$(PRESET)" || { echo "usage: make reproduce PRESET=sasrec_ml-1m [SEED=1] [ARGS='trainer=gpu']"; exit 2; }
+	$(BIN)/python benchmarks/reproduce.py $(PRESET) $(if $(SEED),seed=$(SEED)) $(ARGS)
 
 clean: ## remove caches, logs and build files (not the venv)
 	rm -rf .cache logs outputs multirun .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

@@ -1,13 +1,19 @@
 """Reproduce a published figure: train an experiment preset to convergence, resumably, and record it.
 
     make reproduce PRESET=sasrec_ml-1m ARGS='trainer=gpu'
-    python benchmarks/reproduce.py sasrec_ml-1m trainer=gpu                      # the same
-    python benchmarks/reproduce.py sasrec_ml-1m trainer=gpu --results-dir /tmp/r # tables elsewhere
+    make reproduce PRESET=sasrec_ml-1m SEED=1                                     # another seed, its own run
+    python benchmarks/reproduce.py sasrec_ml-1m seed=1 trainer=gpu                # the same, by hand
+    python benchmarks/reproduce.py sasrec_ml-1m trainer=gpu --results-dir /tmp/r  # tables elsewhere
 
 Trains ``experiment=<preset>`` (plus any Hydra overrides) through ``python -m recsys_attn.train`` in one fixed
-run directory, ``<paths.log_dir>/reproduce/<preset>/`` (``--run-dir`` to choose another), until the preset's
-early stopping on val/ndcg@10 stops it or max_epochs is reached. The best checkpoint is then tested
-(``metrics.json``) and one row goes to benchmarks/REPRODUCE.md and benchmarks/reproduce.csv.
+run directory per preset, settings and seed: ``<paths.log_dir>/reproduce/<run name>/seed<n>/``, where the run
+name is the preset followed by the overrides that change what is trained (``run_name``; ``--run-dir`` to choose
+another). Overrides that only say where, how or how long it runs (``trainer=gpu``, ``trainer.max_time``,
+``trainer.max_epochs``, loggers, paths) are left out of the name, so a run started on one machine may be carried
+on with another's settings. Training
+goes on until the preset's early stopping on val/ndcg@10 stops it or max_epochs is reached. The best checkpoint
+is then tested (``metrics.json``) and one row goes to benchmarks/REPRODUCE.md and benchmarks/reproduce.csv, with
+its ``seed`` and its ``overrides`` (every override but the seed).
 
 Started again, the same command carries on where the run stopped:
 - ``<run dir>/checkpoints/last.ckpt`` exists: it resumes from it (``ckpt_path=``), after a killed job, a
@@ -33,6 +39,7 @@ import csv
 import dataclasses
 import datetime as dt
 import fcntl
+import hashlib
 import io
 import json
 import logging
@@ -68,11 +75,14 @@ PUBLISHED: dict[str, tuple[float, str]] = {
     "sasrec_ml-1m_bce": (0.1341, f"{_PAPER}: SASRec, BCE + 1 negative"),
     "bert4rec_ml-1m": (0.1537, f"{_PAPER}: BERT4Rec"),
     "sasrec_beauty": (0.0327, f"{_PAPER}: SASRec, cross-entropy"),
+    "sasrec_beauty-s3rec": (0.0531, "Tikhonovich et al., RecSys 2025 (eSASRec benchmark): SASRec, sampled softmax"),
 }
 """Published test/ndcg@10 of each preset, with its source."""
 
 COLUMNS = (
     "preset",
+    "seed",
+    "overrides",
     "commit",
     "machine",
     "date",
@@ -88,20 +98,58 @@ COLUMNS = (
 )
 TITLE = (
     "# Reproductions of published results\n\n"
-    "One row per `make reproduce PRESET=<experiment> [ARGS='<overrides>']` (`benchmarks/reproduce.py`): the preset\n"
-    "trained to convergence (early stopping on val/ndcg@10), resumed across interruptions, its best checkpoint\n"
-    "tested under docs/PROTOCOL.md. Wall time is summed over every invocation of the run; s/epoch counts\n"
-    "training and validation. Published: test ndcg@10 under the same protocol, from Klenitskiy & Vasilev,\n"
-    '"Turning Dross Into Gold Loss: is BERT4Rec really better than SASRec?" (RecSys 2023); difference is test\n'
-    "minus published. The same rows are in `reproduce.csv`.\n"
+    "One row per `make reproduce PRESET=<experiment> [SEED=n] [ARGS='<overrides>']` (`benchmarks/reproduce.py`): the\n"
+    "preset trained to convergence (early stopping on val/ndcg@10), resumed across interruptions, its best checkpoint\n"
+    "tested under docs/PROTOCOL.md. Wall time is summed over every invocation of the run; s/epoch counts training\n"
+    "and validation. Published: test ndcg@10 under the same protocol, from the source the row names (Klenitskiy &\n"
+    'Vasilev, "Turning Dross Into Gold Loss: is BERT4Rec really better than SASRec?", RecSys 2023, unless it says\n'
+    "otherwise); difference is test minus published. The same rows are in `reproduce.csv`, with each row's seed and\n"
+    "overrides.\n"
 )
 SECTION = "## Runs (`reproduce.py`)"
 HEADER = (
     f"\n{SECTION}\n\n"
-    "| preset | commit | machine | date | epochs | converged | wall time | s/epoch | val ndcg@10 | test ndcg@10 "
-    "| test hr@10 | published ndcg@10 | source | difference |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    "| preset | seed | commit | machine | date | epochs | converged | wall time | s/epoch | val ndcg@10 "
+    "| test ndcg@10 | test hr@10 | published ndcg@10 | source | difference |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
+PLACE_ONLY = (
+    "trainer=",
+    "trainer.accelerator=",
+    "trainer.devices=",
+    "trainer.num_nodes=",
+    "trainer.strategy=",
+    "trainer.max_time=",
+    "trainer.max_epochs=",
+    "trainer.enable_progress_bar=",
+    "logger=",
+    "logger.",
+    "paths.",
+    "data.num_workers=",
+    "data.root=",
+)
+"""Overrides that say where, how or how long a run goes, not what it trains: left out of its run name (a run
+started with a small ``trainer.max_epochs`` or a time limit is carried on with a larger one)."""
+
+
+def without_seed(overrides: list[str]) -> list[str]:
+    """``overrides`` less the seed's (the row and the run directory hold the seed apart)."""
+    return [o for o in overrides if not o.lstrip("+").startswith("seed=")]
+
+
+def run_name(preset: str, overrides: list[str]) -> str:
+    """The directory name of ``preset`` trained with ``overrides`` (seed excluded), one per set of settings.
+
+    ``sasrec_ml-1m``, ``sasrec_ml-1m+features=ml-1m``; the overrides are sorted (their order changes nothing);
+    a name that would be long or hold a path separator ends in a digest of the overrides instead.
+    """
+    what = sorted(o for o in overrides if not o.startswith(PLACE_ONLY))
+    if not what:
+        return preset
+    readable = f"{preset}+{'+'.join(what)}"
+    if len(readable) <= 80 and "/" not in readable and " " not in readable:
+        return readable
+    return f"{preset}+{hashlib.sha1(chr(0).join(what).encode()).hexdigest()[:10]}"
 
 
 @dataclasses.dataclass
@@ -221,13 +269,17 @@ def _distinct(values: list[str]) -> str:
     return " + ".join(dict.fromkeys(values))
 
 
-def make_row(preset: str, metrics: dict[str, float], ledger: list[Invocation], converged: str) -> dict[str, str]:
-    """The reproduce.csv row (``COLUMNS``) of a finished run."""
+def make_row(
+    preset: str, seed: int, overrides: list[str], metrics: dict[str, float], ledger: list[Invocation], converged: str
+) -> dict[str, str]:
+    """The reproduce.csv row (``COLUMNS``) of a finished run; ``overrides`` without the seed."""
     epochs = int(metrics["train/epochs"])
     wall_s = sum(inv.fit_s for inv in ledger)
     published, source = PUBLISHED.get(preset, (math.nan, ""))
     return {
         "preset": preset,
+        "seed": str(seed),
+        "overrides": " ".join(overrides),
         "commit": _distinct([inv.commit for inv in ledger]),
         "machine": _distinct([inv.machine for inv in ledger]),
         "date": dt.date.today().isoformat(),
@@ -243,16 +295,17 @@ def make_row(preset: str, metrics: dict[str, float], ledger: list[Invocation], c
     }
 
 
-def markdown_row(row: dict[str, str], overrides: list[str]) -> str:
+def markdown_row(row: dict[str, str]) -> str:
     """One REPRODUCE.md row; the overrides, if any, are shown with the preset."""
-    preset = f"`{row['preset']}`" + (f" `{' '.join(overrides)}`" if overrides else "")
+    preset = f"`{row['preset']}`" + (f" `{row['overrides']}`" if row["overrides"] else "")
     difference = ""
     if row["published_ndcg@10"]:
         test, published = float(row["test_ndcg@10"]), float(row["published_ndcg@10"])
         difference = f"{test - published:+.4f} ({100 * (test / published - 1):+.1f}%)"
     wall = format_duration(float(row["wall_s"]))
-    cells = [preset, *(row[c] for c in COLUMNS[1:6]), wall, *(row[c] for c in COLUMNS[7:]), difference]
-    return "| " + " | ".join(cells) + " |\n"
+    middle = [row[c] for c in ("seed", "commit", "machine", "date", "epochs", "converged")]
+    rest = [row[c] for c in COLUMNS[COLUMNS.index("s_per_epoch") :]]
+    return "| " + " | ".join([preset, *middle, wall, *rest, difference]) + " |\n"
 
 
 def rewrite_locked(path: Path, edit: Callable[[str], str]) -> None:
@@ -267,9 +320,9 @@ def rewrite_locked(path: Path, edit: Callable[[str], str]) -> None:
         fh.write(edit(text))
 
 
-def record(row: dict[str, str], overrides: list[str], results_dir: Path) -> None:
+def record(row: dict[str, str], results_dir: Path) -> None:
     """Add ``row`` to ``results_dir``/REPRODUCE.md and ``results_dir``/reproduce.csv (created when missing)."""
-    line = markdown_row(row, overrides)
+    line = markdown_row(row)
     rewrite_locked(results_dir / MARKDOWN, lambda text: with_rows(text or TITLE, line, SECTION, HEADER))
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
@@ -284,7 +337,10 @@ def reproduce(preset: str, overrides: list[str], run_dir: Path | None, results_d
             key = option.split("=")[0]
             raise SystemExit(f"error: {key} is set by reproduce.py: it resumes from --run-dir's own last.ckpt")
     cfg = compose_preset(preset, overrides)
-    run_dir = (run_dir or Path(cfg.paths.log_dir) / "reproduce" / preset).resolve()
+    settings = without_seed(overrides)
+    run_dir = (
+        run_dir or Path(cfg.paths.log_dir) / "reproduce" / run_name(preset, settings) / f"seed{cfg.seed}"
+    ).resolve()
     max_epochs = cfg.trainer.max_epochs if cfg.trainer.max_epochs not in (None, -1) else math.inf
     metrics_path, last_path = run_dir / "metrics.json", run_dir / "checkpoints" / "last.ckpt"
     last = read_last(last_path)
@@ -312,8 +368,9 @@ def reproduce(preset: str, overrides: list[str], run_dir: Path | None, results_d
         last = read_last(last_path)
     metrics = json.loads(metrics_path.read_text())
     stopped_early = last is not None and last.stopped_early
-    row = make_row(preset, metrics, ledger, convergence(stopped_early, int(metrics["train/epochs"]), max_epochs))
-    record(row, overrides, results_dir)
+    converged = convergence(stopped_early, int(metrics["train/epochs"]), max_epochs)
+    row = make_row(preset, int(cfg.seed), settings, metrics, ledger, converged)
+    record(row, results_dir)
     return row
 
 
@@ -321,7 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("preset", help="an experiment file of conf/experiment/, e.g. sasrec_ml-1m")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for recsys_attn.train, e.g. trainer=gpu")
-    parser.add_argument("--run-dir", type=Path, help="run directory (default <paths.log_dir>/reproduce/<preset>)")
+    parser.add_argument(
+        "--run-dir", type=Path, help="run directory (default <paths.log_dir>/reproduce/<run name>/seed<n>)"
+    )
     parser.add_argument(
         "--results-dir", type=Path, default=RESULTS_DIR, help=f"where {MARKDOWN} and {CSV} are (default benchmarks/)"
     )
@@ -333,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"error: {one_line(exc)}")
     if row is None:
         return 1
-    print(markdown_row(row, args.overrides), end="")
+    print(markdown_row(row), end="")
     return 0
 
 

@@ -171,7 +171,7 @@ def test_presets_match_the_reproduction_recipes(tmp_path: Path) -> None:
         "from_start",
         1,
     )
-    for name in ("sasrec_ml-1m", "sasrec_ml-1m_bce", "sasrec_beauty"):
+    for name in ("sasrec_ml-1m", "sasrec_ml-1m_bce", "sasrec_beauty", "sasrec_beauty-s3rec"):
         m = compose_train(f"experiment={name}", tmp=tmp_path).model
         assert (m.hidden_size, m.dropout, list(m.betas), m.lr) == (64, 0.1, [0.9, 0.999], 1e-3), name
         cfg = compose_train(f"experiment={name}", tmp=tmp_path)

@@ -75,6 +75,12 @@ def csv_rows(tmp: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def the_run_dir(tmp: Path, seed: int = 42) -> Path:
+    """The one run directory reproduce.py made under ``tmp``/logs (TINY's settings name it by their digest)."""
+    (run_dir,) = (tmp / "logs" / "reproduce").glob(f"sasrec_ml-1m+*/seed{seed}")
+    return run_dir
+
+
 def scores(run_dir: Path) -> dict[str, float]:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return {k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
@@ -87,7 +93,7 @@ def test_a_run_cut_short_resumes_to_the_uninterrupted_result(
     patient = "callbacks.early_stopping.patience=100"
     reproduce_cli(tmp_path, shared_cache, patient, "trainer.max_epochs=2")  # "killed" after 2 epochs
     resumed = reproduce_cli(tmp_path, shared_cache, patient, "trainer.max_epochs=4")
-    run_dir = tmp_path / "logs" / "reproduce" / "sasrec_ml-1m"  # the fixed run directory of the preset
+    run_dir = the_run_dir(tmp_path)  # the fixed run directory of the preset, its settings and seed
     assert f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}" in resumed.stderr
     reproduce_cli(tmp_path, shared_cache, patient, "trainer.max_epochs=4", "--run-dir", "straight")
 
@@ -116,8 +122,9 @@ def test_a_run_cut_short_resumes_to_the_uninterrupted_result(
 
     markdown = (tmp_path / "results" / "REPRODUCE.md").read_text()
     table = [line for line in markdown.splitlines() if line.startswith("| `sasrec_ml-1m`")]
-    assert len(table) == 4 and table[1].split(" | ")[5] == "no (max_epochs)"
-    assert markdown.startswith((REPO_ROOT / "benchmarks" / "REPRODUCE.md").read_text())  # same header
+    assert len(table) == 4 and table[1].split(" | ")[6] == "no (max_epochs)"
+    title = (REPO_ROOT / "benchmarks" / "REPRODUCE.md").read_text().split("## Runs")[0]
+    assert markdown.startswith(title)  # the real file's title, as the script writes it
     assert (REPO_ROOT / "benchmarks" / "REPRODUCE.md").read_text() == real_tables[0]
     assert (REPO_ROOT / "benchmarks" / "reproduce.csv").exists() == real_tables[1]
 
@@ -134,7 +141,7 @@ def test_early_stopping_counts_as_converged_and_is_not_trained_again(
     again = reproduce_cli(tmp_path, shared_cache, *stop_early, "trainer.max_epochs=4")
     assert "recording it again without training" in again.stderr
 
-    run_dir = tmp_path / "logs" / "reproduce" / "sasrec_ml-1m"
+    run_dir = the_run_dir(tmp_path)
     (run_dir / "metrics.json").unlink()  # as if killed while testing: test the best checkpoint, train nothing
     tested = reproduce_cli(tmp_path, shared_cache, *stop_early, "trainer.max_epochs=4")
     assert tested.stderr.count("trainer.max_epochs=4 trainer.max_epochs=2") == 1
@@ -163,7 +170,7 @@ def test_a_killed_invocation_counts_until_its_last_checkpoint(rp: ModuleType, tm
     rp.settle(ledger, tmp_path)
     assert [(i.status, i.fit_s) for i in ledger[2:]] == [("completed", 7.5), ("stopped", 0.0)]
 
-    row = rp.make_row("sasrec_ml-1m", {"train/epochs": 4.0, "test/ndcg@10": 0.2}, ledger, "yes")
+    row = rp.make_row("sasrec_ml-1m", 42, [], {"train/epochs": 4.0, "test/ndcg@10": 0.2}, ledger, "yes")
     assert (row["wall_s"], row["s_per_epoch"], row["commit"]) == ("157.5", "39.38", "a + b")
 
 
@@ -177,18 +184,19 @@ def test_convergence_labels(rp: ModuleType) -> None:
 def test_rows_go_to_both_tables_and_unknown_presets_have_no_published_figure(rp: ModuleType, tmp_path: Path) -> None:
     ledger = [rp.Invocation(0.0, "abc", "Linux, 2 cores", [], status="completed", fit_s=90.0)]
     metrics = {"train/epochs": 3.0, "val/ndcg@10": 0.1, "test/ndcg@10": 0.09, "test/hr@10": 0.2}
-    known = rp.make_row("bert4rec_ml-1m", metrics, ledger, "yes")
-    unknown = rp.make_row("my_preset", metrics, ledger, "no (max_epochs)")
+    known = rp.make_row("bert4rec_ml-1m", 42, ["trainer=gpu"], metrics, ledger, "yes")
+    unknown = rp.make_row("my_preset", 3, [], metrics, ledger, "no (max_epochs)")
     assert (known["published_ndcg@10"], unknown["published_ndcg@10"], unknown["source"]) == ("0.1537", "", "")
-    rp.record(known, ["trainer=gpu"], tmp_path)
-    rp.record(unknown, [], tmp_path)
+    assert (known["seed"], known["overrides"], unknown["seed"], unknown["overrides"]) == ("42", "trainer=gpu", "3", "")
+    rp.record(known, tmp_path)
+    rp.record(unknown, tmp_path)
 
     with (tmp_path / "reproduce.csv").open() as fh:
         reader = csv.DictReader(fh)
         assert tuple(reader.fieldnames or ()) == rp.COLUMNS
         assert list(reader) == [known, unknown]  # the machine's comma survives
     rows = [line for line in (tmp_path / "REPRODUCE.md").read_text().splitlines() if line.startswith("| `")]
-    assert rows[0].startswith("| `bert4rec_ml-1m` `trainer=gpu` | abc | Linux, 2 cores |")
+    assert rows[0].startswith("| `bert4rec_ml-1m` `trainer=gpu` | 42 | abc | Linux, 2 cores |")
     assert rows[0].endswith("| 0.1537 | " + known["source"] + " | -0.0637 (-41.4%) |")
     assert rows[1].endswith("| 0.0900 | 0.2000 |  |  |  |")
 
@@ -200,3 +208,35 @@ def test_run_dir_and_checkpoint_belong_to_the_script(rp: ModuleType, tmp_path: P
         rp.main(["sasrec_ml-1m", "ckpt_path=x.ckpt", "--results-dir", str(tmp_path)])
     with pytest.raises(SystemExit, match="Could not find 'experiment/nope'"):
         rp.main(["nope", "--results-dir", str(tmp_path)])
+
+
+def test_each_set_of_settings_and_each_seed_has_its_own_run(rp: ModuleType) -> None:
+    assert rp.run_name("sasrec_ml-1m", []) == "sasrec_ml-1m"
+    assert rp.run_name("sasrec_ml-1m", ["features=ml-1m"]) == "sasrec_ml-1m+features=ml-1m"
+    # where, how and how long it runs do not make another run: it may be carried on elsewhere
+    place = ["trainer=gpu", "trainer.max_time=00:00:10:00", "trainer.max_epochs=400", "logger=wandb", "paths.log_dir=x"]
+    assert rp.run_name("sasrec_ml-1m", ["features=ml-1m", *place]) == "sasrec_ml-1m+features=ml-1m"
+    # the order of the settings changes nothing; long or path-like settings become a digest
+    a, b = ["model.lr=0.01", "model.dropout=0.2"], ["model.dropout=0.2", "model.lr=0.01"]
+    assert rp.run_name("p", a) == rp.run_name("p", b) == "p+model.dropout=0.2+model.lr=0.01"
+    long = rp.run_name("p", [f"model.x{i}=1" for i in range(20)])
+    assert long.startswith("p+") and len(long) == 12 and long != rp.run_name("p", [f"model.x{i}=2" for i in range(20)])
+    assert "/" not in rp.run_name("p", ["features.path=/data/f.parquet"])
+    assert rp.without_seed(["seed=3", "model.lr=1", "+seed=4", "++seed=5"]) == ["model.lr=1"]
+
+
+@pytest.mark.slow
+def test_a_seed_is_a_run_of_its_own_and_a_column_of_the_row(
+    tmp_path: Path, real_data_dir: Path, shared_cache: Path
+) -> None:
+    reproduce_cli(tmp_path, shared_cache, "trainer.max_epochs=1")
+    reproduce_cli(tmp_path, shared_cache, "trainer.max_epochs=1", "seed=7")
+    rows = csv_rows(tmp_path)
+    assert [r["seed"] for r in rows] == ["42", "7"]
+    assert (
+        rows[0]["overrides"]
+        == rows[1]["overrides"]
+        == " ".join([*TINY, f"paths.cache_dir={shared_cache}", "trainer.max_epochs=1"])
+    )
+    assert the_run_dir(tmp_path, 42).parent == the_run_dir(tmp_path, 7).parent  # one set of settings, two seeds
+    assert rows[0]["test_ndcg@10"] != rows[1]["test_ndcg@10"]  # the seed reached the training
