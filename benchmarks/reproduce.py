@@ -75,6 +75,7 @@ PUBLISHED: dict[str, tuple[float, str]] = {
     "sasrec_ml-1m_bce": (0.1341, f"{_PAPER}: SASRec, BCE + 1 negative"),
     "bert4rec_ml-1m": (0.1537, f"{_PAPER}: BERT4Rec"),
     "sasrec_beauty": (0.0327, f"{_PAPER}: SASRec, cross-entropy"),
+    "esasrec_beauty-s3rec": (0.0523, "Tikhonovich et al., RecSys 2025 (eSASRec benchmark): eSASRec"),
     "sasrec_beauty-s3rec": (0.0531, "Tikhonovich et al., RecSys 2025 (eSASRec benchmark): SASRec, sampled softmax"),
 }
 """Published test/ndcg@10 of each preset, with its source."""
@@ -245,6 +246,11 @@ def git_commit() -> str:
     return head.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
 
 
+def hydra_quoted(value: str) -> str:
+    """``value`` as a quoted Hydra override value (a run name holds ``=``; a path may hold spaces)."""
+    return "'" + value.replace("'", "\\'") + "'"
+
+
 def run_train(preset: str, overrides: list[str], run_dir: Path, resume: Path | None) -> int:
     """``python -m recsys_attn.train experiment=<preset>`` into ``run_dir``; its exit status."""
     cmd = [
@@ -252,7 +258,7 @@ def run_train(preset: str, overrides: list[str], run_dir: Path, resume: Path | N
         "-m",
         "recsys_attn.train",
         f"experiment={preset}",
-        f"hydra.run.dir={run_dir}",
+        f"hydra.run.dir={hydra_quoted(str(run_dir))}",
         "trainer.enable_progress_bar=false",  # the per-epoch progress line is logged instead
         *([f"ckpt_path={resume}"] if resume else []),
         *overrides,

@@ -62,6 +62,15 @@ def test_gru4rec_beats_popularity_on_ml100k(tmp_path: Path, real_data_dir: Path,
 
 
 @pytest.mark.slow
+def test_esasrec_beats_popularity_on_ml100k(tmp_path: Path, real_data_dir: Path, shared_cache: Path) -> None:
+    pop = train(tmp_path, shared_cache, "popularity", *ML100K, "model=popularity")
+    esas = train(tmp_path, shared_cache, "esasrec", *ML100K, "model=esasrec", "model.lr=3e-3", "trainer.max_epochs=5")
+    assert pop["test/users"] == esas["test/users"] == 943.0
+    assert esas["test/ndcg@10_lo"] > pop["test/ndcg@10"], f"{esas['test/ndcg@10_lo']:.4f} vs {pop['test/ndcg@10']:.4f}"
+    assert esas["test/hr@10"] > pop["test/hr@10"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("model", "extra"),
     [

@@ -240,3 +240,11 @@ def test_a_seed_is_a_run_of_its_own_and_a_column_of_the_row(
     )
     assert the_run_dir(tmp_path, 42).parent == the_run_dir(tmp_path, 7).parent  # one set of settings, two seeds
     assert rows[0]["test_ndcg@10"] != rows[1]["test_ndcg@10"]  # the seed reached the training
+
+
+@pytest.mark.parametrize("path", ["/logs/reproduce/p+features=ml-1m/seed42", "/my runs/it's here/seed1"])
+def test_a_run_directory_reaches_hydra_whole(rp: ModuleType, path: str) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    (override,) = OverridesParser.create().parse_overrides([f"hydra.run.dir={rp.hydra_quoted(path)}"])
+    assert override.value() == path

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from recsys_attn.constants import PAD, mask_id
 from recsys_attn.data.batches import cloze_batch
 from recsys_attn.models.encoder import Block, ReferenceBlock, SequenceEncoder
+from recsys_attn.models.ligr import LiGRBlock
 from tests.tolerances import assert_close, sum_tol, tol
 
 N_ITEMS = 12
@@ -26,6 +27,7 @@ ARCHS = {
     "post_norm": {"norm_first": False},
     "reference": {"block_layout": "sasrec_reference"},
     "bert": {"norm_first": False, "block_layout": "bert_reference"},
+    "ligr": {"block_layout": "ligr"},
 }
 """The block wirings: ``norm_first`` x ``block_layout`` as the settings allow them."""
 
@@ -449,3 +451,54 @@ def test_the_reference_block_drops_out_attention_weights_not_the_attention_outpu
     with torch.no_grad():
         trained, evaluated = block.train()(x, mask), block.eval()(x, mask)  # [2, 5, D]
     assert torch.equal(trained, evaluated) != drops_attention_output
+
+
+def ligr_forward(enc: SequenceEncoder, items: torch.Tensor) -> torch.Tensor:
+    """eSASRec's LiGR layers written out with ``enc``'s weights on unpadded ``items`` ``[B, L]`` (causal):
+    ``x = x + sigmoid(G1 x) * MHA(LN(x)); x = x + sigmoid(G2 x) * W2(silu(W1 h) * W3 h)`` with ``h = LN(x)``,
+    then the final layer norm (RecTools' ``LiGRLayer`` and SASRec's output norm)."""
+    n, d = items.shape[1], enc.item_emb.embedding_dim
+    x = enc.item_emb(items) * math.sqrt(d) + enc.pos_emb(torch.arange(enc.max_len - n, enc.max_len))  # [B, L, D]
+    later = torch.ones(n, n, dtype=torch.bool).triu(1)  # [L, L] True = a later key
+    for blk in enc.blocks:
+        heads, w, b = blk.attn.heads, blk.attn.qkv.weight, blk.attn.qkv.bias
+        h = F.layer_norm(x, (d,), blk.norm1.weight, blk.norm1.bias)
+        q, k, v = (
+            (h @ w[i * d : (i + 1) * d].T + b[i * d : (i + 1) * d]).unflatten(-1, (heads, d // heads)).transpose(1, 2)
+            for i in range(3)
+        )  # 3 x [B, H, L, Dh]
+        att = (q @ k.transpose(-1, -2) / math.sqrt(d // heads)).masked_fill(later, float("-inf"))  # [B, H, L, L]
+        y = (att.softmax(-1) @ v).transpose(1, 2).flatten(2) @ blk.attn.out.weight.T + blk.attn.out.bias  # [B, L, D]
+        x = x + torch.sigmoid(x @ blk.gate1.weight.T + blk.gate1.bias) * y
+        h = F.layer_norm(x, (d,), blk.norm2.weight, blk.norm2.bias)
+        w1, w3 = blk.ff.up.weight.chunk(2)  # [F, D] each
+        x = x + torch.sigmoid(x @ blk.gate2.weight.T + blk.gate2.bias) * (
+            (F.silu(h @ w1.T) * (h @ w3.T)) @ blk.ff.down.weight.T
+        )
+    return F.layer_norm(x, (d,), enc.final_norm.weight, enc.final_norm.bias)  # [B, L, D]
+
+
+def test_ligr_layout_is_the_esasrec_layer_forward() -> None:
+    enc = make_encoder(causal=True, block_layout="ligr").double()  # float64: the two computations agree to rounding
+    assert all(isinstance(b, LiGRBlock) for b in enc.blocks)
+    with torch.no_grad():
+        assert_same_outputs(enc(SEQ), ligr_forward(enc, SEQ))
+        standard = make_encoder(causal=True).double()(SEQ)
+    assert (standard - enc(SEQ)).abs().amax() > 1e-3  # another function than the standard block
+
+
+def test_a_closed_ligr_gate_leaves_the_stream_unchanged() -> None:
+    enc = make_encoder(causal=True, block_layout="ligr").double()
+    blk = enc.blocks[0]
+    x = torch.randn(2, 5, HIDDEN, dtype=torch.float64)
+    mask = torch.ones(2, 1, 5, 5, dtype=torch.bool).tril()
+    with torch.no_grad():
+        for gate in (blk.gate1, blk.gate2):
+            gate.weight.zero_()
+            gate.bias.fill_(-1e4)  # sigmoid = 0: neither branch passes
+        assert torch.equal(blk(x, mask), x)
+
+
+def test_ligr_refuses_post_norm() -> None:
+    with pytest.raises(ValueError, match="ligr is a pre-norm layout"):
+        make_encoder(causal=True, norm_first=False, block_layout="ligr")

@@ -22,6 +22,7 @@ from recsys_attn.evaluation.metrics import target_ranks
 from recsys_attn.models.base import RecModule
 from recsys_attn.models.bert4rec import BERT4Rec
 from recsys_attn.models.encoder import Block, ReferenceBlock
+from recsys_attn.models.esasrec import ESASRec
 from recsys_attn.models.gru4rec import GRU4Rec
 from recsys_attn.models.losses import LOSSES
 from recsys_attn.models.popularity import Popularity
@@ -147,7 +148,7 @@ def build(cls: type[SequentialRec], n_items: int = N_ITEMS, **settings: Any) -> 
 
 
 GRU_TINY = {"hidden_size": 16, "num_layers": 2, "max_len": 8, "dropout": 0.0}
-SEQUENTIAL = [SASRec, BERT4Rec, GRU4Rec]
+SEQUENTIAL = [SASRec, BERT4Rec, GRU4Rec, ESASRec]
 
 
 @pytest.mark.parametrize(("loss", "sampling"), LOSS_CASES)
@@ -192,6 +193,7 @@ def test_a_seeded_step_replays_and_leaves_the_global_random_state_alone(cls: typ
         (SASRec(N_ITEMS, max_len=8), SampleSpec("next", 8)),
         (BERT4Rec(N_ITEMS, max_len=6, mask_prob=0.4), SampleSpec("cloze", 6, mask_prob=0.4)),
         (GRU4Rec(N_ITEMS, max_len=5), SampleSpec("next", 5)),
+        (ESASRec(N_ITEMS, max_len=7), SampleSpec("next", 7)),
         (Popularity(N_ITEMS, max_len=4), SampleSpec("next", 4)),
     ],
 )

@@ -5,48 +5,23 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recsys_attn.constants import PAD
+from recsys_attn.models.attention import SelfAttention
 from recsys_attn.models.item_embedding import FeatureEmbedding, ItemEmbedding
+from recsys_attn.models.ligr import LiGRBlock
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU}
 POSITIONS = ("from_end", "from_start")
 """How position ids are numbered (``model.positions``): see ``SequenceEncoder.position_ids``."""
-BLOCK_LAYOUTS = ("standard", "sasrec_reference", "bert_reference")
-"""Wirings of the encoder (``model.block_layout``): ``Block``, ``ReferenceBlock`` or a HuggingFace BERT's (see
-``SequenceEncoder``)."""
+BLOCK_LAYOUTS = ("standard", "sasrec_reference", "bert_reference", "ligr")
+"""Wirings of the encoder (``model.block_layout``): ``Block``, ``ReferenceBlock``, a HuggingFace BERT's or
+``LiGRBlock`` (eSASRec's gated pre-norm layers; see ``SequenceEncoder``)."""
 REFERENCE_EPS = 1e-8
 """The layer-norm epsilon of the SASRec reference code (pmixer's SASRec.pytorch, Klenitskiy & Vasilev)."""
 BERT_EPS = 1e-12
 """The layer-norm epsilon of a HuggingFace ``BertModel`` (the BERT4Rec reference code, Klenitskiy & Vasilev)."""
-
-
-class SelfAttention(nn.Module):
-    """Multi-head self-attention on ``scaled_dot_product_attention``."""
-
-    def __init__(self, hidden: int, heads: int, dropout: float) -> None:
-        super().__init__()
-        if hidden % heads:
-            raise ValueError(f"model.hidden_size={hidden} must be divisible by model.num_heads={heads}")
-        self.heads, self.dropout = heads, dropout
-        self.qkv = nn.Linear(hidden, 3 * hidden)
-        self.out = nn.Linear(hidden, hidden)
-
-    def forward(self, x: Tensor, mask: Tensor, kv: Tensor | None = None) -> Tensor:
-        """Attention of queries from ``x`` ``[B, L, D]`` to keys and values from ``kv`` (default: ``x``)."""
-        b, n, d = x.shape
-        if kv is None:
-            q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # 3 x [B, H, L, Dh]
-        else:  # the same projection (rows q, k, v of one weight), applied to two inputs
-            w, bias = self.qkv.weight, self.qkv.bias  # [3D, D], [3D]
-            q = F.linear(x, w[:d], bias[:d]).view(b, n, self.heads, d // self.heads).transpose(1, 2)  # [B, H, L, Dh]
-            kv_proj = F.linear(kv, w[d:], bias[d:])  # [B, L, 2D]
-            k, v = kv_proj.view(b, n, 2, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # 2 x [B, H, L, Dh]
-        drop = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)  # [B, H, L, Dh]
-        return self.out(y.transpose(1, 2).reshape(b, n, d))  # [B, L, D]
 
 
 class Block(nn.Module):
@@ -124,7 +99,8 @@ class SequenceEncoder(nn.Module):
     post-norm by ``norm_first``), ``ReferenceBlock`` (a pre-norm variant: needs ``norm_first``) or
     ``bert_reference``, a HuggingFace ``BertModel`` as the BERT4Rec reference code uses it (needs post-norm):
     item embeddings not scaled by sqrt(hidden), a learned token-type vector added to every token, layer norms
-    with eps 1e-12, and no dropout inside the feed-forward.
+    with eps 1e-12, and no dropout inside the feed-forward; or ``ligr``, eSASRec's ``LiGRBlock`` (pre-norm, gated
+    residual branches, a SwiGLU feed-forward: ``activation`` does not apply).
     """
 
     type_emb: nn.Parameter | None
@@ -152,6 +128,9 @@ class SequenceEncoder(nn.Module):
         if block_layout not in BLOCK_LAYOUTS:
             raise ValueError(f"model.block_layout: expected one of {', '.join(BLOCK_LAYOUTS)} (got {block_layout!r})")
         reference, bert = block_layout == "sasrec_reference", block_layout == "bert_reference"
+        ligr = block_layout == "ligr"
+        if ligr and not norm_first:
+            raise ValueError("model.block_layout: ligr is a pre-norm layout; it needs model.norm_first=true")
         if reference and not norm_first:
             raise ValueError(
                 "model.block_layout: sasrec_reference is a pre-norm layout; it needs model.norm_first=true"
@@ -169,6 +148,8 @@ class SequenceEncoder(nn.Module):
         self.blocks = nn.ModuleList(
             ReferenceBlock(hidden, num_heads, dropout, activation, ff_mult)
             if reference
+            else LiGRBlock(hidden, num_heads, dropout, ff_mult)
+            if ligr
             else Block(hidden, num_heads, dropout, norm_first, activation, ff_mult, inner_dropout=not bert, eps=eps)
             for _ in range(num_blocks)
         )

@@ -182,6 +182,11 @@ class TransformerSettings(SequentialSettings):
             ),
             (
                 "block_layout",
+                self.norm_first or self.block_layout != "ligr",
+                "ligr is a pre-norm layout; it needs model.norm_first=true",
+            ),
+            (
+                "block_layout",
                 not self.norm_first or self.block_layout != "bert_reference",
                 "bert_reference is a post-norm layout; it needs model.norm_first=false",
             ),
@@ -196,6 +201,22 @@ class SASRecSettings(TransformerSettings):
     hidden_size: int = 50
     activation: str = "relu"
     ff_mult: int = 1
+
+
+@dataclass(frozen=True)
+class ESASRecSettings(SASRecSettings):
+    """eSASRec (Tikhonovich et al., RecSys 2025): SASRec's shifted-sequence objective, LiGR layers and a sampled
+    softmax over 256 uniform negatives; the sizes of its ML-1M recipe (transformer_benchmark
+    configs/paper/loo/ml_1m.yaml: hidden 64, 2 blocks, 1 head, dropout 0.1, max_len 200), RecTools' Adam."""
+
+    hidden_size: int = 64
+    activation: str = "gelu"
+    ff_mult: int = 4
+    block_layout: str = "ligr"
+    loss: str = "sampled_softmax"
+    num_negatives: int = 256
+    dropout: float = 0.1
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
 
 
 @dataclass(frozen=True)
