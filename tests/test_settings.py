@@ -148,7 +148,8 @@ def test_every_field_of_every_settings_class_is_type_checked(cls: type, group: s
             ClozeSettings,
             "block_layout",
             "pre_norm",
-            "model.block_layout: expected one of standard, sasrec_reference, bert_reference, ligr (got 'pre_norm')",
+            "model.block_layout: expected one of standard, sasrec_reference, bert_reference, ligr, hstu "
+            "(got 'pre_norm')",
         ),
         (
             TransformerSettings,

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from recsys_attn.constants import PAD, mask_id
 from recsys_attn.data.batches import cloze_batch
 from recsys_attn.models.encoder import Block, ReferenceBlock, SequenceEncoder
+from recsys_attn.models.hstu_block import HSTUBlock
 from recsys_attn.models.ligr import LiGRBlock
 from tests.tolerances import assert_close, sum_tol, tol
 
@@ -28,6 +29,7 @@ ARCHS = {
     "reference": {"block_layout": "sasrec_reference"},
     "bert": {"norm_first": False, "block_layout": "bert_reference"},
     "ligr": {"block_layout": "ligr"},
+    "hstu": {"block_layout": "hstu"},
 }
 """The block wirings: ``norm_first`` x ``block_layout`` as the settings allow them."""
 
@@ -499,6 +501,45 @@ def test_a_closed_ligr_gate_leaves_the_stream_unchanged() -> None:
         assert torch.equal(blk(x, mask), x)
 
 
-def test_ligr_refuses_post_norm() -> None:
-    with pytest.raises(ValueError, match="ligr is a pre-norm layout"):
-        make_encoder(causal=True, norm_first=False, block_layout="ligr")
+def hstu_forward(enc: SequenceEncoder, items: torch.Tensor) -> torch.Tensor:
+    """HSTU layers written out with ``enc``'s weights on unpadded ``items`` ``[B, L]`` (causal), a loop over query
+    and key positions: ``A[i, j] = silu(q_i . k_j + b[j - i]) / max_len`` for ``j <= i``, then
+    ``x = x + W_o(LN(sum_j A[i, j] v_j) * u_i)``, then the final layer norm."""
+    n, d = items.shape[1], enc.item_emb.embedding_dim
+    x = enc.item_emb(items) * math.sqrt(d) + enc.pos_emb(torch.arange(enc.max_len - n, enc.max_len))  # [B, L, D]
+    for blk in enc.blocks:
+        h = F.layer_norm(x, (d,), blk.norm_in.weight, blk.norm_in.bias)
+        u, v, q, k = F.silu(h @ blk.uvqk.weight.T + blk.uvqk.bias).split(d, -1)  # 4 x [B, L, D]
+        dh = d // blk.heads
+        a = torch.zeros_like(x)  # [B, L, D]
+        for i in range(n):
+            for j in range(i + 1):
+                for head in range(blk.heads):
+                    cols = slice(head * dh, (head + 1) * dh)
+                    score = (q[:, i, cols] * k[:, j, cols]).sum(-1) + blk.rel_bias[j - i + enc.max_len - 1]  # [B]
+                    a[:, i, cols] += (F.silu(score) / enc.max_len)[:, None] * v[:, j, cols]
+        gated = F.layer_norm(a, (d,), blk.norm_attn.weight, blk.norm_attn.bias) * u
+        x = x + gated @ blk.out.weight.T + blk.out.bias
+    return F.layer_norm(x, (d,), enc.final_norm.weight, enc.final_norm.bias)  # [B, L, D]
+
+
+def test_hstu_layout_is_the_hstu_layer_forward() -> None:
+    enc = make_encoder(causal=True, block_layout="hstu").double()
+    assert all(isinstance(b, HSTUBlock) for b in enc.blocks)
+    with torch.no_grad():
+        assert_same_outputs(enc(SEQ), hstu_forward(enc, SEQ))
+
+
+def test_hstu_relative_bias_depends_on_distance_only() -> None:
+    enc = make_encoder(causal=True, block_layout="hstu")
+    bias = enc.blocks[0].relative_bias(4, torch.device("cpu"))  # [4, 4]
+    for offset in range(-3, 4):
+        diagonal = torch.diagonal(bias, offset)
+        assert torch.equal(diagonal, diagonal[:1].expand_as(diagonal))
+    assert len({torch.diagonal(bias, o)[0].item() for o in range(-3, 4)}) == 7  # a value per distance
+
+
+@pytest.mark.parametrize("layout", ["ligr", "hstu"])
+def test_gated_layouts_refuse_post_norm(layout: str) -> None:
+    with pytest.raises(ValueError, match=f"{layout} is a pre-norm layout"):
+        make_encoder(causal=True, norm_first=False, block_layout=layout)

@@ -24,6 +24,7 @@ from recsys_attn.models.bert4rec import BERT4Rec
 from recsys_attn.models.encoder import Block, ReferenceBlock
 from recsys_attn.models.esasrec import ESASRec
 from recsys_attn.models.gru4rec import GRU4Rec
+from recsys_attn.models.hstu import HSTU
 from recsys_attn.models.losses import LOSSES
 from recsys_attn.models.popularity import Popularity
 from recsys_attn.models.sasrec import SASRec
@@ -148,7 +149,7 @@ def build(cls: type[SequentialRec], n_items: int = N_ITEMS, **settings: Any) -> 
 
 
 GRU_TINY = {"hidden_size": 16, "num_layers": 2, "max_len": 8, "dropout": 0.0}
-SEQUENTIAL = [SASRec, BERT4Rec, GRU4Rec, ESASRec]
+SEQUENTIAL = [SASRec, BERT4Rec, GRU4Rec, ESASRec, HSTU]
 
 
 @pytest.mark.parametrize(("loss", "sampling"), LOSS_CASES)
@@ -168,6 +169,9 @@ def test_training_step_every_loss(cls: type[SequentialRec], loss: str, sampling:
     enc: Any = model.encoder
     if cls is GRU4Rec:
         assert enc.gru.weight_hh_l1.grad.abs().sum() > 0
+    elif cls is HSTU:
+        assert enc.blocks[0].uvqk.weight.grad.abs().sum() > 0
+        assert enc.blocks[0].rel_bias.grad.abs().sum() > 0
     else:
         assert enc.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
         assert enc.pos_emb.weight.grad.abs().sum() > 0
@@ -194,6 +198,7 @@ def test_a_seeded_step_replays_and_leaves_the_global_random_state_alone(cls: typ
         (BERT4Rec(N_ITEMS, max_len=6, mask_prob=0.4), SampleSpec("cloze", 6, mask_prob=0.4)),
         (GRU4Rec(N_ITEMS, max_len=5), SampleSpec("next", 5)),
         (ESASRec(N_ITEMS, max_len=7), SampleSpec("next", 7)),
+        (HSTU(N_ITEMS, max_len=9), SampleSpec("next", 9)),
         (Popularity(N_ITEMS, max_len=4), SampleSpec("next", 4)),
     ],
 )

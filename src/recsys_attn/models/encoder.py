@@ -9,15 +9,18 @@ from torch import Tensor, nn
 
 from recsys_attn.constants import PAD
 from recsys_attn.models.attention import SelfAttention
+from recsys_attn.models.hstu_block import HSTUBlock
 from recsys_attn.models.item_embedding import FeatureEmbedding, ItemEmbedding
 from recsys_attn.models.ligr import LiGRBlock
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU}
 POSITIONS = ("from_end", "from_start")
 """How position ids are numbered (``model.positions``): see ``SequenceEncoder.position_ids``."""
-BLOCK_LAYOUTS = ("standard", "sasrec_reference", "bert_reference", "ligr")
-"""Wirings of the encoder (``model.block_layout``): ``Block``, ``ReferenceBlock``, a HuggingFace BERT's or
-``LiGRBlock`` (eSASRec's gated pre-norm layers; see ``SequenceEncoder``)."""
+BLOCK_LAYOUTS = ("standard", "sasrec_reference", "bert_reference", "ligr", "hstu")
+"""Wirings of the encoder (``model.block_layout``): ``Block``, ``ReferenceBlock``, a HuggingFace BERT's,
+``LiGRBlock`` (eSASRec's gated pre-norm layers) or ``HSTUBlock`` (see ``SequenceEncoder``)."""
+PRE_NORM_LAYOUTS = ("sasrec_reference", "ligr", "hstu")
+"""Layouts that normalise each branch's input (and the encoder's output): they need ``norm_first``."""
 REFERENCE_EPS = 1e-8
 """The layer-norm epsilon of the SASRec reference code (pmixer's SASRec.pytorch, Klenitskiy & Vasilev)."""
 BERT_EPS = 1e-12
@@ -100,7 +103,8 @@ class SequenceEncoder(nn.Module):
     ``bert_reference``, a HuggingFace ``BertModel`` as the BERT4Rec reference code uses it (needs post-norm):
     item embeddings not scaled by sqrt(hidden), a learned token-type vector added to every token, layer norms
     with eps 1e-12, and no dropout inside the feed-forward; or ``ligr``, eSASRec's ``LiGRBlock`` (pre-norm, gated
-    residual branches, a SwiGLU feed-forward: ``activation`` does not apply).
+    residual branches, a SwiGLU feed-forward: ``activation`` does not apply); or ``hstu``, ``HSTUBlock`` (pointwise
+    SiLU attention gated by U, a relative position bias, no feed-forward: ``activation`` and ``ff_mult`` do not apply).
     """
 
     type_emb: nn.Parameter | None
@@ -128,13 +132,9 @@ class SequenceEncoder(nn.Module):
         if block_layout not in BLOCK_LAYOUTS:
             raise ValueError(f"model.block_layout: expected one of {', '.join(BLOCK_LAYOUTS)} (got {block_layout!r})")
         reference, bert = block_layout == "sasrec_reference", block_layout == "bert_reference"
-        ligr = block_layout == "ligr"
-        if ligr and not norm_first:
-            raise ValueError("model.block_layout: ligr is a pre-norm layout; it needs model.norm_first=true")
-        if reference and not norm_first:
-            raise ValueError(
-                "model.block_layout: sasrec_reference is a pre-norm layout; it needs model.norm_first=true"
-            )
+        ligr, hstu = block_layout == "ligr", block_layout == "hstu"
+        if block_layout in PRE_NORM_LAYOUTS and not norm_first:
+            raise ValueError(f"model.block_layout: {block_layout} is a pre-norm layout; it needs model.norm_first=true")
         if bert and norm_first:
             raise ValueError(
                 "model.block_layout: bert_reference is a post-norm layout; it needs model.norm_first=false"
@@ -150,6 +150,8 @@ class SequenceEncoder(nn.Module):
             if reference
             else LiGRBlock(hidden, num_heads, dropout, ff_mult)
             if ligr
+            else HSTUBlock(hidden, num_heads, dropout, max_len)
+            if hstu
             else Block(hidden, num_heads, dropout, norm_first, activation, ff_mult, inner_dropout=not bert, eps=eps)
             for _ in range(num_blocks)
         )

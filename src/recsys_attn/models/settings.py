@@ -182,8 +182,8 @@ class TransformerSettings(SequentialSettings):
             ),
             (
                 "block_layout",
-                self.norm_first or self.block_layout != "ligr",
-                "ligr is a pre-norm layout; it needs model.norm_first=true",
+                self.norm_first or self.block_layout not in ("ligr", "hstu"),
+                f"{self.block_layout} is a pre-norm layout; it needs model.norm_first=true",
             ),
             (
                 "block_layout",
@@ -217,6 +217,18 @@ class ESASRecSettings(SASRecSettings):
     num_negatives: int = 256
     dropout: float = 0.1
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+
+
+@dataclass(frozen=True)
+class HSTUSettings(SASRecSettings):
+    """HSTU (Zhai et al., ICML 2024) as its ML-1M config (generative-recommenders
+    configs/ml-1m/hstu-sampled-softmax-n128-final.gin): hidden 50, 2 blocks, 1 head, dropout 0.2, max_len 200,
+    a sampled softmax over 128 negatives, Adam lr 1e-3. Not carried over: its L2-normalised embeddings with
+    temperature 0.05 (scores here are dot products of layer-normed states and item vectors, as every model's)."""
+
+    block_layout: str = "hstu"
+    loss: str = "sampled_softmax"
+    num_negatives: int = 128
 
 
 @dataclass(frozen=True)
