@@ -89,7 +89,7 @@ def test_train_and_evaluate_write_per_user_rows(tmp_path: Path, real_data_dir: P
     assert sum(sizes) == 200 and min(sizes) > 50  # tertiles
     groups = [metrics[f"segments/test/target_{g}/users"] for g in ("head", "torso", "tail")]
     assert sum(groups) == 200
-    assert "intra-list diversity skipped" in (run_dir / "train.log").read_text()
+    assert "intra-list diversity is not computed" in (run_dir / "train.log").read_text()
 
     out_dir = tmp_path / "eval"
     proc = run_cli(

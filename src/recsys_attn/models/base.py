@@ -195,7 +195,9 @@ class RecModule(L.LightningModule):
         self.log_dict({name: logged.pop(name) for name in ranked}, on_step=False, on_epoch=True)
         self._publish(logged)
         if not getattr(self, "_ild_noted", False):
-            log.info("intra-list diversity skipped: the data has no item features")
+            log.info(
+                "intra-list diversity is not computed (it needs an item similarity); coverage, gini, ARP, novelty are"
+            )
             self._ild_noted = True
 
     def _publish(self, values: dict[str, float]) -> None:
