@@ -2,7 +2,10 @@
 
 import json
 import math
+import os
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -87,6 +90,57 @@ def evaluate(tmp: Path, ckpt: Path, cache: Path, name: str, *overrides: str) -> 
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_two_nodes_launched_by_torchrun_give_the_single_process_metrics(
+    tmp_path: Path, tiny_checkpoint: Path, shared_cache: Path
+) -> None:
+    """Two "machines" on this one (gloo on the CPU), launched as a cluster user does: one ``torchrun`` per node
+    with a rendezvous on 127.0.0.1, ``trainer.num_nodes=2``; the val and test metrics are the one process's."""
+    evaluate(tmp_path, tiny_checkpoint, shared_cache, "one", "data.max_eval_users=301")
+    port = free_port()
+    nodes = [
+        subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("torchrun")),
+                "--nnodes=2",
+                "--nproc_per_node=1",
+                f"--node_rank={rank}",
+                "--master_addr=127.0.0.1",
+                f"--master_port={port}",
+                "-m",
+                "recsys_attn.evaluate",
+                f"ckpt_path={tiny_checkpoint}",
+                f"paths.cache_dir={shared_cache}",
+                "trainer.accelerator=cpu",
+                "trainer.strategy=ddp",
+                "trainer.num_nodes=2",
+                "trainer.devices=1",
+                "data.max_eval_users=301",
+                f"hydra.run.dir={tmp_path / 'two'}",
+            ],
+            cwd=tmp_path,
+            env=dict(os.environ, WANDB_MODE="offline", PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    outputs = [node.communicate(timeout=600)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    assert "MEMBER: 1/2" in outputs[0] and "MEMBER: 2/2" in outputs[1]  # one process on each node
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert two["test/users"] == 301.0 and any(k.startswith("val/") for k in two)
+    assert one == pytest.approx(two, rel=tol(torch.float32, 2), abs=tol(torch.float32, 2))
 
 
 @pytest.mark.slow
