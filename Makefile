@@ -18,7 +18,7 @@ export RECSYS_ATTN_DATA_DIR := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: help install lint format test test-full test-cpu-kinds notebooks strip-notebooks train sweep bench bench-overhead bench-precision reproduce clean
+.PHONY: help install lint format test test-full test-cpu-kinds notebooks strip-notebooks train sweep bench bench-overhead bench-precision bench-scale reproduce clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -74,6 +74,9 @@ bench: ## benchmarks: preparation, training and 1M-item catalogue speed; results
 	$(BIN)/python benchmarks/bench_prepare.py
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_catalog.py
+
+bench-scale: ## preparation and one epoch on synthetic logs of ML-20M's shape at 1M, 5M, 20M rows (RESULTS.md)
+	$(BIN)/python benchmarks/bench_scale.py $(ARGS)
 
 bench-overhead: ## host time of a training step and a validation pass at tiny sizes, ours vs a plain PyTorch loop (RESULTS.md)
 	$(BIN)/python benchmarks/bench_overhead.py $(ARGS)

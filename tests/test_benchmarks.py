@@ -172,3 +172,16 @@ def test_bench_overhead_reports_the_three_ratios(tmp_path: Path) -> None:
     got = json.loads(proc.stdout.splitlines()[-1])["sasrec"]
     assert {"step_ratio", "op_ratio", "val_ratio"} <= set(got)
     assert got["ours_ops_per_step"] > 0 and got["plain_ops_per_step"] > 0 and got["val_passes"] == 2.0
+
+
+def test_bench_scale_measures_preparation_and_an_epoch(tmp_path: Path) -> None:
+    """The scale benchmark writes a synthetic log, prepares it and trains an epoch through the real commands."""
+    script = REPO_ROOT / "benchmarks" / "bench_scale.py"
+    args = ["--rows", "60000", "--no-record", "--train", "trainer.limit_train_batches=2", "model.max_len=20"]
+    proc = subprocess.run(
+        [sys.executable, str(script), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cells = [c.strip() for c in proc.stdout.splitlines()[-1].strip("|").split("|")]
+    assert cells[3:6] == ["60,000", "415", "26,744"]  # rows, users in ML-20M's proportion, items
+    assert all(float(c) > 0 for c in cells[6:])  # prepare s and GiB, epoch s, train GiB
