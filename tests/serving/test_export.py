@@ -26,7 +26,9 @@ from recsys_attn.data.samples import SampleSpec
 from recsys_attn.errors import ConfigError, WriteError
 from recsys_attn.models.base import RecModule
 from recsys_attn.models.bert4rec import BERT4Rec
+from recsys_attn.models.esasrec import ESASRec
 from recsys_attn.models.gru4rec import GRU4Rec
+from recsys_attn.models.hstu import HSTU
 from recsys_attn.models.popularity import Popularity
 from recsys_attn.models.sasrec import SASRec
 from recsys_attn.models.sequential import SequentialRec
@@ -150,7 +152,7 @@ def run_program(path: Path, history: Tensor) -> tuple[Tensor, Tensor]:
 # --- fast: a toy log, ten users -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cls", [SASRec, BERT4Rec, GRU4Rec, Popularity])
+@pytest.mark.parametrize("cls", [SASRec, BERT4Rec, GRU4Rec, Popularity, ESASRec, HSTU])
 @pytest.mark.parametrize("filter_seen", [True, False])
 def test_scorer_ranks_as_top_k_of_the_module(tmp_path: Path, cls: type[RecModule], filter_seen: bool) -> None:
     dm = toy(tmp_path)
@@ -202,20 +204,24 @@ def test_bert4rec_scores_a_mask_after_the_last_max_len_minus_one_items(tmp_path:
 
 @pytest.fixture(scope="module")
 def toy_exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The toy data set, SASRec and BERT4Rec (random weights) and their exports: ONNX for both, torch for one."""
+    """The toy data set, the transformer models (random weights) and their exports, ONNX and torch.export."""
     tmp = tmp_path_factory.mktemp("toy_export")
     dm = toy(tmp)
-    models = {cls.__name__: toy_model(cls, dm) for cls in (SASRec, BERT4Rec)}
+    models = {cls.__name__: toy_model(cls, dm) for cls in (SASRec, BERT4Rec, ESASRec, HSTU)}
     assert dm.prepared is not None
     written = {
         (name, "onnx"): export_scorer(model, dm.prepared.items, tmp / f"{name}.onnx", "onnx", k=K)
         for name, model in models.items()
     }
-    written["BERT4Rec", "torch"] = export_scorer(models["BERT4Rec"], dm.prepared.items, tmp / "b.pt2", "torch", k=K)
+    for name in ("SASRec", "BERT4Rec", "ESASRec", "HSTU"):
+        written[name, "torch"] = export_scorer(models[name], dm.prepared.items, tmp / f"{name}_torch.pt2", "torch", k=K)
     return {"dm": dm, "models": models, "written": written}
 
 
-@pytest.mark.parametrize(("name", "fmt"), [("SASRec", "onnx"), ("BERT4Rec", "onnx"), ("BERT4Rec", "torch")])
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [(name, fmt) for name in ("SASRec", "BERT4Rec", "ESASRec", "HSTU") for fmt in ("onnx", "torch")],
+)
 def test_exported_scorer_gives_the_module_top_k_at_any_batch_size(toy_exports: dict[str, Any], name: str, fmt: str):
     dm, model = toy_exports["dm"], toy_exports["models"][name]
     path = toy_exports["written"][name, fmt].model
