@@ -18,7 +18,7 @@ export RECSYS_ATTN_DATA_DIR := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: help install lint format test test-full test-cpu-kinds notebooks strip-notebooks train sweep bench bench-overhead bench-precision bench-scale reproduce clean
+.PHONY: help install lint format test test-full test-cpu-kinds notebooks strip-notebooks train sweep bench bench-overhead bench-precision bench-scale reproduce results-table clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -87,6 +87,10 @@ bench-precision: ## fp32 vs bf16-mixed BERT4Rec on ML-1M, one GPU; the speed-up 
 reproduce: ## train PRESET=<experiment> [SEED=n] to convergence (resumes when run again); row to benchmarks/REPRODUCE.md
 	@test -n "$(PRESET)" || { echo "usage: make reproduce PRESET=sasrec_ml-1m [SEED=1] [ARGS='trainer=gpu']"; exit 2; }
 	$(BIN)/python benchmarks/reproduce.py $(PRESET) $(if $(SEED),seed=$(SEED)) $(ARGS)
+	$(BIN)/python benchmarks/results_table.py
+
+results-table: ## rewrite the README's results tables from benchmarks/reproduce.csv
+	$(BIN)/python benchmarks/results_table.py
 
 clean: ## remove caches, logs and build files (not the venv)
 	rm -rf .cache logs outputs multirun .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

@@ -96,7 +96,10 @@ COLUMNS = (
     "test_hr@10",
     "published_ndcg@10",
     "source",
+    "test_ndcg@10_lo",
+    "test_ndcg@10_hi",
 )
+"""reproduce.csv's columns; the interval came last (rows recorded before it have none)."""
 TITLE = (
     "# Reproductions of published results\n\n"
     "One row per `make reproduce PRESET=<experiment> [SEED=n] [ARGS='<overrides>']` (`benchmarks/reproduce.py`): the\n"
@@ -104,8 +107,8 @@ TITLE = (
     "tested under docs/PROTOCOL.md. Wall time is summed over every invocation of the run; s/epoch counts training\n"
     "and validation. Published: test ndcg@10 under the same protocol, from the source the row names (Klenitskiy &\n"
     'Vasilev, "Turning Dross Into Gold Loss: is BERT4Rec really better than SASRec?", RecSys 2023, unless it says\n'
-    "otherwise); difference is test minus published. The same rows are in `reproduce.csv`, with each row's seed and\n"
-    "overrides.\n"
+    "otherwise); difference is test minus published. The same rows are in `reproduce.csv`, with each row's seed,\n"
+    "overrides and test ndcg@10 interval (README's tables: `make results-table`).\n"
 )
 SECTION = "## Runs (`reproduce.py`)"
 HEADER = (
@@ -298,6 +301,8 @@ def make_row(
         "test_hr@10": f"{metrics.get('test/hr@10', math.nan):.4f}",
         "published_ndcg@10": "" if math.isnan(published) else f"{published:.4f}",
         "source": source,
+        "test_ndcg@10_lo": f"{metrics.get('test/ndcg@10_lo', math.nan):.4f}",
+        "test_ndcg@10_hi": f"{metrics.get('test/ndcg@10_hi', math.nan):.4f}",
     }
 
 
@@ -310,7 +315,7 @@ def markdown_row(row: dict[str, str]) -> str:
         difference = f"{test - published:+.4f} ({100 * (test / published - 1):+.1f}%)"
     wall = format_duration(float(row["wall_s"]))
     middle = [row[c] for c in ("seed", "commit", "machine", "date", "epochs", "converged")]
-    rest = [row[c] for c in COLUMNS[COLUMNS.index("s_per_epoch") :]]
+    rest = [row[c] for c in COLUMNS[COLUMNS.index("s_per_epoch") : COLUMNS.index("source") + 1]]
     return "| " + " | ".join([preset, *middle, wall, *rest, difference]) + " |\n"
 
 

@@ -171,6 +171,14 @@ def test_presets_match_the_reproduction_recipes(tmp_path: Path) -> None:
         "from_start",
         1,
     )
+    bert_s3 = compose_train("experiment=bert4rec_beauty-s3rec", tmp=tmp_path)
+    same = ("hidden_size", "num_blocks", "num_heads", "mask_prob", "block_layout", "positions", "lr", "dropout")
+    assert {k: bert_s3.model[k] for k in same} == {k: bert.model[k] for k in same}
+    assert (bert_s3.data.source.name, bert_s3.model.max_len, bert_s3.callbacks.early_stopping.patience) == (
+        "beauty-s3rec",
+        50,
+        20,
+    )
     for name in ("sasrec_ml-1m", "sasrec_ml-1m_bce", "sasrec_beauty", "sasrec_beauty-s3rec"):
         m = compose_train(f"experiment={name}", tmp=tmp_path).model
         assert (m.hidden_size, m.dropout, list(m.betas), m.lr) == (64, 0.1, [0.9, 0.999], 1e-3), name

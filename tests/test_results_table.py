@@ -1,0 +1,103 @@
+"""benchmarks/results_table.py: the README's results tables follow benchmarks/reproduce.csv."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def rt() -> ModuleType:
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    try:
+        import results_table
+    finally:
+        sys.path.pop(0)
+    return results_table
+
+
+def write_csv(path: Path, rows: list[dict[str, str]], columns: tuple[str, ...]) -> Path:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def row(preset: str, seed: int, test: str, overrides: str = "", converged: str = "yes", **rest: str) -> dict[str, str]:
+    return {
+        "preset": preset,
+        "seed": str(seed),
+        "overrides": overrides,
+        "converged": converged,
+        "s_per_epoch": "40.00",
+        "machine": "Linux-6.18-x86_64-with-glibc2.36, 2 cores",
+        "test_ndcg@10": test,
+        "published_ndcg@10": "0.0531",
+        **rest,
+    }
+
+
+def test_the_readme_tables_are_the_csvs(rt: ModuleType) -> None:
+    assert rt.main(["--check"]) == 0, "README.md and benchmarks/reproduce.csv disagree: make results-table"
+
+
+def test_a_changed_csv_row_fails_the_check_until_the_readme_is_rewritten(rt: ModuleType, tmp_path: Path) -> None:
+    columns = ("preset", "seed", "overrides", "converged", "s_per_epoch", "machine", "test_ndcg@10")
+    table = write_csv(tmp_path / "r.csv", [row("sasrec_beauty-s3rec", 42, "0.0546")], (*columns, "published_ndcg@10"))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# t\n\n{rt.BEGIN}\n{rt.END}\n\nafter\n")
+    assert rt.main(["--check", "--csv", str(table), "--readme", str(readme)]) == 1
+    assert rt.main(["--csv", str(table), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "| `sasrec_beauty-s3rec` | — | 42 | 0.0546 |" in text and text.endswith(f"{rt.END}\n\nafter\n")
+    assert rt.main(["--check", "--csv", str(table), "--readme", str(readme)]) == 0
+    write_csv(table, [row("sasrec_beauty-s3rec", 42, "0.0547")], (*columns, "published_ndcg@10"))
+    assert rt.main(["--check", "--csv", str(table), "--readme", str(readme)]) == 1
+
+
+def test_seeds_are_averaged_and_the_latest_converged_row_of_a_seed_counts(rt: ModuleType, tmp_path: Path) -> None:
+    rows = [
+        row("sasrec_beauty-s3rec", 42, "0.0500", **{"test_ndcg@10_lo": "0.0480", "test_ndcg@10_hi": "0.0520"}),
+        row("sasrec_beauty-s3rec", 42, "0.0540", **{"test_ndcg@10_lo": "0.0520", "test_ndcg@10_hi": "0.0560"}),
+        # not converged (a time limit, placed on a GPU): does not replace the converged row of its seed
+        row("sasrec_beauty-s3rec", 42, "0.0900", "trainer=gpu trainer.max_time=00:00:01:00", "no (max_time)"),
+        row("sasrec_beauty-s3rec", 1, "0.0560", **{"test_ndcg@10_lo": "0.0530", "test_ndcg@10_hi": "0.0590"}),
+        row("sasrec_beauty-s3rec", 2, "0.0550"),  # recorded before the interval columns
+        # an override the preset already sets is no setting: the same configuration
+        row("sasrec_beauty-s3rec", 3, "0.0570", "model.max_len=50"),
+        row("sasrec_beauty-s3rec", 42, "0.0600", "features=beauty-s3rec"),
+        row("sasrec_ml-1m", 42, "0.1800"),
+    ]
+    table = write_csv(tmp_path / "r.csv", rows, tuple(rows[0]))
+    groups = rt.grouped(table)
+    assert list(groups) == ["beauty-s3rec", "ml-1m"]
+    ids_only = groups["beauty-s3rec"][rt.Config("sasrec_beauty-s3rec", ())]
+    assert [(r.seed, r.test) for r in ids_only] == [("42", 0.054), ("1", 0.056), ("2", 0.055), ("3", 0.057)]
+    assert list(groups["beauty-s3rec"]) == [
+        rt.Config("sasrec_beauty-s3rec", ()),
+        rt.Config("sasrec_beauty-s3rec", ("features=beauty-s3rec",)),
+    ]
+    text = rt.tables(table)
+    line = next(x for x in text.splitlines() if x.startswith("| `sasrec_beauty-s3rec` | — |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[2:6] == [
+        "42, 1, 2, 3",
+        "0.0555",
+        "0.0540–0.0570 (sd 0.0013)",
+        "42: 0.0520–0.0560; 1: 0.0530–0.0590; 2: not recorded; 3: not recorded",
+    ]
+    assert cells[7:] == ["40.00", "2 cores", "0.0531"]
+    beauty = text.split("**ml-1m**")[0]
+    assert beauty.index("features=beauty-s3rec") < beauty.index("| `sasrec_beauty-s3rec` | — |")  # best first
+
+
+def test_a_readme_without_its_markers_fails_in_one_line(rt: ModuleType) -> None:
+    with pytest.raises(SystemExit, match="needs one"):
+        rt.with_tables("# no markers\n", "")
