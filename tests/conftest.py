@@ -138,6 +138,22 @@ def toy_datamodule(
     return dm
 
 
+def timed_datamodule(tmp_path: Path, rows: list[str], samples: SampleSpec) -> SeqDataModule:
+    """A datamodule over a small ``user,item,timestamp`` CSV log (seconds), set up and connected to ``samples``."""
+    from recsys_attn.data.preprocess import Preparation
+    from recsys_attn.data.sources import Source
+    from recsys_attn.data.split import SplitConfig
+
+    (tmp_path / "timed").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "timed" / "log.csv").write_text("user,item,timestamp\n" + "\n".join(rows) + "\n")
+    columns = {"user": "user", "item": "item", "timestamp": "timestamp"}
+    source = Source(name="timed", format="csv", path="timed/log.csv", columns=columns)
+    dm = SeqDataModule(source, Preparation(), SplitConfig(), data_dir=str(tmp_path), cache_dir=str(tmp_path / "c"))
+    dm.setup("fit")
+    dm.connect(samples)
+    return dm
+
+
 def quiet_trainer(tmp_path: Path, **kwargs: Any) -> Any:
     """A one-CPU Lightning ``Trainer`` without logger, checkpoints, progress bar or summary."""
     import lightning as L

@@ -62,12 +62,16 @@ def test_gru4rec_beats_popularity_on_ml100k(tmp_path: Path, real_data_dir: Path,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["esasrec", "hstu"])
+@pytest.mark.parametrize(
+    ("model", "extra"), [("esasrec", []), ("hstu", []), ("hstu", ["model.time_buckets=128"])], ids=str
+)
 def test_newer_encoders_beat_popularity_on_ml100k(
-    tmp_path: Path, real_data_dir: Path, shared_cache: Path, model: str
+    tmp_path: Path, real_data_dir: Path, shared_cache: Path, model: str, extra: list[str]
 ) -> None:
+    """eSASRec, HSTU and HSTU reading ml-100k's timestamps (its time buckets) learn well above popularity."""
     pop = train(tmp_path, shared_cache, "popularity", *ML100K, "model=popularity")
-    got = train(tmp_path, shared_cache, model, *ML100K, f"model={model}", "model.lr=3e-3", "trainer.max_epochs=5")
+    overrides = [f"model={model}", "model.lr=3e-3", "trainer.max_epochs=5", *extra]
+    got = train(tmp_path, shared_cache, model, *ML100K, *overrides)
     assert pop["test/users"] == got["test/users"] == 943.0
     lo, base = got["test/ndcg@10_lo"], pop["test/ndcg@10"]
     assert lo > base, f"{model}: the lower end of its interval {lo:.4f} vs popularity {base:.4f}"

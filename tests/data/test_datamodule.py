@@ -14,7 +14,7 @@ from recsys_attn.data.sampling import IndexBatches
 from recsys_attn.data.sources import Source
 from recsys_attn.data.split import SplitConfig
 from recsys_attn.errors import ConfigError
-from tests.conftest import quiet_trainer, toy_datamodule
+from tests.conftest import quiet_trainer, timed_datamodule, toy_datamodule
 
 # user 1: items 10 11 12 13 14 15 ; user 2: 20 21 22 ; user 3: 30 31 (train only)
 LINES = ["1 10", "1 11", "1 12", "1 13", "1 14", "1 15", "2 20", "2 21", "2 22", "3 30", "3 31"]
@@ -307,3 +307,46 @@ def test_batch_seeds_follow_seed_epoch_batch_and_rank() -> None:
     assert not set(first) & set(seeds(rank=1)) and not set(first) & set(seeds(seed=2))
     epoch["e"] = 1
     assert not set(first) & set(seeds())  # a new epoch, new draws
+
+
+# user 1: items 10..15 at 100..600 s; user 2: 20..22 at 1000..3000 s; user 3: 30, 31 at 5, 6 s
+TIMED = ["1,10,100", "1,11,200", "1,12,300", "1,13,400", "1,14,500", "1,15,600"]
+TIMED += ["2,20,1000", "2,21,2000", "2,22,3000", "3,30,5", "3,31,6"]
+
+
+def timed_dm(tmp_path: Path, samples: SampleSpec) -> SeqDataModule:
+    return timed_datamodule(tmp_path, TIMED, samples)
+
+
+def test_batches_of_a_model_that_reads_times_carry_each_inputs_timestamp(tmp_path: Path) -> None:
+    dm = timed_dm(tmp_path, SampleSpec("next", 3, times=True))
+    batch = train_batch(dm, [0, 1])
+    assert batch.input.tolist() == [[1, 2, 3], [0, 0, 10]]
+    assert batch.times is not None and batch.times.tolist() == [[100, 200, 300], [0, 0, 5]]  # seconds, 0 at PAD
+    test = dm.on_after_batch_transfer(EvalRequest(torch.tensor([0, 1]), EvalSplit.TEST), 0)
+    assert test.input.tolist() == [[3, 4, 5], [0, 7, 8]]
+    assert test.times is not None and test.times.tolist() == [[300, 400, 500], [0, 1000, 2000]]
+    full = dm.store.eval_batch(torch.arange(3), EvalSplit.FULL)
+    assert full.times is not None and full.times.tolist() == [[400, 500, 600], [1000, 2000, 3000], [0, 5, 6]]
+
+
+def test_cloze_inputs_keep_the_times_of_masked_items_and_the_mask_takes_the_last_time(tmp_path: Path) -> None:
+    dm = timed_dm(tmp_path, SampleSpec("cloze", 3, mask_prob=1.0, times=True))
+    batch = train_batch(dm, [0])
+    assert batch.input.tolist() == [[dm.n_items + 1] * 3]  # every item masked: what, not when
+    assert batch.times is not None and batch.times.tolist() == [[200, 300, 400]]
+    test = dm.on_after_batch_transfer(EvalRequest(torch.tensor([0]), EvalSplit.TEST), 0)
+    assert test.input.tolist() == [[4, 5, dm.n_items + 1]]
+    assert test.times is not None and test.times.tolist() == [[400, 500, 500]]
+
+
+def test_batches_of_other_models_carry_no_times(tmp_path: Path) -> None:
+    dm = timed_dm(tmp_path, SampleSpec("next", 3))
+    assert train_batch(dm, [0]).times is None
+    assert dm.store.eval_batch(torch.arange(2), EvalSplit.TEST).times is None
+
+
+def test_a_model_that_reads_times_refuses_data_without_them(tmp_path: Path) -> None:
+    dm = make_dm(tmp_path, SampleSpec("next", 3, times=True))
+    with pytest.raises(ConfigError, match=r"11 interactions of the data have none.*model.time_buckets=0"):
+        _ = dm.store

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from recsys_attn.constants import PAD, mask_id
 from recsys_attn.data.batches import cloze_batch
 from recsys_attn.models.encoder import Block, ReferenceBlock, SequenceEncoder
-from recsys_attn.models.hstu_block import HSTUBlock
+from recsys_attn.models.hstu_block import TIME_BUCKET_BASE, HSTUBlock, time_bucket_ids
 from recsys_attn.models.ligr import LiGRBlock
 from tests.tolerances import assert_close, sum_tol, tol
 
@@ -501,10 +501,15 @@ def test_a_closed_ligr_gate_leaves_the_stream_unchanged() -> None:
         assert torch.equal(blk(x, mask), x)
 
 
-def hstu_forward(enc: SequenceEncoder, items: torch.Tensor) -> torch.Tensor:
+def bucket(dt: float, buckets: int) -> int:
+    """The reference's time bucket of ``dt`` seconds, one number at a time."""
+    return min(int(math.log(max(abs(dt), 1.0)) / TIME_BUCKET_BASE), buckets)
+
+
+def hstu_forward(enc: SequenceEncoder, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
     """HSTU layers written out with ``enc``'s weights on unpadded ``items`` ``[B, L]`` (causal), a loop over query
-    and key positions: ``A[i, j] = silu(q_i . k_j + b[j - i]) / max_len`` for ``j <= i``, then
-    ``x = x + W_o(LN(sum_j A[i, j] v_j) * u_i)``, then the final layer norm."""
+    and key positions: ``A[i, j] = silu(q_i . k_j + b[j - i] + t[bucket(t_i - t_j)]) / max_len`` for ``j <= i``
+    (``t`` only with ``times``), then ``x = x + W_o(LN(sum_j A[i, j] v_j) * u_i)``, then the final layer norm."""
     n, d = items.shape[1], enc.item_emb.embedding_dim
     x = enc.item_emb(items) * math.sqrt(d) + enc.pos_emb(torch.arange(enc.max_len - n, enc.max_len))  # [B, L, D]
     for blk in enc.blocks:
@@ -517,6 +522,9 @@ def hstu_forward(enc: SequenceEncoder, items: torch.Tensor) -> torch.Tensor:
                 for head in range(blk.heads):
                     cols = slice(head * dh, (head + 1) * dh)
                     score = (q[:, i, cols] * k[:, j, cols]).sum(-1) + blk.rel_bias[j - i + enc.max_len - 1]  # [B]
+                    if times is not None:
+                        ids = [bucket(float(row[i] - row[j]), enc.time_buckets) for row in times]  # [B]
+                        score = score + blk.time_bias[ids]
                     a[:, i, cols] += (F.silu(score) / enc.max_len)[:, None] * v[:, j, cols]
         gated = F.layer_norm(a, (d,), blk.norm_attn.weight, blk.norm_attn.bias) * u
         x = x + gated @ blk.out.weight.T + blk.out.bias
@@ -528,6 +536,57 @@ def test_hstu_layout_is_the_hstu_layer_forward() -> None:
     assert all(isinstance(b, HSTUBlock) for b in enc.blocks)
     with torch.no_grad():
         assert_same_outputs(enc(SEQ), hstu_forward(enc, SEQ))
+
+
+TIMES = torch.tensor([[0, 30, 31, 4_000, 90_000, 3 * 10**7]])  # [1, 6] seconds: every gap a bucket of its own
+
+
+def test_time_buckets_are_the_references_log_buckets() -> None:
+    gaps = [0, 1, 2, 10, 3_600, 86_400, 10**9, 10**30 // 10**12]
+    times = torch.tensor([[0, *gaps]])  # [1, 9]
+    got = time_bucket_ids(times, 128)[0]  # [9, 9]
+    assert got[1:, 0].tolist() == [bucket(g, 128) for g in gaps] == [0, 0, 2, 7, 27, 37, 68, 128]
+    assert torch.equal(got, got.T)  # |dt|: the same bucket either way
+    assert time_bucket_ids(times, 20)[0, -1, 0].item() == 20  # clamped to the last bucket
+
+
+def test_hstu_with_time_buckets_is_the_written_out_forward() -> None:
+    enc = make_encoder(causal=True, block_layout="hstu", time_buckets=128).double()
+    assert all(b.time_bias is not None and b.time_bias.numel() == 129 for b in enc.blocks)
+    with torch.no_grad():
+        got = enc(SEQ, times=TIMES)
+        assert_same_outputs(got, hstu_forward(enc, SEQ, TIMES))
+        # the times matter: other gaps, other outputs
+        assert (got - enc(SEQ, times=TIMES * 7))[:, 1:].abs().amax() > 1e-3
+
+
+@pytest.mark.parametrize("t", [0, 2, 4])
+def test_hstu_with_time_buckets_is_causal_in_items_and_times(t: int) -> None:
+    enc = make_encoder(causal=True, block_layout="hstu", time_buckets=64)
+    items, times = SEQ.clone(), TIMES.clone()
+    items[0, t + 1], times[0, t + 1] = 2, 10**8  # a different item at another time at position t + 1 only
+    with torch.no_grad():
+        a, b = enc(SEQ, times=TIMES), enc(items, times=times)
+    assert_same_outputs(a[:, : t + 1], b[:, : t + 1])
+    assert (a[:, t + 1 :] - b[:, t + 1 :]).abs().amax(-1).min() > 1e-3
+
+
+def test_hstu_with_time_buckets_ignores_padding_and_its_times() -> None:
+    enc = make_encoder(causal=True, block_layout="hstu", time_buckets=64)
+    seq, times = torch.tensor([8, 2, 12, 5]), torch.tensor([10, 400, 500, 86_400])
+    narrow = (torch.cat([torch.full((1,), PAD), seq])[None], torch.cat([torch.zeros(1, dtype=torch.long), times])[None])
+    wide = (torch.cat([torch.full((5,), PAD), seq])[None], torch.cat([torch.full((5,), 10**9), times])[None])
+    with torch.no_grad():
+        out5, out9 = enc(narrow[0], times=narrow[1]), enc(wide[0], times=wide[1])
+    assert_same_outputs(out5[:, -4:], out9[:, -4:])
+
+
+def test_an_hstu_with_time_buckets_needs_times_and_only_hstu_has_them() -> None:
+    enc = make_encoder(causal=True, block_layout="hstu", time_buckets=8)
+    with pytest.raises(ValueError, match=r"model\.time_buckets=8: the encoder needs the inputs' times"):
+        enc(SEQ)
+    with pytest.raises(ValueError, match="only block_layout=hstu reads timestamps"):
+        make_encoder(causal=True, block_layout="ligr", time_buckets=8)
 
 
 def test_hstu_relative_bias_depends_on_distance_only() -> None:

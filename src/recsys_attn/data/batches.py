@@ -24,6 +24,7 @@ class TrainBatch(NamedTuple):
     rng_seed: int | None = None
     """Seeds the model's random draws for this batch (dropout, sampled negatives), so a resumed run
     replays them; None = the global random state."""
+    times: Tensor | None = None  # [B, L] seconds since the epoch of each input (0 at padding; models that read them)
 
 
 class EvalBatch(NamedTuple):
@@ -36,6 +37,22 @@ class EvalBatch(NamedTuple):
     seen_items: Tensor  # [S] the seen item
     later_rows: Tensor  # [S'] row of each item the user interacted with after the target
     later_items: Tensor  # [S'] (never a sampled-protocol negative; empty for a leave-one-out test set)
+    times: Tensor | None = None  # [B, L] seconds since the epoch of each input (cloze: MASK at the last item's time)
+
+    def to(self, device: torch.device) -> EvalBatch:
+        """This batch with every tensor on ``device``."""
+        fixed = (
+            self.users,
+            self.input,
+            self.target,
+            self.seen_rows,
+            self.seen_items,
+            self.later_rows,
+            self.later_items,
+        )
+        u, inp, target, seen_rows, seen_items, later_rows, later_items = (t.to(device) for t in fixed)
+        times = None if self.times is None else self.times.to(device)
+        return EvalBatch(u, inp, target, seen_rows, seen_items, later_rows, later_items, times)
 
 
 class EvalSplit(IntEnum):
@@ -85,6 +102,16 @@ def eval_input(history: Tensor, spec: SampleSpec, n_items: int) -> Tensor:
     return torch.cat([history, mask_col], dim=1)  # [B, L + 1]
 
 
+def eval_times(times: Tensor, spec: SampleSpec) -> Tensor:
+    """The timestamps of ``eval_input``'s columns, after left-padded history times ``[B, spec.history_len]``.
+
+    Cloze's MASK stands where the next item will be, at the time of the last one known (no request time).
+    """
+    if not spec.cloze:
+        return times  # [B, L]
+    return torch.cat([times, times[:, -1:]], dim=1)  # [B, L + 1]
+
+
 def ragged_coo(values: Tensor, starts: Tensor, ends: Tensor) -> tuple[Tensor, Tensor]:
     """Each row's items ``values[start:end]`` as (row, item) pairs, vectorised."""
     lengths = ends - starts  # [R]
@@ -103,21 +130,30 @@ def trim_left(*tensors: Tensor) -> tuple[Tensor, ...]:
     return tuple(t[:, first:] for t in tensors)
 
 
-def next_item_batch(rows: Tensor) -> TrainBatch:
-    """Shifted next-item targets from windows of ``L + 1`` items ``[B, L + 1]``."""
+def next_item_batch(rows: Tensor, times: Tensor | None = None) -> TrainBatch:
+    """Shifted next-item targets from windows of ``L + 1`` items ``[B, L + 1]`` (and their ``times``, alike)."""
     inp = rows[:, :-1]  # [B, L]
     target = torch.where(inp != PAD, rows[:, 1:], PAD)  # [B, L] no target without an input
-    inp, target = trim_left(inp, target)
-    return TrainBatch(inp, target)
+    if times is None:
+        inp, target = trim_left(inp, target)
+        return TrainBatch(inp, target)
+    inp, target, inp_times = trim_left(inp, target, times[:, :-1])
+    return TrainBatch(inp, target, times=inp_times)
 
 
 def cloze_batch(
-    rows: Tensor, last_only: Tensor, mask_prob: float, mask_token: int, generator: torch.Generator | None = None
+    rows: Tensor,
+    last_only: Tensor,
+    mask_prob: float,
+    mask_token: int,
+    generator: torch.Generator | None = None,
+    times: Tensor | None = None,
 ) -> TrainBatch:
     """Cloze (masked-item) batch from windows ``[B, L]``: each real item masked with ``mask_prob``.
 
     Rows flagged ``last_only`` mask only their last item, as BERT4Rec's extra training samples do.
-    The masks are drawn from ``generator`` (on the rows' device; None = the global random state).
+    The masks are drawn from ``generator`` (on the rows' device; None = the global random state). A masked
+    item keeps its timestamp in ``times`` ``[B, L]``: when it happened is known, what it was is not.
     """
     real = rows != PAD  # [B, L]
     random_mask = torch.rand(rows.shape, device=rows.device, generator=generator) < mask_prob  # [B, L]
@@ -126,5 +162,8 @@ def cloze_batch(
     masked = torch.where(last_only[:, None], last, random_mask) & real  # [B, L]
     inp = torch.where(masked, mask_token, rows)  # [B, L]
     target = torch.where(masked, rows, PAD)  # [B, L]
-    inp, target = trim_left(inp, target)
-    return TrainBatch(inp, target)
+    if times is None:
+        inp, target = trim_left(inp, target)
+        return TrainBatch(inp, target)
+    inp, target, inp_times = trim_left(inp, target, times)
+    return TrainBatch(inp, target, times=inp_times)

@@ -22,6 +22,7 @@ from recsys_attn.data.batches import (
     TrainRequest,
     cloze_batch,
     eval_input,
+    eval_times,
     left_pad,
     next_item_batch,
     ragged_coo,
@@ -73,6 +74,17 @@ class SequenceStore:
         self.window_seq = seq  # [N] training sequence of each window
         self.windows = left_pad(splits.values, starts, ends, spec.window).int()  # [N, W]
         self.values = splits.values.int()  # [I]
+        self.times: Tensor | None = None  # [I] seconds of each value, for a model that reads them
+        self.time_windows: Tensor | None = None  # [N, W] the windows' timestamps
+        if spec.times:
+            if splits.times is None:
+                raise ConfigError(
+                    f"this model reads each interaction's timestamp (model.time_buckets), and {splits.untimed:,} "
+                    "interactions of the data have none: use a data set with timestamps (data=ml-100k, "
+                    "data=ml-1m-raw, data=interactions with a timestamp column) or set model.time_buckets=0"
+                )
+            self.times = splits.times  # [I]
+            self.time_windows = left_pad(splits.times, starts, ends, spec.window)  # [N, W]
         real = (self.windows != PAD).sum(1)  # [N] real items per window
         self.sample_lengths = real.repeat(self.n_train_samples // max(real.numel(), 1))  # [n_train_samples]
         """Real items in each training sample (cloze: the last-item copies repeat them); batches group by it."""
@@ -98,6 +110,8 @@ class SequenceStore:
         moved = copy.copy(self)
         moved.windows, moved.values = self.windows.to(device), self.values.to(device)
         moved.window_seq = self.window_seq.to(device)
+        if self.times is not None and self.time_windows is not None:
+            moved.times, moved.time_windows = self.times.to(device), self.time_windows.to(device)
         moved.evals = tuple(e.map(lambda t: t.to(device)) for e in self.evals)  # type: ignore[assignment]
         return moved
 
@@ -111,35 +125,51 @@ class SequenceStore:
         """Training batch for sample indices ``[B]``; its random draws all follow from ``seed``."""
         n = self.windows.shape[0]
         rows = self.windows[idx % n].long()  # [B, W]
+        times = self.time_windows[idx % n] if self.time_windows is not None else None  # [B, W]
         seq = self.window_seq[idx % n]  # [B]
         expected = idx.numel() * self.mean_targets if self.settings.length_grouping > 1 else None
         model_seed = batch_seed(seed, 1)  # the model's own stream, apart from the masks'
         if not self.spec.cloze:
-            return next_item_batch(rows)._replace(seq=seq, expected_targets=expected, rng_seed=model_seed)
+            return next_item_batch(rows, times)._replace(seq=seq, expected_targets=expected, rng_seed=model_seed)
         masks = torch.Generator(device=rows.device).manual_seed(seed)
         last_only = idx >= n  # [B]
-        batch = cloze_batch(rows, last_only, self.spec.mask_prob, mask_id(self.n_items), masks)
+        batch = cloze_batch(rows, last_only, self.spec.mask_prob, mask_id(self.n_items), masks, times)
         return batch._replace(seq=seq, expected_targets=expected, rng_seed=model_seed)
 
     def eval_batch(self, idx: Tensor, split: EvalSplit) -> EvalBatch:
         """Evaluation batch for rows ``[B]`` of an evaluation set (``FULL``: whole histories, no target)."""
-        return eval_batch_of(self.values, self.evals[split], idx, self.spec, self.n_items)
+        return eval_batch_of(self.values, self.evals[split], idx, self.spec, self.n_items, self.times)
 
 
-def eval_batch_of(values: Tensor, es: EvalSet, idx: Tensor, spec: SampleSpec, n_items: int) -> EvalBatch:
+def eval_batch_of(
+    values: Tensor, es: EvalSet, idx: Tensor, spec: SampleSpec, n_items: int, times: Tensor | None = None
+) -> EvalBatch:
     """The evaluation batch of rows ``idx`` ``[B]`` of ``es``, whose histories are slices of ``values``.
 
     The one way a model input is cut from a history (the most recent ``spec.history_len`` items; cloze: a
-    MASK appended), for the datamodule's own users and for histories read at serving time alike.
+    MASK appended), for the datamodule's own users and for histories read at serving time alike. ``times``
+    ``[I]``, the timestamp of each of ``values``, gives the batch the inputs' times.
     """
     starts, ends = es.starts[idx], es.ends[idx]  # [B]
     history = left_pad(values, starts, ends, spec.history_len).long()  # [B, L'] (values may be int32: widened here)
-    (inp,) = trim_left(eval_input(history, spec, n_items))  # [B, <= L] cloze: MASK appended
+    inp_times = None
+    if times is None:
+        (inp,) = trim_left(eval_input(history, spec, n_items))  # [B, <= L] cloze: MASK appended
+    else:
+        history_times = left_pad(times, starts, ends, spec.history_len)  # [B, L']
+        inp, inp_times = trim_left(eval_input(history, spec, n_items), eval_times(history_times, spec))
     seen_rows, seen_items = ragged_coo(values, starts, ends)  # [S], [S]
     user_ends = es.user_ends[idx]  # [B] whole histories (FULL) have no target and nothing later
     later_rows, later_items = ragged_coo(values, torch.minimum(ends + 1, user_ends), user_ends)  # [S'], [S']
     return EvalBatch(
-        es.users[idx], inp, es.targets[idx].long(), seen_rows, seen_items.long(), later_rows, later_items.long()
+        es.users[idx],
+        inp,
+        es.targets[idx].long(),
+        seen_rows,
+        seen_items.long(),
+        later_rows,
+        later_items.long(),
+        inp_times,
     )
 
 

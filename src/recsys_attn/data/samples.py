@@ -23,6 +23,8 @@ class SampleSpec:
     """Longest model input; longer histories keep their most recent items."""
     mask_prob: float = 0.0
     """Cloze: the probability that each item of a training sequence is masked (next-item: 0)."""
+    times: bool = False
+    """The model reads each input item's timestamp (HSTU's time buckets): batches carry ``times``."""
 
     def __post_init__(self) -> None:
         if self.kind not in SAMPLE_KINDS:

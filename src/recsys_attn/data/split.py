@@ -97,6 +97,9 @@ class Splits:
     # recommendations after all that is known, never for training or metrics.
     full: EvalSet
     cold: Tensor  # [n_items + 1] bool: the items data.split.cold_items held out (all False without it)
+    times: Tensor | None = None  # [N] seconds since the epoch of each of ``values`` (None: some have no timestamp)
+    untimed: int = 0
+    """Interactions without a timestamp (``times`` is None when there is one)."""
 
     def item_popularity(self) -> Tensor:
         """Count of each item among training inputs only: ``[n_items + 1]``, index 0 = padding."""
@@ -112,6 +115,9 @@ def split_interactions(interactions: pl.DataFrame, n_items: int, config: SplitCo
     if config.cold_items:
         interactions = hold_out_items(interactions, cold)
     values = interactions["item_idx"].to_torch().long()  # [N]
+    stamps = interactions["timestamp"]
+    untimed = stamps.null_count()
+    times = (stamps.to_torch() // 1_000_000).long() if untimed == 0 else None  # [N] microseconds -> seconds
     users = interactions["user_idx"].to_torch().long()  # [N]
     counts = torch.bincount(users, minlength=n_users + 1)[1:]  # [U]
     starts = torch.cumsum(counts, 0) - counts  # [U]
@@ -138,6 +144,8 @@ def split_interactions(interactions: pl.DataFrame, n_items: int, config: SplitCo
         n_items=n_items,
         full=EvalSet(user_ids, starts, starts + counts, torch.zeros_like(user_ids), starts + counts),
         cold=cold,
+        times=times,
+        untimed=untimed,
     )
 
 

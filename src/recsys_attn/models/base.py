@@ -117,12 +117,15 @@ class RecModule(L.LightningModule):
             groups["sampled"] = ranking_metrics(ks, f"{stage}/", suffix=f"_s{n}")
         return torch.nn.ModuleDict(groups)
 
-    def score(self, items: Tensor) -> Tensor:
-        """Scores ``[B, n_items + 1]`` of every item (column 0 = padding) after each sequence ``[B, L]``."""
+    def score(self, items: Tensor, times: Tensor | None = None) -> Tensor:
+        """Scores ``[B, n_items + 1]`` of every item (column 0 = padding) after each sequence ``[B, L]``.
+
+        ``times`` ``[B, L]``: each input's timestamp, for a model whose ``sample_spec`` reads them (others ignore it).
+        """
         raise NotImplementedError
 
     def _evaluate(self, batch: EvalBatch, stage: str) -> None:
-        scores = self.score(batch.input)  # [B, V]
+        scores = self.score(batch.input, batch.times)  # [B, V]
         filt = (batch.seen_rows, batch.seen_items) if self.settings.filter_seen else (None, None)
         ranks = target_ranks(scores, batch.target, filt[0], filt[1], n_items=self.n_items)  # [B]
         metrics: Any = self.eval_metrics[stage]
@@ -243,7 +246,7 @@ class RecModule(L.LightningModule):
         Padding, MASK (and the user's history when ``filter_seen``) score ``-inf``. ``scores`` ``[B, >= n_items + 1]``
         stand in for the model's own (a popularity fallback for users without a known item).
         """
-        raw = self.score(batch.input) if scores is None else scores  # [B, V]
+        raw = self.score(batch.input, batch.times) if scores is None else scores  # [B, V]
         ranked = self._rankable(raw, batch)  # [B, n_items + 1]
         if bool(ranked.isnan().any()):
             raise TrainingError("the model scores items as NaN (diverged weights); retrain with a lower model.lr")
@@ -261,7 +264,8 @@ class RecModule(L.LightningModule):
         scores = self.item_popularity[None, :].expand(n, -1).clone()  # [B, n_items + 1]
         known = ~fallback  # [B]
         if bool(known.any()):
-            scores[known] = self.score(batch.input[known])[:, : self.n_items + 1].float()  # [B', n_items + 1]
+            times = None if batch.times is None else batch.times[known]  # [B', L]
+            scores[known] = self.score(batch.input[known], times)[:, : self.n_items + 1].float()  # [B', n_items + 1]
         return self.rankable_scores(batch, scores), fallback
 
     def top_k(self, batch: EvalBatch, k: int) -> tuple[Tensor, Tensor]:

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from recsys_attn.constants import PAD
 from recsys_attn.models.attention import SelfAttention
-from recsys_attn.models.hstu_block import HSTUBlock
+from recsys_attn.models.hstu_block import HSTUBlock, time_bucket_ids
 from recsys_attn.models.item_embedding import FeatureEmbedding, ItemEmbedding
 from recsys_attn.models.ligr import LiGRBlock
 
@@ -125,6 +125,7 @@ class SequenceEncoder(nn.Module):
         block_layout: str = "standard",
         features: FeatureEmbedding | None = None,
         feature_sides: str = "both",
+        time_buckets: int = 0,
     ) -> None:
         super().__init__()
         if positions not in POSITIONS:
@@ -139,7 +140,9 @@ class SequenceEncoder(nn.Module):
             raise ValueError(
                 "model.block_layout: bert_reference is a post-norm layout; it needs model.norm_first=false"
             )
-        self.causal, self.max_len, self.norm_first = causal, max_len, norm_first
+        if time_buckets and not hstu:
+            raise ValueError(f"model.time_buckets: only block_layout=hstu reads timestamps (got {block_layout!r})")
+        self.causal, self.max_len, self.norm_first, self.time_buckets = causal, max_len, norm_first, time_buckets
         self.positions, self.block_layout = positions, block_layout
         self.item_emb = ItemEmbedding(n_tokens, hidden)
         self.pos_emb = nn.Embedding(max_len, hidden)
@@ -150,7 +153,7 @@ class SequenceEncoder(nn.Module):
             if reference
             else LiGRBlock(hidden, num_heads, dropout, ff_mult)
             if ligr
-            else HSTUBlock(hidden, num_heads, dropout, max_len)
+            else HSTUBlock(hidden, num_heads, dropout, max_len, time_buckets)
             if hstu
             else Block(hidden, num_heads, dropout, norm_first, activation, ff_mult, inner_dropout=not bert, eps=eps)
             for _ in range(num_blocks)
@@ -198,11 +201,20 @@ class SequenceEncoder(nn.Module):
         n = items.shape[1]
         return torch.arange(self.max_len - n, self.max_len, device=items.device)  # [L]
 
-    def forward(self, items: Tensor) -> Tensor:
-        """Hidden states ``[B, L, D]`` for left-padded item ids ``[B, L]``; zero at padding."""
+    def forward(self, items: Tensor, *, times: Tensor | None = None) -> Tensor:
+        """Hidden states ``[B, L, D]`` for left-padded item ids ``[B, L]``; zero at padding.
+
+        ``times`` ``[B, L]`` (seconds since the epoch of each input) feed the HSTU blocks' time bias; an encoder
+        built with ``time_buckets`` needs them.
+        """
         n = items.shape[1]
         if n > self.max_len:
             raise ValueError(f"input length {n} exceeds model.max_len={self.max_len}")
+        bucket_ids = None
+        if self.time_buckets:
+            if times is None:
+                raise ValueError(f"model.time_buckets={self.time_buckets}: the encoder needs the inputs' times [B, L]")
+            bucket_ids = time_bucket_ids(times, self.time_buckets)  # [B, L, L]
         keep = (items != PAD).unsqueeze(-1)  # [B, L, 1]
         x = self.item_emb(items) * self.scale + self.pos_emb(self.position_ids(items))  # [B, L, D]
         if self.type_emb is not None:
@@ -210,7 +222,7 @@ class SequenceEncoder(nn.Module):
         x = self.emb_drop(self.emb_norm(x)) * keep
         mask = self.attention_mask(items)  # [B, 1, L, L]
         for block in self.blocks:
-            x = block(x, mask) * keep  # [B, L, D]
+            x = (block(x, mask, bucket_ids) if bucket_ids is not None else block(x, mask)) * keep  # [B, L, D]
         return self.final_norm(x) * keep
 
     def item_weights(self, n_items: int) -> Tensor:

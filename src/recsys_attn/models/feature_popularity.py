@@ -110,5 +110,5 @@ class FeaturePopularity(Popularity):
             raise ConfigError("model=feature_popularity ranks items by their features: set features=<name>")
         self.register_buffer("item_scores", scores)
 
-    def score(self, items: Tensor) -> Tensor:
+    def score(self, items: Tensor, times: Tensor | None = None) -> Tensor:
         return self.item_scores[None, :].expand(items.shape[0], -1)  # [B, n_items + 1]

@@ -23,7 +23,7 @@ class Popularity(RecModule):
         # Lightning needs a parameter to place on a device and to optimise; its gradient is always 0.
         self._anchor = torch.nn.Parameter(torch.zeros(()))
 
-    def score(self, items: Tensor) -> Tensor:
+    def score(self, items: Tensor, times: Tensor | None = None) -> Tensor:
         return self.item_popularity[None, :].expand(items.shape[0], -1)  # [B, n_items + 1]
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:

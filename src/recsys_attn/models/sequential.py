@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, cast
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +33,14 @@ class ItemEncoder(Protocol):
 
     def item_weights(self, n_items: int) -> Tensor:
         """The items' output vectors ``[n_items + 1, D]`` (row 0 = padding) the states are scored against."""
+        ...
+
+
+class TimedItemEncoder(ItemEncoder, Protocol):
+    """The encoder of a model whose ``sample_spec`` reads timestamps: it is given each input's time too."""
+
+    def __call__(self, items: Tensor, *, times: Tensor | None = None) -> Tensor:
+        """Hidden states ``[B, L, D]`` for left-padded item ids and their timestamps ``[B, L]``."""
         ...
 
 
@@ -109,16 +117,30 @@ class SequentialRec(RecModule):
 
     _compiled = False
 
-    def forward(self, items: Tensor) -> Tensor:
-        return self.encoder(items)  # [B, L, D]
+    def forward(self, items: Tensor, times: Tensor | None = None) -> Tensor:
+        return self.states(items, times)  # [B, L, D]
 
-    def score(self, items: Tensor) -> Tensor:
-        last = self.encoder(items)[:, -1]  # [B, D] state after the history (cloze: at MASK)
+    def states(self, items: Tensor, times: Tensor | None = None) -> Tensor:
+        """Hidden states ``[B, L, D]``; ``times`` ``[B, L]`` reach an encoder that reads them (``sample_spec.times``).
+
+        The one call of the encoder: training, evaluation and serving all go through it.
+        """
+        if not self.sample_spec.times:
+            return self.encoder(items)  # [B, L, D]
+        if times is None:
+            raise ValueError(
+                f"{type(self).__name__} reads each input's timestamp (model.time_buckets="
+                f"{getattr(self.settings, 'time_buckets', '?')}): pass times [B, L] with the items"
+            )
+        return cast(TimedItemEncoder, self.encoder)(items, times=times)  # [B, L, D]
+
+    def score(self, items: Tensor, times: Tensor | None = None) -> Tensor:
+        last = self.states(items, times)[:, -1]  # [B, D] state after the history (cloze: at MASK)
         return fp32_scores(last, self.encoder.item_weights(self.n_items))  # [B, n_items + 1] fp32 under autocast
 
     def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor:
         with own_random_state(batch.rng_seed, self.device):  # dropout and negatives replay on resume
-            hidden = self.encoder(batch.input)  # [B, L, D]
+            hidden = self.states(batch.input, batch.times)  # [B, L, D]
             # flat positions with a target, row-major as a boolean mask selects them: the step's one wait
             # for the device (each boolean selection would be one)
             at = (batch.target != PAD).flatten().nonzero().squeeze(1)  # [N]

@@ -229,6 +229,12 @@ class HSTUSettings(SASRecSettings):
     block_layout: str = "hstu"
     loss: str = "sampled_softmax"
     num_negatives: int = 128
+    time_buckets: int = 0
+    """Buckets of the time between two items, each with a learned attention bias (0: none; the reference: 128)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_ranges(self, "model", [("time_buckets", self.time_buckets >= 0, "must be >= 0 (0: no time bias)")])
 
 
 @dataclass(frozen=True)

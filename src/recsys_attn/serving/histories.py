@@ -31,6 +31,7 @@ from torch import Tensor
 
 from recsys_attn.data.errors import DataError, shorten
 from recsys_attn.data.lines import Rows, check_file, decoded_lines
+from recsys_attn.data.samples import SampleSpec
 from recsys_attn.data.split import EvalSet
 from recsys_attn.errors import ConfigError
 from recsys_attn.serving.history_tables import ENCODING, read_table
@@ -285,3 +286,13 @@ SUFFIXES: dict[str, Callable[[Path, int], Frames]] = {
     ".ndjson": _jsonl,
 }
 """The reader of each history file suffix: ``(path, block_users) -> frames of user_id, items, line``."""
+
+
+def refuse_untimed(spec: SampleSpec, source: str) -> None:
+    """Refuse, in one line, to serve a model that reads timestamps from ``source``, whose histories have none."""
+    if spec.times:
+        raise ConfigError(
+            f"this model reads each history item's timestamp (model.time_buckets), and histories from {source} "
+            "are read without them: serve the data set's own users (predict without a history file), or train "
+            "with model.time_buckets=0"
+        )

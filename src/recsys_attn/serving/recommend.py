@@ -26,7 +26,7 @@ from recsys_attn.data.sampling import batch_seed
 from recsys_attn.data.split import EvalSet
 from recsys_attn.evaluation.cold import cold_items_of
 from recsys_attn.models.base import RecModule
-from recsys_attn.serving.histories import HistoryBlock, read_histories
+from recsys_attn.serving.histories import HistoryBlock, read_histories, refuse_untimed
 from recsys_attn.serving.policies import Greedy, Policy
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,7 @@ def known_users(
 
 def new_users(blocks: Iterable[HistoryBlock], spec: SampleSpec, n_items: int, batch_size: int) -> Iterator[ServeInput]:
     """Batches of users read from a history file, cut into model inputs exactly as the datamodule's own."""
+    refuse_untimed(spec, "a history file")
     for block in blocks:
         es = block.eval_set()
         for chunk in torch.arange(len(block)).split(batch_size):
@@ -199,7 +200,7 @@ def serve(
 
 def _score(model: RecModule, served: ServeInput) -> _Scored:
     """Servable scores of a batch: the model's, or its training popularity for users with no known item."""
-    batch = EvalBatch(*(t.to(model.device) for t in served.batch))
+    batch = served.batch.to(model.device)
     with torch.no_grad():
         ranked, fallback = model.serving_scores(batch)  # [B, n_items + 1], [B]
     return _Scored(ranked, served.user_ids, served.n_unknown.cpu(), fallback.cpu())

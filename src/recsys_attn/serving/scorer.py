@@ -56,6 +56,11 @@ class PortableScorer(nn.Module):
         super().__init__()
         if k < 1:
             raise ConfigError(f"k: must be >= 1 (got {k})")
+        if model.sample_spec.times:
+            raise ConfigError(
+                f"{type(model).__name__} reads each history item's timestamp (model.time_buckets): the portable "
+                "scorer's input is item indices only, so it cannot be exported; serve it with predict"
+            )
         # A frozen CPU copy: exporting neither moves nor freezes the caller's module, and the program needs no grad.
         self.model = copy.deepcopy(model).cpu().eval().requires_grad_(False)
         self.spec = model.sample_spec

@@ -19,7 +19,7 @@ from recsys_attn.data.prepared import Prepared
 from recsys_attn.data.samples import SampleSpec
 from recsys_attn.errors import RecsysError
 from recsys_attn.models.base import RecModule
-from recsys_attn.serving.histories import HistoryBlock, read_histories
+from recsys_attn.serving.histories import HistoryBlock, read_histories, refuse_untimed
 from recsys_attn.serving.logs import index_log
 from recsys_attn.serving.ope_estimators import LoggedSlates, RewardModel, TargetSlots
 from recsys_attn.serving.policies import Policy
@@ -58,6 +58,7 @@ def new_user_slates(
     Raises:
         LogError: naming the log's line of a user the history file does not hold.
     """
+    refuse_untimed(spec, histories.name)
     wanted = log["user_id"].cast(prepared.users.schema["user_id"], strict=False).unique().drop_nulls()
     kept = [_rows_in(block, wanted) for block in read_histories(histories, prepared.users, prepared.items, READ_BLOCK)]
     block = _concat(kept, wanted.clear())  # [U] the logged users the file holds, in its order
@@ -112,7 +113,7 @@ def target_slots(
     try:
         with torch.no_grad():
             for batch in batches:
-                batch = EvalBatch(*(t.to(device) for t in batch))
+                batch = batch.to(device)
                 items = slates.items[done : done + batch.users.shape[0]].to(device)  # [B, K]
                 scores, _ = model.serving_scores(batch)  # [B, V] popularity for a user with no known item
                 props.append(policy.propensities(scores, items).cpu())  # [B, K]
