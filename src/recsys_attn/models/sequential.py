@@ -68,6 +68,7 @@ class SequentialRec(RecModule):
         self.feature_spec = item_features.spec() if item_features is not None else feature_spec
         self.hparams["feature_spec"] = self.feature_spec  # a checkpoint rebuilds the feature layers from it
         self.feature_vocab: dict[str, list[str]] = item_features.vocab() if item_features is not None else {}
+        self._reads_times = self.sample_spec.times  # fixed by the settings; read once, not at every step
         encoder = self.build_encoder(self.sample_spec.n_tokens(n_items))
         self._item_features = None  # their values live in the encoder's buffers now
         if not isinstance(encoder, nn.Module):  # its parameters must register with the module
@@ -125,7 +126,7 @@ class SequentialRec(RecModule):
 
         The one call of the encoder: training, evaluation and serving all go through it.
         """
-        if not self.sample_spec.times:
+        if not self._reads_times:
             return self.encoder(items)  # [B, L, D]
         if times is None:
             raise ValueError(
