@@ -167,3 +167,21 @@ def test_bad_arguments_are_rejected(dm: SeqDataModule, tmp_path: Path) -> None:
     fresh = toy_datamodule(tmp_path / "fresh", ["1 10"], setup=False)
     with pytest.raises(RuntimeError, match="set up"):
         recommend(popularity(dm), fresh)
+
+
+def test_an_item_only_the_features_file_names_is_recommended_and_marked_cold(tmp_path: Path) -> None:
+    """``unknown_items=add``: an item with features and no interaction is in the catalogue, scored through them."""
+    from recsys_attn.models.sasrec import SASRec
+
+    lines = [*EVAL_LINES, "60 900", "60 800", "60 700"]
+    (tmp_path / "items.csv").write_text("item_id,genre\n900,a\n800,a\n700,b\n555,a\n")  # 555: no interaction
+    features = {"path": str(tmp_path / "items.csv"), "unknown_items": "add"}
+    dm = toy_datamodule(tmp_path, lines, SampleSpec("next", 5), features=features)
+    assert dm.prepared is not None and dm.prepared.items["item_id"].to_list()[-1] == 555
+    torch.manual_seed(0)
+    pop, feats = dm.item_popularity, dm.item_features
+    model = SASRec(dm.n_items, pop, item_features=feats, hidden_size=8, num_blocks=1, max_len=5)
+    recs = recommend(model, dm, k=dm.n_items)
+    new = recs.filter(pl.col("item_id") == 555)
+    assert new.height == recs["user_id"].n_unique() and new["cold"].all()  # every user may be served it
+    assert not recs.filter(pl.col("item_id") == 900)["cold"].any()

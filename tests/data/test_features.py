@@ -231,3 +231,37 @@ def test_beauty_s3rec_attributes(real_data_dir: Path, tmp_path: Path) -> None:
     assert found.n_items == 12101 and len(attrs.vocab) == 637 and int(attrs.missing.sum()) == 0
     per_item = (attrs.values[1:] >= 2).sum(1).double().mean()  # [n_items] attributes per item
     assert torch.isclose(per_item, torch.tensor(3.7, dtype=torch.float64), atol=0.05)
+
+
+# -- items only the features file names (unknown_items=add) -------------------------------------------
+
+
+def test_items_only_a_features_file_names_join_the_catalogue_as_cold_items(tmp_path: Path) -> None:
+    from recsys_attn.evaluation.cold import cold_items_of
+    from tests.conftest import toy_datamodule
+
+    (tmp_path / "items.csv").write_text("item_id,x\n10,a\n99,b\n40,b\n98,a\n")
+    features = {"path": str(tmp_path / "items.csv"), "unknown_items": "add"}
+    dm = toy_datamodule(tmp_path, LOG, features=features)
+    assert dm.prepared is not None and dm.item_features is not None
+    assert dm.n_items == 6 and dm.prepared.items["item_id"].to_list() == [10, 20, 30, 40, 99, 98]  # file order
+    assert dm.prepared.items["item_idx"].to_list() == [1, 2, 3, 4, 5, 6]
+    x = column(dm.item_features, "x")
+    assert x.values.shape[0] == 7 and x.vocab == ("a", "b")  # rows for PAD and the six items
+    codes = x.values.squeeze(-1).tolist()  # [7] PAD, 10, 20, 30, 40, 99, 98
+    assert codes[5] == codes[4] != codes[1] == codes[6]  # 99 as 40 ('b'), 98 as 10 ('a'): read through the file
+    assert codes[2] == codes[3] == MISSING  # 20 and 30 have no row
+    assert cold_items_of(dm.item_popularity).nonzero().squeeze(1).tolist()[-2:] == [5, 6]  # never trained on
+    plain = toy_datamodule(tmp_path / "plain", LOG, features={**features, "unknown_items": "report"})
+    assert plain.n_items == 4  # by default the log's items are the catalogue
+
+
+def test_added_items_need_the_logs_ids(tmp_path: Path) -> None:
+    from tests.conftest import toy_datamodule
+
+    (tmp_path / "items.csv").write_text("item_id,x\n10,a\nnew-7,b\n")
+    with pytest.raises(DataError, match=r"items\.csv:3: .*not of the log's type"):
+        toy_datamodule(tmp_path, LOG, features={"path": str(tmp_path / "items.csv"), "unknown_items": "add"})
+    keyed = {"path": str(tmp_path / "items.csv"), "unknown_items": "add", "key_map": "map.txt"}
+    with pytest.raises(ConfigError, match=r"features.unknown_items=add: this file is keyed through key_map"):
+        toy_datamodule(tmp_path / "k", LOG, features=keyed)

@@ -31,7 +31,7 @@ from recsys_attn.data.batches import (
 from recsys_attn.data.cache import load_prepared
 from recsys_attn.data.download import data_path
 from recsys_attn.data.feature_config import FeatureSet, feature_set
-from recsys_attn.data.features import load_item_features
+from recsys_attn.data.features import load_item_features, with_feature_items
 from recsys_attn.data.history import HistoryIndex
 from recsys_attn.data.identity import DataIdentity, data_identity
 from recsys_attn.data.item_features import ItemFeatures
@@ -264,14 +264,20 @@ class SeqDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Build the prepared cache (and the encoded features) once (rank 0); ``setup`` then only reads them."""
         s = self.settings
-        prepared = load_prepared(self.source, self.preparation, s.data_dir, s.cache_dir)
+        prepared = self._load_prepared()
         load_item_features(self.features, self.source, prepared, s.data_dir, s.cache_dir)
+
+    def _load_prepared(self) -> Prepared:
+        """The prepared log, its catalogue extended by the items only feature files name (``unknown_items=add``)."""
+        s = self.settings
+        prepared = load_prepared(self.source, self.preparation, s.data_dir, s.cache_dir)
+        return with_feature_items(self.features, prepared, s.data_dir)
 
     def setup(self, stage: str | None = None) -> None:
         """Read and split the data (once); under a trainer, connect to its model's samples."""
         if self.splits is None:
             s = self.settings
-            self.prepared = load_prepared(self.source, self.preparation, s.data_dir, s.cache_dir)
+            self.prepared = self._load_prepared()
             self.item_features = load_item_features(self.features, self.source, self.prepared, s.data_dir, s.cache_dir)
             self.splits = split_interactions(self.prepared.interactions, self.prepared.n_items, self.split)
             if self.split.cold_items:

@@ -28,9 +28,11 @@ SCALES = ("standard", "minmax", "log", "none")
 """How a numeric feature is scaled over the catalogue's items: ``standard`` (zero mean, unit variance), ``minmax``
 (to [0, 1]), ``log`` (``log1p`` of a non-negative value, then standard), ``none``."""
 
-UNKNOWN_ITEMS = ("report", "error")
+UNKNOWN_ITEMS = ("report", "error", "add")
 """What a file row naming an item the catalogue lacks does: counted and reported (a prepared log drops rare items,
-so a full catalogue file names more items than it keeps), or an error naming its line."""
+so a full catalogue file names more items than it keeps), an error naming its line, or ``add``: the item joins
+the catalogue with no interaction (a new item, cold: scored through its features, ``predict`` can recommend it).
+``add`` changes the catalogue every metric ranks, so it is not the standard protocol's."""
 
 COLUMN_KINDS = ("auto", *FEATURE_KINDS)
 """``auto``: by the column's type (text: categorical, a list of text or integers: multi, a number: numeric, a list

@@ -28,6 +28,7 @@ from recsys_attn.data.item_features import FIRST_VALUE, MISSING, NO_ITEM, Featur
 from recsys_attn.data.prepared import Prepared
 from recsys_attn.data.readers import read_id_map
 from recsys_attn.data.sources import Source
+from recsys_attn.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,49 @@ def load_item_features(
     result = ItemFeatures(tuple(columns))
     _write(result, folder, features)
     return result
+
+
+def with_feature_items(features: FeatureSet, prepared: Prepared, data_dir: str | Path) -> Prepared:
+    """``prepared`` with the items only feature files with ``unknown_items=add`` name appended to its catalogue.
+
+    The new items get ``item_idx`` ``n_items + 1, ...`` in the order of their first row (file by file) and no
+    interaction: cold items, scored through their features. Their ids take the type of the log's item ids.
+    """
+    adding = [f for f in features.files if f.unknown_items == "add"]
+    if not adding:
+        return prepared
+    known = prepared.items.select(canonical_key(pl.col("item_id")))
+    id_type = prepared.items.schema["item_id"]
+    new: list[pl.DataFrame] = []
+    for spec in adding:
+        if spec.key_map is not None:
+            raise ConfigError(
+                f"{spec.config_key}.unknown_items=add: this file is keyed through key_map={spec.key_map}, so its "
+                "new items have no id in the log's numbering; key it by the log's item ids, or use report"
+            )
+        raw = read_features(locate(spec, data_dir), spec)
+        rows = raw.frame.select("key", "line").unique("key", keep="first", maintain_order=True)
+        rows = rows.join(
+            pl.concat([known, *(n.select("key") for n in new)]), on="key", how="anti", maintain_order="left"
+        )
+        ids = rows.with_columns(pl.col("key").cast(id_type, strict=False).alias("item_id"))
+        raw.rows.check(ids, pl.col("item_id").is_null(), "key", f"an item id that is not of the log's type ({id_type})")
+        new.append(ids.select("key", "item_id"))
+    added = pl.concat(new).select("item_id")
+    if not added.height:
+        return prepared
+    n = prepared.n_items
+    rows = added.with_columns(
+        (pl.int_range(pl.len()) + n + 1).cast(prepared.items.schema["item_idx"]).alias("item_idx")
+    )
+    items = pl.concat([prepared.items, rows.select(prepared.items.columns)])
+    log.info(
+        "%d items have features and no interaction (unknown_items=add): added to the catalogue of %d as cold items",
+        added.height,
+        n,
+    )
+    meta = {**prepared.meta, "n_items": items.height, "feature_only_items": added.height}
+    return Prepared(prepared.interactions, prepared.users, items, meta)
 
 
 def _key_map_path(spec: FeatureFile, source: Source, data_dir: str | Path) -> Path | None:

@@ -124,8 +124,13 @@ class RecModule(L.LightningModule):
         """
         raise NotImplementedError
 
+    def scores_of(self, items: Tensor, times: Tensor | None) -> Tensor:
+        """``score`` of inputs ``[B, L]``, handing ``times`` over only when the batch has them (so an override of
+        ``score(items)`` written before timestamps keeps working)."""
+        return self.score(items) if times is None else self.score(items, times)  # [B, V]
+
     def _evaluate(self, batch: EvalBatch, stage: str) -> None:
-        scores = self.score(batch.input, batch.times)  # [B, V]
+        scores = self.scores_of(batch.input, batch.times)  # [B, V]
         filt = (batch.seen_rows, batch.seen_items) if self.settings.filter_seen else (None, None)
         ranks = target_ranks(scores, batch.target, filt[0], filt[1], n_items=self.n_items)  # [B]
         metrics: Any = self.eval_metrics[stage]
@@ -246,7 +251,7 @@ class RecModule(L.LightningModule):
         Padding, MASK (and the user's history when ``filter_seen``) score ``-inf``. ``scores`` ``[B, >= n_items + 1]``
         stand in for the model's own (a popularity fallback for users without a known item).
         """
-        raw = self.score(batch.input, batch.times) if scores is None else scores  # [B, V]
+        raw = self.scores_of(batch.input, batch.times) if scores is None else scores  # [B, V]
         ranked = self._rankable(raw, batch)  # [B, n_items + 1]
         if bool(ranked.isnan().any()):
             raise TrainingError("the model scores items as NaN (diverged weights); retrain with a lower model.lr")
@@ -265,7 +270,7 @@ class RecModule(L.LightningModule):
         known = ~fallback  # [B]
         if bool(known.any()):
             times = None if batch.times is None else batch.times[known]  # [B', L]
-            scores[known] = self.score(batch.input[known], times)[:, : self.n_items + 1].float()  # [B', n_items + 1]
+            scores[known] = self.scores_of(batch.input[known], times)[:, : self.n_items + 1].float()  # [B', V]
         return self.rankable_scores(batch, scores), fallback
 
     def top_k(self, batch: EvalBatch, k: int) -> tuple[Tensor, Tensor]:

@@ -56,13 +56,13 @@ def heldout_batch(model: RecModule, datamodule: SeqDataModule) -> EvalBatch:
 def serving_scores(model: RecModule, batch: EvalBatch) -> Tensor:
     """The model's scores ``[B, V]`` after each input, ``-inf`` for PAD and the batch's seen items (not servable)."""
     with evaluating(model):
-        return model._rankable(model.score(batch.input, batch.times), batch)
+        return model._rankable(model.scores_of(batch.input, batch.times), batch)
 
 
 def accuracy(model: RecModule, batch: EvalBatch, k: int, bootstrap: int, seed: int) -> dict[str, float]:
     """``hr@k``, ``ndcg@k`` (full ranking, history filtered) of the batch's targets, with 95% bootstrap bounds."""
     with evaluating(model):
-        scores = model.score(batch.input, batch.times)  # [B, V]
+        scores = model.scores_of(batch.input, batch.times)  # [B, V]
     ranks = target_ranks(scores, batch.target, batch.seen_rows, batch.seen_items, model.n_items)  # [B]
     values = per_user_values(ranks, [k])
     names = [f"hr@{k}", f"ndcg@{k}"]
