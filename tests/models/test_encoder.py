@@ -72,18 +72,27 @@ def make_encoder(causal: bool, norm_first: bool = True, seed: int = 0, **setting
 SEQ = torch.tensor([[4, 7, 1, 9, 3, 11]])  # [1, 6] no padding
 
 
-@pytest.mark.parametrize("positions", ["from_end", "from_start"])
+POSITIONS = ["from_end", "from_start", "rotary"]
+
+
+def positioned_encoder(causal: bool, positions: str, arch: str) -> SequenceEncoder:
+    if positions == "rotary" and arch == "hstu":
+        pytest.skip("hstu has its own relative position bias: rotary is refused (tested below)")
+    return make_encoder(causal=causal, positions=positions, **ARCHS[arch])
+
+
+@pytest.mark.parametrize("positions", POSITIONS)
 @pytest.mark.parametrize("arch", list(ARCHS))
 @pytest.mark.parametrize("t", [0, 2, 4])
 def test_causal_outputs_ignore_later_positions(arch: str, positions: str, t: int) -> None:
-    enc = make_encoder(causal=True, positions=positions, **ARCHS[arch])
+    enc = positioned_encoder(True, positions, arch)
     changed = SEQ.clone()
     changed[0, t + 1] = 2  # a different item at position t + 1 only
     with torch.no_grad():
         a, b = enc(SEQ), enc(changed)  # [1, 6, D]
     assert_same_outputs(a[:, : t + 1], b[:, : t + 1])
     # Positions from t + 1 on do see the change (the comparison above is not vacuous).
-    assert (a[:, t + 1 :] - b[:, t + 1 :]).abs().amax(-1).min() > 1e-3
+    assert (a[:, t + 1 :] - b[:, t + 1 :]).abs().amax(-1).min() > 1e-4  # far above float32 rounding (~1e-6 here)
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
@@ -120,18 +129,21 @@ def test_attention_mask_causal_and_padding() -> None:
     assert torch.equal(make_encoder(causal=False).attention_mask(items)[0, 0], expected_bidir)
 
 
-@pytest.mark.parametrize("positions", ["from_end", "from_start"])
+@pytest.mark.parametrize("positions", POSITIONS)
 @pytest.mark.parametrize("arch", list(ARCHS))
 @pytest.mark.parametrize("causal", [True, False])
 def test_padding_invariance(causal: bool, arch: str, positions: str) -> None:
-    enc = make_encoder(causal=causal, positions=positions, **ARCHS[arch])
+    enc = positioned_encoder(causal, positions, arch)
     seq = torch.tensor([8, 2, 12, 5])  # 4 real items
     narrow = torch.cat([torch.full((1,), PAD), seq])[None]  # [1, 5]
     wide = torch.cat([torch.full((5,), PAD), seq])[None]  # [1, 9]
     with torch.no_grad():
         out5, out9 = enc(narrow), enc(wide)  # [1, 5, D], [1, 9, D]
-    # The same real items get the same position embeddings, exactly, whatever the padding.
-    assert torch.equal(enc.pos_emb(enc.position_ids(narrow)[..., -4:]), enc.pos_emb(enc.position_ids(wide)[..., -4:]))
+    # The same real items get the same position embeddings, exactly, whatever the padding (rotary: none at all,
+    # its rotations differ by the padding's shift, which the dot products of queries and keys cancel).
+    if enc.pos_emb is not None:
+        ids5, ids9 = enc.position_ids(narrow)[..., -4:], enc.position_ids(wide)[..., -4:]
+        assert torch.equal(enc.pos_emb(ids5), enc.pos_emb(ids9))
     assert_same_outputs(out5[:, -4:], out9[:, -4:])  # attention over 5 or 9 keys: summed in another order
     assert torch.equal(out5[:, :1], torch.zeros(1, 1, HIDDEN))
     assert torch.equal(out9[:, :5], torch.zeros(1, 5, HIDDEN))

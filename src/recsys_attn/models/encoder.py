@@ -8,14 +8,17 @@ import torch
 from torch import Tensor, nn
 
 from recsys_attn.constants import PAD
-from recsys_attn.models.attention import SelfAttention
+from recsys_attn.models.attention import Rotary, SelfAttention
 from recsys_attn.models.hstu_block import HSTUBlock, time_bucket_ids
 from recsys_attn.models.item_embedding import FeatureEmbedding, ItemEmbedding
 from recsys_attn.models.ligr import LiGRBlock
+from recsys_attn.models.rotary import rotary_tables
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU}
-POSITIONS = ("from_end", "from_start")
-"""How position ids are numbered (``model.positions``): see ``SequenceEncoder.position_ids``."""
+POSITIONS = ("from_end", "from_start", "rotary")
+"""How positions enter (``model.positions``): a learned embedding per position id numbered ``from_end`` or
+``from_start`` (see ``SequenceEncoder.position_ids``), or ``rotary``: queries and keys rotated by position
+(``models.rotary``), no position embedding."""
 BLOCK_LAYOUTS = ("standard", "sasrec_reference", "bert_reference", "ligr", "hstu")
 """Wirings of the encoder (``model.block_layout``): ``Block``, ``ReferenceBlock``, a HuggingFace BERT's,
 ``LiGRBlock`` (eSASRec's gated pre-norm layers) or ``HSTUBlock`` (see ``SequenceEncoder``)."""
@@ -57,11 +60,11 @@ class Block(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(hidden, eps=eps), nn.LayerNorm(hidden, eps=eps)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor, rotary: Rotary | None = None) -> Tensor:
         if self.norm_first:
-            x = x + self.drop(self.attn(self.norm1(x), mask))  # [B, L, D]
+            x = x + self.drop(self.attn(self.norm1(x), mask, rotary=rotary))  # [B, L, D]
             return x + self.drop(self.ff(self.norm2(x)))
-        x = self.norm1(x + self.drop(self.attn(x, mask)))
+        x = self.norm1(x + self.drop(self.attn(x, mask, rotary=rotary)))
         return self.norm2(x + self.drop(self.ff(x)))
 
 
@@ -87,9 +90,9 @@ class ReferenceBlock(nn.Module):
         self.norm2 = nn.LayerNorm(hidden, eps=REFERENCE_EPS)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor, rotary: Rotary | None = None) -> Tensor:
         q = self.norm1(x)  # [B, L, D]
-        x = q + self.attn(q, mask, kv=x)  # [B, L, D] keys and values from the un-normalised stream
+        x = q + self.attn(q, mask, kv=x, rotary=rotary)  # [B, L, D] keys and values from the un-normalised stream
         x = self.norm2(x)  # [B, L, D]
         return x + self.drop(self.ff(x))  # [B, L, D] the residual from the normalised stream
 
@@ -97,17 +100,20 @@ class ReferenceBlock(nn.Module):
 class SequenceEncoder(nn.Module):
     """Item + position embeddings, N transformer blocks; scores = dot product with the item table.
 
-    Inputs are left-padded. Both ways of numbering positions (``position_ids``) give the same outputs at
-    the real positions of a sequence whatever its padded width. ``block_layout`` picks ``Block`` (pre- or
-    post-norm by ``norm_first``), ``ReferenceBlock`` (a pre-norm variant: needs ``norm_first``) or
-    ``bert_reference``, a HuggingFace ``BertModel`` as the BERT4Rec reference code uses it (needs post-norm):
-    item embeddings not scaled by sqrt(hidden), a learned token-type vector added to every token, layer norms
-    with eps 1e-12, and no dropout inside the feed-forward; or ``ligr``, eSASRec's ``LiGRBlock`` (pre-norm, gated
-    residual branches, a SwiGLU feed-forward: ``activation`` does not apply); or ``hstu``, ``HSTUBlock`` (pointwise
-    SiLU attention gated by U, a relative position bias, no feed-forward: ``activation`` and ``ff_mult`` do not apply).
+    Inputs are left-padded. Both ways of numbering positions (``position_ids``) give the same outputs at the real
+    positions of a sequence whatever its padded width; so do rotary positions (``models.rotary``: no position
+    embedding, queries and keys rotated by their column, which only relative positions survive). ``block_layout``
+    picks ``Block`` (pre- or post-norm by ``norm_first``), ``ReferenceBlock`` (a pre-norm variant: needs
+    ``norm_first``) or ``bert_reference``, a HuggingFace ``BertModel`` as the BERT4Rec reference code uses it (needs
+    post-norm): item embeddings not scaled by sqrt(hidden), a learned token-type vector added to every token, layer
+    norms with eps 1e-12, and no dropout inside the feed-forward; or ``ligr``, eSASRec's ``LiGRBlock`` (pre-norm,
+    gated residual branches, a SwiGLU feed-forward: ``activation`` does not apply); or ``hstu``, ``HSTUBlock``
+    (pointwise SiLU attention gated by U, a relative position bias, no feed-forward: ``activation`` and ``ff_mult``
+    do not apply).
     """
 
     type_emb: nn.Parameter | None
+    pos_emb: nn.Embedding | None
 
     def __init__(
         self,
@@ -140,12 +146,21 @@ class SequenceEncoder(nn.Module):
             raise ValueError(
                 "model.block_layout: bert_reference is a post-norm layout; it needs model.norm_first=false"
             )
+        if positions == "rotary" and hstu:
+            raise ValueError("model.positions=rotary: the hstu layout has its own relative position bias; use from_end")
+        if positions == "rotary" and (hidden // num_heads) % 2:
+            raise ValueError(
+                f"model.positions=rotary rotates pairs of a head's dimensions: model.hidden_size / model.num_heads "
+                f"= {hidden // num_heads} must be even"
+            )
         if time_buckets and not hstu:
             raise ValueError(f"model.time_buckets: only block_layout=hstu reads timestamps (got {block_layout!r})")
         self.causal, self.max_len, self.norm_first, self.time_buckets = causal, max_len, norm_first, time_buckets
         self.positions, self.block_layout = positions, block_layout
         self.item_emb = ItemEmbedding(n_tokens, hidden)
-        self.pos_emb = nn.Embedding(max_len, hidden)
+        # rotary: positions rotate queries and keys in the attention instead
+        self.pos_emb = None if positions == "rotary" else nn.Embedding(max_len, hidden)
+        self.head_dim = hidden // num_heads
         self.emb_drop = nn.Dropout(dropout)
         eps = REFERENCE_EPS if reference else BERT_EPS if bert else 1e-5  # every layer norm's
         self.blocks = nn.ModuleList(
@@ -216,13 +231,20 @@ class SequenceEncoder(nn.Module):
                 raise ValueError(f"model.time_buckets={self.time_buckets}: the encoder needs the inputs' times [B, L]")
             bucket_ids = time_bucket_ids(times, self.time_buckets)  # [B, L, L]
         keep = (items != PAD).unsqueeze(-1)  # [B, L, 1]
-        x = self.item_emb(items) * self.scale + self.pos_emb(self.position_ids(items))  # [B, L, D]
+        x = self.item_emb(items) * self.scale  # [B, L, D]
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(self.position_ids(items))  # [B, L, D]
         if self.type_emb is not None:
             x = x + self.type_emb  # [B, L, D]
         x = self.emb_drop(self.emb_norm(x)) * keep
         mask = self.attention_mask(items)  # [B, 1, L, L]
+        extra: tuple[object, ...] = ()  # what the blocks read besides states and mask
+        if bucket_ids is not None:
+            extra = (bucket_ids,)
+        elif self.pos_emb is None:
+            extra = (rotary_tables(n, self.head_dim, items.device),)  # ([L, Dh/2], [L, Dh/2])
         for block in self.blocks:
-            x = (block(x, mask, bucket_ids) if bucket_ids is not None else block(x, mask)) * keep  # [B, L, D]
+            x = block(x, mask, *extra) * keep  # [B, L, D]
         return self.final_norm(x) * keep
 
     def item_weights(self, n_items: int) -> Tensor:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recsys_attn.models.attention import SelfAttention
+from recsys_attn.models.attention import Rotary, SelfAttention
 
 
 class SwiGLU(nn.Module):
@@ -42,6 +42,6 @@ class LiGRBlock(nn.Module):
         self.gate1, self.gate2 = nn.Linear(hidden, hidden), nn.Linear(hidden, hidden)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        x = x + self.gate1(x).sigmoid() * self.drop(self.attn(self.norm1(x), mask))  # [B, L, D]
+    def forward(self, x: Tensor, mask: Tensor, rotary: Rotary | None = None) -> Tensor:
+        x = x + self.gate1(x).sigmoid() * self.drop(self.attn(self.norm1(x), mask, rotary=rotary))  # [B, L, D]
         return x + self.gate2(x).sigmoid() * self.drop(self.ff(self.norm2(x)))  # [B, L, D]
