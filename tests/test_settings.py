@@ -142,7 +142,7 @@ def test_every_field_of_every_settings_class_is_type_checked(cls: type, group: s
             TransformerSettings,
             "positions",
             "from_left",
-            "model.positions: expected one of from_end, from_start (got 'from_left')",
+            "model.positions: expected one of from_end, from_start, rotary (got 'from_left')",
         ),
         (
             ClozeSettings,

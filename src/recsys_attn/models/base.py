@@ -92,7 +92,16 @@ class RecModule(L.LightningModule):
     """Checkpoint entry holding the training data's ``DataIdentity`` (source, preparation, item id map hash), so
     the commands that load the checkpoint refuse data whose item ids mean other items."""
     SAME_SHAPE_ARCHITECTURE: ClassVar[frozenset[str]] = frozenset(
-        {"num_heads", "norm_first", "block_layout", "positions", "activation", "feature_fusion", "feature_sides"}
+        {
+            "num_heads",
+            "norm_first",
+            "block_layout",
+            "positions",
+            "activation",
+            "feature_fusion",
+            "feature_sides",
+            "similarity",
+        }
     )
     """Settings that change what the weights compute but not their shapes: a resume may not change them
     (a shape change is refused anyway; ``lr``, ``dropout``, the loss, ... may change)."""

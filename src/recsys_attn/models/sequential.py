@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any, ClassVar, Protocol, cast
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recsys_attn.constants import PAD
@@ -137,7 +138,18 @@ class SequentialRec(RecModule):
 
     def score(self, items: Tensor, times: Tensor | None = None) -> Tensor:
         last = self.states(items, times)[:, -1]  # [B, D] state after the history (cloze: at MASK)
-        return fp32_scores(last, self.encoder.item_weights(self.n_items))  # [B, n_items + 1] fp32 under autocast
+        users, table = self.similarity_inputs(last, self.encoder.item_weights(self.n_items))  # [B, D], [V, D]
+        return fp32_scores(users, table)  # [B, n_items + 1] fp32 under autocast
+
+    def similarity_inputs(self, states: Tensor, table: Tensor) -> tuple[Tensor, Tensor]:
+        """States ``[N, D]`` and item vectors ``[V, D]`` whose dot products are the scores (``model.similarity``).
+
+        ``cosine``: both L2-normalised and the states divided by the temperature (the one place it is applied:
+        every loss and every score goes through here).
+        """
+        if self.settings.similarity == "dot":
+            return states, table
+        return F.normalize(states, dim=-1) / self.settings.temperature, F.normalize(table, dim=-1)  # [N, D], [V, D]
 
     def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor:
         with own_random_state(batch.rng_seed, self.device):  # dropout and negatives replay on resume
@@ -145,10 +157,11 @@ class SequentialRec(RecModule):
             # flat positions with a target, row-major as a boolean mask selects them: the step's one wait
             # for the device (each boolean selection would be one)
             at = (batch.target != PAD).flatten().nonzero().squeeze(1)  # [N]
+            states, table = self.similarity_inputs(hidden.flatten(0, 1)[at], self.encoder.item_weights(self.n_items))
             loss = self.loss_fn(
-                hidden.flatten(0, 1)[at],  # [N, D]
+                states,  # [N, D]
                 batch.target.flatten()[at],  # [N]
-                self.encoder.item_weights(self.n_items),
+                table,  # [V, D]
                 self._loss_context(batch, at),
             )
         self._track_loss(loss.detach(), at.numel())

@@ -60,6 +60,10 @@ class EvalSettings:
         check_ranges(self, "model", checks)
 
 
+SIMILARITIES = ("dot", "cosine")
+"""Values of ``model.similarity``."""
+
+
 @dataclass(frozen=True)
 class SequentialSettings(EvalSettings):
     """Loss and optimisation settings of every sequence recommender, and the two sizes every encoder has."""
@@ -104,11 +108,18 @@ class SequentialSettings(EvalSettings):
     feature_id_dropout: float = 0.0
     """With item features: the share of items whose id vector each training step leaves out (DropoutNet, Volkovs
     et al. 2017), so that the features alone learn to score an item, as they must for a cold one; 0 = off."""
+    similarity: str = "dot"
+    """How a state scores an item, in training and serving: ``dot`` (their dot product) or ``cosine`` (both
+    L2-normalised, divided by ``temperature``: HSTU's reference scoring)."""
+    temperature: float = 0.05
+    """``similarity=cosine``: the divisor of the cosine (HSTU's reference: 0.05)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         checks = [
             ("hidden_size", self.hidden_size >= 1, "must be >= 1"),
+            ("similarity", self.similarity in SIMILARITIES, f"expected one of {', '.join(SIMILARITIES)}"),
+            ("temperature", self.temperature > 0.0, "must be > 0"),
             ("feature_fusion", self.feature_fusion in FUSIONS, f"expected one of {', '.join(FUSIONS)}"),
             ("feature_sides", self.feature_sides in SIDES, f"expected one of {', '.join(SIDES)}"),
             ("feature_id_dropout", 0.0 <= self.feature_id_dropout < 1.0, "must be in [0, 1)"),
@@ -223,12 +234,14 @@ class ESASRecSettings(SASRecSettings):
 class HSTUSettings(SASRecSettings):
     """HSTU (Zhai et al., ICML 2024) as its ML-1M config (generative-recommenders
     configs/ml-1m/hstu-sampled-softmax-n128-final.gin): hidden 50, 2 blocks, 1 head, dropout 0.2, max_len 200,
-    a sampled softmax over 128 negatives, Adam lr 1e-3. Not carried over: its L2-normalised embeddings with
-    temperature 0.05 (scores here are dot products of layer-normed states and item vectors, as every model's)."""
+    a sampled softmax over 128 negatives, Adam lr 1e-3, states and item vectors L2-normalised and their cosine divided
+    by a temperature of 0.05."""
 
     block_layout: str = "hstu"
     loss: str = "sampled_softmax"
     num_negatives: int = 128
+    similarity: str = "cosine"
+    temperature: float = 0.05
     time_buckets: int = 0
     """Buckets of the time between two items, each with a learned attention bias (0: none; the reference: 128)."""
 
