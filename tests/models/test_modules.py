@@ -581,12 +581,13 @@ def test_scores_are_fp32_under_bf16_autocast(cls: type[SequentialRec]) -> None:
     model = build(cls).eval()
     items = WINDOWS[:, 1:]  # [2, 8]
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        hidden = model.encoder(items)[:, -1]  # [2, D]
+        # the states and item vectors the scores are products of (HSTU: normalised, over its temperature)
+        hidden, weights = model.similarity_inputs(model.encoder(items)[:, -1], model.encoder.item_weights(N_ITEMS))
         scores = model.score(items)  # [2, n_items + 1]
     assert scores.dtype == torch.float32  # a bf16 product would tie many items
     # the product itself is fp32: equal to fp32 arithmetic on the same (bf16) states, to the rounding of D terms
     # (a bf16 product would be off by ~eps(bf16) = 8e-3 of each score)
-    weights = model.encoder.item_weights(N_ITEMS).float()
+    weights = weights.float()
     expected = hidden.float() @ weights.T
     rtol = tol(torch.float32, TINY["hidden_size"])
     assert_close(scores, expected, rtol=rtol, atol=rtol * score_mass(hidden, weights), what="scores")

@@ -130,15 +130,16 @@ def trim_left(*tensors: Tensor) -> tuple[Tensor, ...]:
     return tuple(t[:, first:] for t in tensors)
 
 
-def next_item_batch(rows: Tensor, times: Tensor | None = None) -> TrainBatch:
-    """Shifted next-item targets from windows of ``L + 1`` items ``[B, L + 1]`` (and their ``times``, alike)."""
+def next_item_batch(rows: Tensor, times: Tensor | None = None, trim: bool = True) -> TrainBatch:
+    """Shifted next-item targets from windows of ``L + 1`` items ``[B, L + 1]`` (and their ``times``, alike).
+
+    ``trim``: leading columns of padding in every row are dropped (``False``: the batch keeps its width).
+    """
     inp = rows[:, :-1]  # [B, L]
     target = torch.where(inp != PAD, rows[:, 1:], PAD)  # [B, L] no target without an input
-    if times is None:
-        inp, target = trim_left(inp, target)
-        return TrainBatch(inp, target)
-    inp, target, inp_times = trim_left(inp, target, times[:, :-1])
-    return TrainBatch(inp, target, times=inp_times)
+    kept = (inp, target) if times is None else (inp, target, times[:, :-1])
+    inp, target, *rest = trim_left(*kept) if trim else kept
+    return TrainBatch(inp, target, times=rest[0] if rest else None)
 
 
 def cloze_batch(
@@ -148,12 +149,14 @@ def cloze_batch(
     mask_token: int,
     generator: torch.Generator | None = None,
     times: Tensor | None = None,
+    trim: bool = True,
 ) -> TrainBatch:
     """Cloze (masked-item) batch from windows ``[B, L]``: each real item masked with ``mask_prob``.
 
     Rows flagged ``last_only`` mask only their last item, as BERT4Rec's extra training samples do.
     The masks are drawn from ``generator`` (on the rows' device; None = the global random state). A masked
-    item keeps its timestamp in ``times`` ``[B, L]``: when it happened is known, what it was is not.
+    item keeps its timestamp in ``times`` ``[B, L]``: when it happened is known, what it was is not. ``trim`` as
+    in ``next_item_batch``.
     """
     real = rows != PAD  # [B, L]
     random_mask = torch.rand(rows.shape, device=rows.device, generator=generator) < mask_prob  # [B, L]
@@ -162,8 +165,6 @@ def cloze_batch(
     masked = torch.where(last_only[:, None], last, random_mask) & real  # [B, L]
     inp = torch.where(masked, mask_token, rows)  # [B, L]
     target = torch.where(masked, rows, PAD)  # [B, L]
-    if times is None:
-        inp, target = trim_left(inp, target)
-        return TrainBatch(inp, target)
-    inp, target, inp_times = trim_left(inp, target, times)
-    return TrainBatch(inp, target, times=inp_times)
+    kept = (inp, target) if times is None else (inp, target, times)
+    inp, target, *rest = trim_left(*kept) if trim else kept
+    return TrainBatch(inp, target, times=rest[0] if rest else None)

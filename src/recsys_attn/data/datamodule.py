@@ -129,11 +129,15 @@ class SequenceStore:
         seq = self.window_seq[idx % n]  # [B]
         expected = idx.numel() * self.mean_targets if self.settings.length_grouping > 1 else None
         model_seed = batch_seed(seed, 1)  # the model's own stream, apart from the masks'
-        if not self.spec.cloze:
-            return next_item_batch(rows, times)._replace(seq=seq, expected_targets=expected, rng_seed=model_seed)
-        masks = torch.Generator(device=rows.device).manual_seed(seed)
         last_only = idx >= n  # [B]
-        batch = cloze_batch(rows, last_only, self.spec.mask_prob, mask_id(self.n_items), masks, times)
+        static = self.spec.static
+        if static and idx.numel() < self.settings.batch_size:  # a short last batch: filled with empty rows
+            rows, times, seq, last_only = _filled(self.settings.batch_size, rows, times, seq, last_only)
+        if not self.spec.cloze:
+            batch = next_item_batch(rows, times, trim=not static)
+            return batch._replace(seq=seq, expected_targets=expected, rng_seed=model_seed)
+        masks = torch.Generator(device=rows.device).manual_seed(seed)
+        batch = cloze_batch(rows, last_only, self.spec.mask_prob, mask_id(self.n_items), masks, times, trim=not static)
         return batch._replace(seq=seq, expected_targets=expected, rng_seed=model_seed)
 
     def eval_batch(self, idx: Tensor, split: EvalSplit) -> EvalBatch:
@@ -171,6 +175,19 @@ def eval_batch_of(
         later_items.long(),
         inp_times,
     )
+
+
+def _filled(
+    size: int, rows: Tensor, times: Tensor | None, seq: Tensor, last_only: Tensor
+) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
+    """A batch's windows ``[B, W]`` (times, sequences, last-only flags) filled to ``size`` rows with empty ones."""
+    extra = size - rows.shape[0]
+    rows = torch.cat([rows, rows.new_full((extra, rows.shape[1]), PAD)])  # [size, W] no item, so no target
+    if times is not None:
+        times = torch.cat([times, times.new_zeros((extra, times.shape[1]))])  # [size, W]
+    seq = torch.cat([seq, seq.new_zeros(extra)])  # [size]
+    last_only = torch.cat([last_only, last_only.new_zeros(extra)])  # [size]
+    return rows, times, seq, last_only
 
 
 def _mean_targets(real: Tensor, spec: SampleSpec, last_item_copies: bool) -> float:

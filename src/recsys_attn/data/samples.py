@@ -25,6 +25,9 @@ class SampleSpec:
     """Cloze: the probability that each item of a training sequence is masked (next-item: 0)."""
     times: bool = False
     """The model reads each input item's timestamp (HSTU's time buckets): batches carry ``times``."""
+    static: bool = False
+    """Training batches of one shape, ``data.batch_size`` x the full window (no column of padding trimmed, a short
+    last batch filled with empty rows), so a step can be captured once and replayed (``model.static_shapes``)."""
 
     def __post_init__(self) -> None:
         if self.kind not in SAMPLE_KINDS:

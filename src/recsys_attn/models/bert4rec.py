@@ -22,4 +22,5 @@ class BERT4Rec(TransformerRec):
 
     @property
     def sample_spec(self) -> SampleSpec:
-        return SampleSpec("cloze", self.settings.max_len, self.settings.mask_prob)
+        s = self.settings
+        return SampleSpec("cloze", s.max_len, s.mask_prob, static=s.static_shapes)

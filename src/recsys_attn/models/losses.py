@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from recsys_attn.constants import PAD
 from recsys_attn.data.history import HistoryIndex
 from recsys_attn.models.chunked_ce import chunked_cross_entropy
 from recsys_attn.models.fused_ce import fused_cross_entropy
@@ -94,6 +95,18 @@ def full_cross_entropy(hidden: Tensor, targets: Tensor, items: Tensor, ctx: Loss
     logits = hidden @ items.T  # [N, V]
     logits[:, 0] = float("-inf")
     return F.cross_entropy(logits.float(), targets)
+
+
+def masked_cross_entropy(hidden: Tensor, targets: Tensor, items: Tensor) -> Tensor:
+    """``ce`` over every row of ``hidden`` ``[N, D]`` whose target ``[N]`` is not PAD, with no data-dependent shape.
+
+    The mean over the rows with a target, as ``full_cross_entropy`` over those rows alone (padding excluded from
+    the softmax): what a static-shape step computes (``model.static_shapes``).
+    """
+    logits = (hidden @ items.T).float()  # [N, V]
+    pad = torch.arange(items.shape[0], device=items.device) == PAD  # [V]
+    logits = logits.masked_fill(pad[None, :], float("-inf"))  # [N, V]
+    return F.cross_entropy(logits, targets, ignore_index=PAD)  # [] mean over the targets that are not PAD
 
 
 @register("bce")

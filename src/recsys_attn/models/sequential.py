@@ -19,9 +19,10 @@ from recsys_attn.constants import PAD
 from recsys_attn.data.batches import TrainBatch
 from recsys_attn.data.history import HistoryIndex
 from recsys_attn.data.item_features import ItemFeatures
+from recsys_attn.data.samples import SampleSpec
 from recsys_attn.models.base import RecModule, fp32_scores
 from recsys_attn.models.item_embedding import FeatureEmbedding, feature_layers
-from recsys_attn.models.losses import LossContext, get_loss
+from recsys_attn.models.losses import LossContext, get_loss, masked_cross_entropy
 from recsys_attn.models.settings import SequentialSettings
 
 
@@ -106,6 +107,11 @@ class SequentialRec(RecModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.feature_vocab = checkpoint.get(self.FEATURES_KEY, {})
 
+    @property
+    def sample_spec(self) -> SampleSpec:
+        """Next-item samples; with ``model.static_shapes`` batches of one shape."""
+        return SampleSpec("next", self.settings.max_len, static=self.settings.static_shapes)
+
     history: HistoryIndex | None = None
     """Training items per sequence, attached from the datamodule at fit (negatives avoid them)."""
 
@@ -113,7 +119,8 @@ class SequentialRec(RecModule):
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if stage == "fit" and self.settings.negatives_exclude_history and dm is not None:
             self.history = dm.store.history
-        if stage == "fit" and self.settings.compile and not self._compiled:  # evaluate/predict run it eager
+        static = self.settings.static_shapes  # its whole loss is compiled instead, on a GPU (``_static_loss``)
+        if stage == "fit" and self.settings.compile and not static and not self._compiled:  # evaluate/predict: eager
             self.encoder.compile(dynamic=True)  # in place: parameter names (checkpoints) stay as they are
             self._compiled = True
 
@@ -152,6 +159,8 @@ class SequentialRec(RecModule):
         return F.normalize(states, dim=-1) / self.settings.temperature, F.normalize(table, dim=-1)  # [N, D], [V, D]
 
     def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor:
+        if self.settings.static_shapes:
+            return self._static_training_step(batch)
         with own_random_state(batch.rng_seed, self.device):  # dropout and negatives replay on resume
             hidden = self.states(batch.input, batch.times)  # [B, L, D]
             # flat positions with a target, row-major as a boolean mask selects them: the step's one wait
@@ -169,10 +178,36 @@ class SequentialRec(RecModule):
             return loss * (torch.tensor(at.numel()) / batch.expected_targets)  # [] float32, as the mask's sum gave
         return loss
 
-    _loss_sum: Tensor | None = None  # [] the epoch's loss summed over its positions, on the device
-    _loss_positions = 0  # loss positions of the epoch so far (known on the host: nonzero's size)
+    def _static_training_step(self, batch: TrainBatch) -> Tensor:
+        """The step of ``model.static_shapes``: one shape, a masked loss, no wait for the device.
 
-    def _track_loss(self, loss: Tensor, positions: int) -> None:
+        On a GPU ``_masked_loss`` is compiled with ``mode="reduce-overhead"`` at the first step: its forward and
+        backward are captured as CUDA graphs and replayed (one launch each instead of hundreds).
+        """
+        if self._static_loss is None:
+            gpu = batch.input.device.type == "cuda"
+            self._static_loss = torch.compile(self._masked_loss, mode="reduce-overhead") if gpu else self._masked_loss
+        with own_random_state(batch.rng_seed, self.device):  # dropout replays on resume
+            loss, positions = self._static_loss(batch.input, batch.target, batch.times)  # [], [] on the device
+        self._track_loss(loss.detach(), positions)
+        if batch.expected_targets:  # length-grouped batches: weigh each position as a random batch would
+            return loss * (positions / batch.expected_targets)  # []
+        return loss
+
+    _static_loss: Any = None
+    """``_masked_loss``, compiled on a GPU; set at the first static step."""
+
+    def _masked_loss(self, items: Tensor, target: Tensor, times: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Mean cross-entropy over the positions with a target of ``[B, L]`` batches, and their number ``[]``."""
+        hidden = self.states(items, times).flatten(0, 1)  # [B L, D]
+        states, table = self.similarity_inputs(hidden, self.encoder.item_weights(self.n_items))  # [B L, D], [V, D]
+        targets = target.flatten()  # [B L] PAD = no loss
+        return masked_cross_entropy(states, targets, table), (targets != PAD).sum()
+
+    _loss_sum: Tensor | None = None  # [] the epoch's loss summed over its positions, on the device
+    _loss_positions: int | Tensor = 0  # loss positions of the epoch so far (host: nonzero's size; static: device)
+
+    def _track_loss(self, loss: Tensor, positions: int | Tensor) -> None:
         """Keep the epoch's loss on the device; log ``train/loss_step`` only on the steps the loggers record.
 
         ``self.log`` costs Lightning ~1.5 ms a call (it moves its record of the metric to the device each
@@ -189,7 +224,7 @@ class SequentialRec(RecModule):
 
     def on_train_epoch_end(self) -> None:
         if self._loss_sum is not None:
-            mean = self._loss_sum / max(self._loss_positions, 1)  # []
+            mean = self._loss_sum / torch.as_tensor(self._loss_positions).clamp_min(1)  # []
             self.log("train/loss_epoch", mean, on_step=False, on_epoch=True)
         self._loss_sum, self._loss_positions = None, 0
 
