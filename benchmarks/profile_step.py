@@ -81,11 +81,13 @@ def profile(
     trace: Path | None,
     compile_: bool = False,
     bf16: bool = False,
+    warmup: int = 2,
 ) -> Profile:
     """Profile ``steps`` training steps of ``preset`` on ``device``; write a Chrome trace to ``trace`` if given.
 
     ``compile_``: the encoder runs under ``torch.compile(dynamic=True)``, compiled during the warm-up steps.
-    ``bf16``: forward and loss under bf16 autocast (the backward follows the forward's dtypes).
+    ``bf16``: forward and loss under bf16 autocast (the backward follows the forward's dtypes). ``warmup``: steps
+    run before the profiled ones (``model.static_shapes=true`` on a GPU records its CUDA graphs in the first few).
     """
     import torch
     from lightning.fabric.utilities.apply_func import move_data_to_device
@@ -103,7 +105,7 @@ def profile(
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = datamodule.train_dataloader()
     requests = iter(loader)
-    batches = [move_data_to_device(next(requests), on) for _ in range(steps + 2)]
+    batches = [move_data_to_device(next(requests), on) for _ in range(steps + warmup)]
     model.train()
 
     def step(request: Any) -> None:
@@ -114,14 +116,14 @@ def profile(
         loss.backward()
         optimizer.step()
 
-    for request in batches[:2]:
+    for request in batches[:warmup]:
         step(request)
     activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
     with torch_profile(activities=activities) as prof:
         if cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()
-        for request in batches[2:]:
+        for request in batches[warmup:]:
             step(request)
         if cuda:
             torch.cuda.synchronize()  # the steps end when their kernels do
@@ -151,7 +153,8 @@ def short_name(key: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("preset", nargs="?", default="sasrec_ml-1m", help="an experiment of conf/experiment/")
-    parser.add_argument("--steps", type=int, default=12, help="profiled training steps (after 2 warm-up steps)")
+    parser.add_argument("--steps", type=int, default=12, help="profiled training steps (after the warm-up steps)")
+    parser.add_argument("--warmup", type=int, default=2, help="unprofiled steps first (compilation, CUDA graphs)")
     parser.add_argument("--top", type=int, default=8, help="operators recorded in RESULTS.md")
     parser.add_argument("--no-record", action="store_true", help="print only; RESULTS.md is left as it is")
     parser.add_argument("--device", default="cpu", help="where the model, the data and the steps run: cpu, cuda")
@@ -161,7 +164,9 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides after --, e.g. -- model.dropout=0.0")
     args = parser.parse_intermixed_args()  # overrides after the options too (plain parse_args refuses them)
     load = os.getloadavg()[0]
-    p = profile(args.preset, args.steps, args.overrides, args.top, args.device, args.trace, args.compile, args.bf16)
+    p = profile(
+        args.preset, args.steps, args.overrides, args.top, args.device, args.trace, args.compile, args.bf16, args.warmup
+    )
     print(p.tables)
     epoch = p.seconds * p.n_batches
     print(f"{p.seconds * 1000:.1f} ms/step x {p.n_batches} batches = {epoch:.2f} s/epoch (training steps only)")

@@ -28,7 +28,7 @@
 # training against a one-process one) · fast_* (the speed goal: SASRec-CE with larger batches and a scaled
 # learning rate, validation every 2nd epoch over batches of 1,024 users, 45 s fit cap each) · lightning_profile
 # (Lightning's per-hook timings) · profile_compile (the profile step with the encoder under torch.compile,
-# `model.compile`) · precision_* (fp32 vs bf16-mixed, 3 epochs each, SASRec and BERT4Rec) · catalog_* (CE,
+# `model.compile`) · profile_static, static_b128 (issue 27: model.static_shapes, CUDA graphs) · precision_* (fp32 vs bf16-mixed, 3 epochs each, SASRec and BERT4Rec) · catalog_* (CE,
 # sampled softmax and top-10 over 100k and 1M items, 128 x 200 positions).
 # The first call gets through about profile; a second call (device time allowing: every start costs) with
 #   ONLY="ddp fast lightning_profile profile_compile" BUDGET=300 bash benchmarks/gpu/batch.sh   (timeout_s 340)
@@ -172,6 +172,13 @@ step lightning_profile 60 "${BENCH[@]}" --epochs "$SHORT" --no-record -- experim
     +trainer.profiler=simple "${TINY[@]}"
 step profile_compile 120 "$PY" benchmarks/profile_step.py sasrec_ml-1m --steps "$STEPS" --device "$CUDA" --compile \
     -- "${SMALL[@]}"
+# issue 27: the static-shape step (model.static_shapes: CUDA graphs of forward and backward) profiled, then trained
+# as the fast_* runs are, at the preset's batch of 128
+step profile_static 150 "$PY" benchmarks/profile_step.py sasrec_ml-1m --steps "$STEPS" --device "$CUDA" --warmup 6 \
+    -- model.static_shapes=true "${SMALL[@]}"
+step static_b128 90 "${BENCH[@]}" --epochs "$LONG" --metrics-json "$LOGS/static_b128.json" -- experiment=sasrec_ml-1m \
+    "trainer=$DEV" callbacks=default trainer.max_time=00:00:00:45 model.static_shapes=true \
+    data.eval_batch_size=1024 trainer.check_val_every_n_epoch=2 "${TINY[@]}"
 
 for preset in sasrec bert4rec; do
     step "precision_$preset" 100 "$PY" benchmarks/bench_precision.py --epochs "$SHORT" -- \
