@@ -179,6 +179,14 @@ def test_presets_match_the_reproduction_recipes(tmp_path: Path) -> None:
         50,
         20,
     )
+    hstu = compose_train("experiment=hstu_ml-1m", tmp=tmp_path)
+    assert (hstu.data.source.name, hstu.model.time_buckets, hstu.model.similarity, hstu.model.temperature) == (
+        "ml-1m-raw",
+        128,
+        "cosine",
+        0.05,
+    )
+    assert (hstu.model.hidden_size, hstu.model.num_negatives, list(hstu.model.betas)) == (50, 128, [0.9, 0.98])
     for name in ("sasrec_ml-1m", "sasrec_ml-1m_bce", "sasrec_beauty", "sasrec_beauty-s3rec"):
         m = compose_train(f"experiment={name}", tmp=tmp_path).model
         assert (m.hidden_size, m.dropout, list(m.betas), m.lr) == (64, 0.1, [0.9, 0.999], 1e-3), name
