@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -136,6 +138,15 @@ def toy_datamodule(
         dm.setup("fit")
         dm.connect(samples or SampleSpec("next", 200))
     return dm
+
+
+def benchmark_module(name: str) -> ModuleType:
+    """The script ``benchmarks/<name>.py`` imported as a module (the scripts import each other by name)."""
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.pop(0)
 
 
 def timed_datamodule(tmp_path: Path, rows: list[str], samples: SampleSpec) -> SeqDataModule:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, benchmark_module
 
 
 @pytest.mark.slow
@@ -34,11 +34,7 @@ def test_bench_precision_reports_both_precisions_and_the_speedup(real_data_dir: 
 
 
 def test_rows_go_to_the_end_of_their_own_table() -> None:
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    try:
-        from bench_train import with_rows
-    finally:
-        sys.path.pop(0)
+    with_rows = benchmark_module("bench_train").with_rows
     text = "# R\n\n## A\n\n| h |\n|---|\n| a1 |\n\nnote\n\n## B\n\n| h |\n|---|\n| b1 |\n"
     assert with_rows(text, "| a2 |\n", "## A", "unused") == text.replace("| a1 |\n", "| a1 |\n| a2 |\n")
     assert with_rows(text, "| b2 |\n", "## B", "unused") == text + "| b2 |\n"
@@ -103,11 +99,7 @@ def test_catalog_agreement_is_the_largest_relative_difference_of_loss_and_gradie
     import torch
     import torch.nn.functional as F
 
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    try:
-        from bench_catalog import agreement
-    finally:
-        sys.path.pop(0)
+    agreement = benchmark_module("bench_catalog").agreement
     from recsys_attn.models.losses import LossContext, get_loss
 
     g = torch.Generator().manual_seed(0)
@@ -121,11 +113,8 @@ def test_catalog_agreement_is_the_largest_relative_difference_of_loss_and_gradie
 
 
 def test_stopping_replays_a_curve_where_plain_patience_cuts_a_learning_run(tmp_path: Path) -> None:
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    try:
-        from stopping import read_curve, replay
-    finally:
-        sys.path.pop(0)
+    module = benchmark_module("stopping")
+    read_curve, replay = module.read_curve, module.replay
     # Rises to 0.10 at epoch 5, one lucky spike, dips under it for 4 epochs, then climbs to 0.14 by epoch 20.
     curve = [0.02, 0.04, 0.06, 0.08, 0.10, 0.09, 0.095, 0.092, 0.098] + [0.10 + 0.004 * i for i in range(1, 12)]
     curve[4] = 0.11

@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, benchmark_module
 
 SCRIPT = REPO_ROOT / "benchmarks" / "reproduce.py"
 # SASRec-CE preset settings on ml-100k, tiny: a few steps per epoch, 100 evaluated users.
@@ -31,12 +31,7 @@ SCORES = ("val_ndcg@10", "test_ndcg@10", "test_hr@10")
 
 @pytest.fixture(scope="module")
 def rp() -> ModuleType:
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    try:
-        import reproduce
-    finally:
-        sys.path.pop(0)
-    return reproduce
+    return benchmark_module("reproduce")
 
 
 @pytest.fixture(scope="module")

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import csv
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def rt() -> ModuleType:
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    try:
-        import results_table
-    finally:
-        sys.path.pop(0)
-    return results_table
+    return benchmark_module("results_table")
 
 
 def write_csv(path: Path, rows: list[dict[str, str]], columns: tuple[str, ...]) -> Path:
