@@ -137,9 +137,7 @@ def next_item_batch(rows: Tensor, times: Tensor | None = None, trim: bool = True
     """
     inp = rows[:, :-1]  # [B, L]
     target = torch.where(inp != PAD, rows[:, 1:], PAD)  # [B, L] no target without an input
-    kept = (inp, target) if times is None else (inp, target, times[:, :-1])
-    inp, target, *rest = trim_left(*kept) if trim else kept
-    return TrainBatch(inp, target, times=rest[0] if rest else None)
+    return _train_batch(inp, target, None if times is None else times[:, :-1], trim)
 
 
 def cloze_batch(
@@ -165,6 +163,16 @@ def cloze_batch(
     masked = torch.where(last_only[:, None], last, random_mask) & real  # [B, L]
     inp = torch.where(masked, mask_token, rows)  # [B, L]
     target = torch.where(masked, rows, PAD)  # [B, L]
-    kept = (inp, target) if times is None else (inp, target, times)
+    return _train_batch(inp, target, times, trim)
+
+
+def _train_batch(inp: Tensor, target: Tensor, times: Tensor | None, trim: bool) -> TrainBatch:
+    """The batch of inputs, targets and (optional) times ``[B, L]``, their common padding columns trimmed."""
+    kept = with_times((inp, target), times)
     inp, target, *rest = trim_left(*kept) if trim else kept
     return TrainBatch(inp, target, times=rest[0] if rest else None)
+
+
+def with_times(tensors: tuple[Tensor, ...], times: Tensor | None) -> tuple[Tensor, ...]:
+    """``tensors``, followed by ``times`` when there are some (so one ``trim_left`` cuts them all alike)."""
+    return tensors if times is None else (*tensors, times)

@@ -27,6 +27,7 @@ from recsys_attn.data.batches import (
     next_item_batch,
     ragged_coo,
     trim_left,
+    with_times,
 )
 from recsys_attn.data.cache import load_prepared
 from recsys_attn.data.download import data_path
@@ -156,12 +157,9 @@ def eval_batch_of(
     """
     starts, ends = es.starts[idx], es.ends[idx]  # [B]
     history = left_pad(values, starts, ends, spec.history_len).long()  # [B, L'] (values may be int32: widened here)
-    inp_times = None
-    if times is None:
-        (inp,) = trim_left(eval_input(history, spec, n_items))  # [B, <= L] cloze: MASK appended
-    else:
-        history_times = left_pad(times, starts, ends, spec.history_len)  # [B, L']
-        inp, inp_times = trim_left(eval_input(history, spec, n_items), eval_times(history_times, spec))
+    history_times = None if times is None else eval_times(left_pad(times, starts, ends, spec.history_len), spec)
+    inp, *rest = trim_left(*with_times((eval_input(history, spec, n_items),), history_times))  # [B, <= L] (+ times)
+    inp_times = rest[0] if rest else None
     seen_rows, seen_items = ragged_coo(values, starts, ends)  # [S], [S]
     user_ends = es.user_ends[idx]  # [B] whole histories (FULL) have no target and nothing later
     later_rows, later_items = ragged_coo(values, torch.minimum(ends + 1, user_ends), user_ends)  # [S'], [S']

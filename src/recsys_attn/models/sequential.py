@@ -190,27 +190,34 @@ class SequentialRec(RecModule):
 
     def _step_loss(self, batch: TrainBatch) -> Tensor:
         """The training loss of ``batch`` (the step's own part: optimisation is ``training_step``'s)."""
-        if self.settings.static_shapes:
-            return self._static_training_step(batch)
+        positions: int | Tensor  # static: a device count, no host sync; else nonzero's size, on the host
         with own_random_state(batch.rng_seed, self.device):  # dropout and negatives replay on resume
-            hidden = self.states(batch.input, batch.times)  # [B, L, D]
-            # flat positions with a target, row-major as a boolean mask selects them: the step's one wait
-            # for the device (each boolean selection would be one)
-            at = (batch.target != PAD).flatten().nonzero().squeeze(1)  # [N]
-            states, table = self.similarity_inputs(hidden.flatten(0, 1)[at], self.encoder.item_weights(self.n_items))
-            loss = self.loss_fn(
-                states,  # [N, D]
-                batch.target.flatten()[at],  # [N]
-                table,  # [V, D]
-                self._loss_context(batch, at),
-            )
-        self._track_loss(loss.detach(), at.numel())
+            if self.settings.static_shapes:
+                loss, positions = self._static(batch)  # [], []
+            else:
+                loss, positions = self._selected_loss(batch)  # [], int
+        self._track_loss(loss.detach(), positions)
         if batch.expected_targets:  # length-grouped batches: weigh each position as a random batch would
-            return loss * (torch.tensor(at.numel()) / batch.expected_targets)  # [] float32, as the mask's sum gave
+            return loss * (torch.as_tensor(positions) / batch.expected_targets)  # [] float32, as the mask's sum gave
         return loss
 
-    def _static_training_step(self, batch: TrainBatch) -> Tensor:
-        """The step of ``model.static_shapes``: one shape, a masked loss, no wait for the device.
+    def _selected_loss(self, batch: TrainBatch) -> tuple[Tensor, int]:
+        """The configured loss over the positions with a target, and their number (the step's one host sync)."""
+        hidden = self.states(batch.input, batch.times)  # [B, L, D]
+        # flat positions with a target, row-major as a boolean mask selects them: the step's one wait
+        # for the device (each boolean selection would be one)
+        at = (batch.target != PAD).flatten().nonzero().squeeze(1)  # [N]
+        states, table = self.similarity_inputs(hidden.flatten(0, 1)[at], self.encoder.item_weights(self.n_items))
+        loss = self.loss_fn(
+            states,  # [N, D]
+            batch.target.flatten()[at],  # [N]
+            table,  # [V, D]
+            self._loss_context(batch, at),
+        )
+        return loss, at.numel()
+
+    def _static(self, batch: TrainBatch) -> tuple[Tensor, Tensor]:
+        """The loss of ``model.static_shapes``: one shape, a masked loss, no wait for the device.
 
         On a GPU ``_masked_loss`` is compiled with ``mode="reduce-overhead"`` at the first step: its forward and
         backward are captured as CUDA graphs and replayed (one launch each instead of hundreds).
@@ -218,12 +225,7 @@ class SequentialRec(RecModule):
         if self._static_loss is None:
             gpu = batch.input.device.type == "cuda"
             self._static_loss = torch.compile(self._masked_loss, mode="reduce-overhead") if gpu else self._masked_loss
-        with own_random_state(batch.rng_seed, self.device):  # dropout replays on resume
-            loss, positions = self._static_loss(batch.input, batch.target, batch.times)  # [], [] on the device
-        self._track_loss(loss.detach(), positions)
-        if batch.expected_targets:  # length-grouped batches: weigh each position as a random batch would
-            return loss * (positions / batch.expected_targets)  # []
-        return loss
+        return self._static_loss(batch.input, batch.target, batch.times)  # [], []
 
     _static_loss: Any = None
     """``_masked_loss``, compiled on a GPU; set at the first static step."""
