@@ -61,14 +61,33 @@ def test_gru4rec_beats_popularity_on_ml100k(tmp_path: Path, real_data_dir: Path,
     assert gru["test/hr@10"] > pop["test/hr@10"]
 
 
+REFERENCE_ESASREC = [
+    "model.item_dropout=0.2",
+    "model.negatives_per_position=true",
+    "model.negatives_exclude_history=false",
+    "model.init=xavier",
+    "model.scale_embeddings=false",
+    "model.final_norm=false",
+]
+"""eSASRec as RecTools trains it (conf/experiment/esasrec_beauty-s3rec.yaml)."""
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("model", "extra"), [("esasrec", []), ("hstu", []), ("hstu", ["model.time_buckets=128"])], ids=str
+    ("model", "extra"),
+    [
+        ("esasrec", []),
+        ("esasrec", REFERENCE_ESASREC),
+        ("hstu", []),
+        ("hstu", ["model.time_buckets=128"]),
+    ],
+    ids=str,
 )
 def test_newer_encoders_beat_popularity_on_ml100k(
     tmp_path: Path, real_data_dir: Path, shared_cache: Path, model: str, extra: list[str]
 ) -> None:
-    """eSASRec, HSTU and HSTU reading ml-100k's timestamps (its time buckets) learn well above popularity."""
+    """eSASRec (ours and as RecTools trains it), HSTU and HSTU reading ml-100k's timestamps (its time buckets)
+    learn well above popularity."""
     pop = train(tmp_path, shared_cache, "popularity", *ML100K, "model=popularity")
     overrides = [f"model={model}", "model.lr=3e-3", "trainer.max_epochs=5", *extra]
     got = train(tmp_path, shared_cache, model, *ML100K, *overrides)

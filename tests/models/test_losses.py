@@ -10,7 +10,7 @@ from torch import Tensor
 
 from recsys_attn.models import losses
 from recsys_attn.models.losses import LOSSES, LossContext, get_loss
-from tests.tolerances import tol
+from tests.tolerances import assert_close, tol
 
 # Catalogue of 3 items (row 0 = padding), D = 2. Logits are small integers:
 #   hidden[0] = [1, 0] scores items 0..3 as [0, 1, 0, 1]
@@ -266,3 +266,41 @@ def test_sampled_softmax_masks_shared_negatives_in_the_history(monkeypatch: pyte
     # row 0: only its positive is left (loss 0); row 1: target logit 2 against two negatives of logit 2
     row1 = -(2 - log_q) + math.log(3 * math.exp(2 - log_q))
     assert float(loss) == pytest.approx((0.0 + row1) / 2, rel=LOSS_TOL)
+
+
+def test_sampled_softmax_per_position_gives_each_position_its_own_negatives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """eSASRec's reference: ``[N, k]`` negatives, one row per position; one equal to the target is dropped."""
+    calls = fix_negatives(monkeypatch, torch.tensor([[3, 1], [1, 2]]))  # [N, k]
+    ctx = LossContext(N_ITEMS, num_negatives=2, per_position=True)
+    loss = get_loss("sampled_softmax")(HIDDEN, TARGETS, ITEMS, ctx)
+    # Row 0 (target 1, pos 1): its negatives 3 -> 1, 1 -> dropped.  Row 1 (target 2, pos 2): 1 -> 0, 2 -> dropped.
+    row0 = math.log(E + E) - 1
+    row1 = math.log(E**2 + 1) - 2
+    assert calls == [(2, 2)]
+    assert loss.item() == pytest.approx((row0 + row1) / 2, rel=LOSS_TOL)
+
+
+def test_sampled_softmax_per_position_popularity_is_logq_corrected(monkeypatch: pytest.MonkeyPatch) -> None:
+    popularity = torch.tensor([5.0, 1.0, 2.0, 1.0])  # Q = [., 1/4, 1/2, 1/4]
+
+    def fake_multinomial(probs: Tensor, k: int, replacement: bool = False) -> Tensor:
+        assert k == 2 * 1  # N positions x 1 negative
+        return torch.tensor([3, 3])
+
+    monkeypatch.setattr(torch, "multinomial", fake_multinomial)
+    ctx = LossContext(N_ITEMS, num_negatives=1, sampling="popularity", popularity=popularity, per_position=True)
+    loss = get_loss("sampled_softmax")(HIDDEN, TARGETS, ITEMS, ctx)
+    # Row 0 (target 1): pos e^1/.25, neg item 3 -> e^1/.25: log 2.  Row 1 (target 2): pos e^2/.5, neg e^2/.25: log 3.
+    assert loss.item() == pytest.approx((math.log(2) + math.log(3)) / 2, rel=LOSS_TOL)
+
+
+@pytest.mark.parametrize("ratio", [0, losses.GATHER_RATIO], ids=["gathered", "whole-table"])
+def test_gathered_logits_are_each_states_products_with_its_own_items(
+    monkeypatch: pytest.MonkeyPatch, ratio: int
+) -> None:
+    monkeypatch.setattr(losses, "GATHER_RATIO", ratio)  # 0: always gather; GATHER_RATIO: 40 items <= 64 x 5
+    torch.manual_seed(0)
+    hidden, items = torch.randn(7, 16), torch.randn(40, 16)  # [N, D], [V, D]
+    ids = torch.randint(0, 40, (7, 5))  # [N, k]
+    want = torch.stack([items[ids[n]] @ hidden[n] for n in range(7)])  # [N, k] one row at a time
+    assert_close(losses.gathered_logits(hidden, items, ids), want, rtol=tol(torch.float32, 16), what="logits")

@@ -22,6 +22,8 @@ POSITIONS = ("from_end", "from_start", "rotary")
 BLOCK_LAYOUTS = ("standard", "sasrec_reference", "bert_reference", "ligr", "hstu")
 """Wirings of the encoder (``model.block_layout``): ``Block``, ``ReferenceBlock``, a HuggingFace BERT's,
 ``LiGRBlock`` (eSASRec's gated pre-norm layers) or ``HSTUBlock`` (see ``SequenceEncoder``)."""
+INITS = ("normal", "xavier")
+"""Initial weights (``model.init``): N(0, 0.02) as BERT, or Xavier-normal as the SASRec and RecTools code."""
 PRE_NORM_LAYOUTS = ("sasrec_reference", "ligr", "hstu")
 """Layouts that normalise each branch's input (and the encoder's output): they need ``norm_first``."""
 REFERENCE_EPS = 1e-8
@@ -132,8 +134,13 @@ class SequenceEncoder(nn.Module):
         features: FeatureEmbedding | None = None,
         feature_sides: str = "both",
         time_buckets: int = 0,
+        init: str = "normal",
+        scale_embeddings: bool = True,
+        final_norm: bool = True,
     ) -> None:
         super().__init__()
+        if init not in INITS:
+            raise ValueError(f"model.init: expected one of {', '.join(INITS)} (got {init!r})")
         if positions not in POSITIONS:
             raise ValueError(f"model.positions: expected one of {', '.join(POSITIONS)} (got {positions!r})")
         if block_layout not in BLOCK_LAYOUTS:
@@ -173,12 +180,14 @@ class SequenceEncoder(nn.Module):
             else Block(hidden, num_heads, dropout, norm_first, activation, ff_mult, inner_dropout=not bert, eps=eps)
             for _ in range(num_blocks)
         )
-        self.final_norm = nn.LayerNorm(hidden, eps=eps) if norm_first else nn.Identity()
+        self.final_norm = nn.LayerNorm(hidden, eps=eps) if norm_first and final_norm else nn.Identity()
         self.emb_norm = nn.Identity() if norm_first else nn.LayerNorm(hidden, eps=eps)
-        self.scale = 1.0 if bert else math.sqrt(hidden)
+        self.scale = math.sqrt(hidden) if scale_embeddings and not bert else 1.0
         # a BertModel's token-type embedding: every token has type 0, so one learned vector added to each
         self.register_parameter("type_emb", nn.Parameter(torch.empty(hidden)) if bert else None)
         self.apply(self._init)
+        if init == "xavier":
+            xavier_normal(self)
         if self.type_emb is not None:
             nn.init.normal_(self.type_emb, std=0.02)
         self.item_emb.attach(features, feature_sides)  # after the init above: the features initialise their own
@@ -250,3 +259,15 @@ class SequenceEncoder(nn.Module):
     def item_weights(self, n_items: int) -> Tensor:
         """Output table ``[n_items + 1, D]`` (row 0 = padding): the tied input embeddings (with features, fused)."""
         return self.item_emb.output_table(n_items)
+
+
+def xavier_normal(module: nn.Module) -> None:
+    """Every matrix of ``module`` Xavier-normal (the reference code's init: ``xavier_normal_`` on each parameter of
+    two or more dimensions), then the padding rows of its embeddings back to zero."""
+    with torch.no_grad():
+        for param in module.parameters():
+            if param.dim() >= 2:
+                nn.init.xavier_normal_(param)
+        for m in module.modules():
+            if isinstance(m, nn.Embedding) and m.padding_idx is not None:
+                m.weight[m.padding_idx].zero_()

@@ -152,7 +152,11 @@ def _missing(name: str) -> str:
 class ItemEmbedding(nn.Embedding):
     """Item-id vectors ``[n_tokens, D]`` (row ``PAD`` zero), fused with features on the sides ``sides`` names.
 
-    Without features it is exactly the ``nn.Embedding`` it subclasses (same parameter, same computation).
+    Without features and without ``table_dropout`` it is exactly the ``nn.Embedding`` it subclasses (same
+    parameter, same computation). ``table_dropout`` (``model.item_dropout``) drops out elements of the id table in
+    training, one mask per step: ``forward`` draws it and keeps the dropped table, and the ``output_table`` that
+    follows in the same step scores against that table (and lets it go), so a step's inputs and scored items share
+    the mask, as in RecTools' eSASRec.
     """
 
     features: FeatureEmbedding | None
@@ -160,6 +164,8 @@ class ItemEmbedding(nn.Embedding):
     def __init__(self, n_tokens: int, hidden: int) -> None:
         super().__init__(n_tokens, hidden, padding_idx=PAD)
         self.features, self.sides = None, "both"
+        self.table_dropout = 0.0
+        self._step_table: Tensor | None = None  # [T, D] this training step's dropped-out id table
 
     def attach(self, features: FeatureEmbedding | None, sides: str) -> None:
         """Fuse ``features`` into the vectors of ``sides`` (after the encoder has initialised its own weights)."""
@@ -167,17 +173,32 @@ class ItemEmbedding(nn.Embedding):
             raise ValueError(f"model.feature_sides: expected one of {', '.join(SIDES)} (got {sides!r})")
         self.features, self.sides = features, sides
 
+    def _ids(self, draw: bool) -> Tensor:
+        """The id table ``[T, D]`` of this step: dropped out in training with ``table_dropout`` (a new mask when
+        ``draw``, else the one ``forward`` drew, which is then released), the weight itself otherwise."""
+        if not (self.training and self.table_dropout > 0.0):
+            return self.weight
+        table = self._step_table
+        if draw or table is None:
+            table = F.dropout(self.weight, self.table_dropout, training=True)  # [T, D]
+        self._step_table = table if draw else None
+        return table
+
     def forward(self, items: Tensor) -> Tensor:
         """Input vectors ``[..., D]`` of token ids ``[...]``."""
-        if self.features is None or self.sides == "output":
+        if self.table_dropout == 0.0 and (self.features is None or self.sides == "output"):
             return super().forward(items)
-        return F.embedding(items, self.features(self.weight), padding_idx=PAD)  # [..., D]
+        ids = self._ids(draw=True)  # [T, D]
+        if self.features is None or self.sides == "output":
+            return F.embedding(items, ids, padding_idx=PAD)  # [..., D]
+        return F.embedding(items, self.features(ids), padding_idx=PAD)  # [..., D]
 
     def output_table(self, n_items: int) -> Tensor:
         """The item vectors ``[n_items + 1, D]`` (row 0 = padding) sequence states are scored against."""
+        ids = self._ids(draw=False)  # [T, D]
         if self.features is None or self.sides == "input":
-            return self.weight[: n_items + 1]
-        return self.features(self.weight)[: n_items + 1]  # [n_items + 1, D]
+            return ids[: n_items + 1]
+        return self.features(ids)[: n_items + 1]  # [n_items + 1, D]
 
 
 def feature_layers(

@@ -19,6 +19,8 @@ from recsys_attn.data.history import HistoryIndex
 from recsys_attn.models.chunked_ce import chunked_cross_entropy
 from recsys_attn.models.fused_ce import fused_cross_entropy
 
+GATHER_RATIO = 64
+"""``gathered_logits`` multiplies against the whole table while it has at most this many items per negative."""
 CE_MAX_LOGITS = 2**27
 """Default of ``model.ce_max_logits``: the largest positions x items logits block ``ce`` builds (512 MiB of fp32)."""
 
@@ -43,6 +45,8 @@ class LossContext:
     """``[N]`` training sequence of each position, to look ``history`` up."""
     in_batch: int | None = None
     """``mixed_softmax``: the batch's targets used as negatives (None = all)."""
+    per_position: bool = False
+    """``sampled_softmax``: each position draws its own ``num_negatives`` (False: one draw shared by the batch)."""
 
 
 LossFn = Callable[[Tensor, Tensor, Tensor, LossContext], Tensor]
@@ -74,11 +78,22 @@ def negatives_outside_history(n: int, k: int, ctx: LossContext, device: torch.de
     return ctx.history.sample_outside(ctx.seq[:, None].expand(n, k))  # [n, k]
 
 
+def gathered_logits(hidden: Tensor, items: Tensor, ids: Tensor) -> Tensor:
+    """``[N, k]`` dot products of each state ``[N, D]`` with its own items ``ids`` ``[N, k]`` of the table ``[V, D]``.
+
+    Two ways to the same numbers: gathering the ``[N, k, D]`` item vectors, or the ``[N, V]`` logits against the
+    whole table and picking columns. The second moves ``V`` floats a row instead of ``k * D`` and multiplies in
+    one matrix product: the cheaper while ``V <= GATHER_RATIO * k`` (GATHER_RATIO from benchmarks/bench_negatives.py).
+    """
+    if items.shape[0] <= GATHER_RATIO * ids.shape[1]:
+        return (hidden @ items.T).gather(1, ids)  # [N, k]
+    return torch.einsum("nd,nkd->nk", hidden, items[ids])  # [N, k]
+
+
 def _pos_neg_logits(hidden: Tensor, targets: Tensor, items: Tensor, k: int, ctx: LossContext) -> tuple[Tensor, Tensor]:
     pos = (hidden * items[targets]).sum(-1)  # [N]
     neg_ids = negatives_outside_history(targets.numel(), k, ctx, hidden.device)  # [N, k]
-    neg = torch.einsum("nd,nkd->nk", hidden, items[neg_ids])  # [N, k]
-    return pos, neg
+    return pos, gathered_logits(hidden, items, neg_ids)  # [N], [N, k]
 
 
 @register("ce")
@@ -147,23 +162,46 @@ def _corrected_softmax(
 
 @register("sampled_softmax")
 def sampled_softmax(hidden: Tensor, targets: Tensor, items: Tensor, ctx: LossContext) -> Tensor:
-    """Softmax over the target and ``num_negatives`` shared sampled items, logQ-corrected.
+    """Softmax over the target and ``num_negatives`` sampled items, logQ-corrected: one draw shared by the
+    batch, or each position's own (``model.negatives_per_position``, eSASRec's reference).
 
     Every candidate's logit is shifted by ``-log Q(item)`` (Q: the sampling distribution), which makes
     the sampled softmax an unbiased estimate of the full one; negatives equal to the target (or, with a
     history, in the position's training history) are dropped.
     """
     k = ctx.num_negatives
+    n = targets.numel() if ctx.per_position else 1
     if ctx.sampling == "popularity":
         if ctx.popularity is None:
             raise ValueError("model.negative_sampling=popularity needs item popularity from the datamodule")
         probs = _training_shares(ctx.popularity, hidden.device)  # [V]
-        neg_ids = torch.multinomial(probs, k, replacement=True)  # [k]
+        drawn = torch.multinomial(probs, n * k, replacement=True)  # [n k]
+        neg_ids = drawn.view(n, k) if ctx.per_position else drawn  # [N, k] or [k]
         log_q = torch.log(probs.clamp_min(1e-12))  # [V]
     else:
-        neg_ids = uniform_negatives((k,), ctx.n_items, hidden.device)  # [k]
         log_q = torch.full((items.shape[0],), -math.log(ctx.n_items), device=hidden.device)  # [V]
+        if ctx.per_position:  # each position's own, outside its history where there is one (as bce's, gbce's)
+            neg_ids = negatives_outside_history(n, k, ctx, hidden.device)  # [N, k]
+        else:
+            neg_ids = uniform_negatives((k,), ctx.n_items, hidden.device)  # [k]
+    if ctx.per_position:
+        return _own_negatives_softmax(hidden, targets, items, neg_ids, log_q, ctx)
     return _corrected_softmax(hidden, targets, items, neg_ids, log_q, ctx)
+
+
+def _own_negatives_softmax(
+    hidden: Tensor, targets: Tensor, items: Tensor, neg_ids: Tensor, log_q: Tensor, ctx: LossContext
+) -> Tensor:
+    """Softmax of each position's target against its own negatives ``neg_ids`` ``[N, k]``, logits shifted by
+    ``-log_q`` ``[V]``; a negative equal to the target (or, with a history, in the position's training history)
+    is not a negative."""
+    pos = (hidden * items[targets]).sum(-1, keepdim=True) - log_q[targets, None]  # [N, 1]
+    neg = gathered_logits(hidden, items, neg_ids) - log_q[neg_ids]  # [N, k]
+    drop = neg_ids == targets[:, None]  # [N, k]
+    if ctx.history is not None and ctx.seq is not None:
+        drop |= ctx.history.contains(ctx.seq[:, None], neg_ids)
+    logits = torch.cat([pos, neg.masked_fill(drop, float("-inf"))], dim=1).float()  # [N, 1 + k]
+    return F.cross_entropy(logits, torch.zeros_like(targets))
 
 
 @register("mixed_softmax")

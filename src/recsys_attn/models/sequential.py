@@ -21,7 +21,7 @@ from recsys_attn.data.history import HistoryIndex
 from recsys_attn.data.item_features import ItemFeatures
 from recsys_attn.data.samples import SampleSpec
 from recsys_attn.models.base import RecModule, fp32_scores
-from recsys_attn.models.item_embedding import FeatureEmbedding, feature_layers
+from recsys_attn.models.item_embedding import FeatureEmbedding, ItemEmbedding, feature_layers
 from recsys_attn.models.losses import LossContext, get_loss, masked_cross_entropy
 from recsys_attn.models.settings import SequentialSettings
 
@@ -76,6 +76,9 @@ class SequentialRec(RecModule):
         if not isinstance(encoder, nn.Module):  # its parameters must register with the module
             raise TypeError(f"{type(self).__name__}.build_encoder must return an nn.Module, got {type(encoder)}")
         self.encoder = encoder
+        for table in encoder.modules():  # model.item_dropout reaches every encoder's item table from here
+            if isinstance(table, ItemEmbedding):
+                table.table_dropout = self.settings.item_dropout
 
     def build_encoder(self, n_tokens: int) -> ItemEncoder:
         """The encoder (an ``nn.Module``) for token ids ``0..n_tokens - 1``, built from ``self.settings``.
@@ -278,6 +281,7 @@ class SequentialRec(RecModule):
             history,
             seq,
             s.in_batch_negatives,
+            s.negatives_per_position,
         )
 
     def configure_optimizers(self) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from recsys_attn.models.encoder import BLOCK_LAYOUTS, POSITIONS
+from recsys_attn.models.encoder import BLOCK_LAYOUTS, INITS, POSITIONS
 from recsys_attn.models.item_embedding import FUSIONS, SIDES
 from recsys_attn.models.losses import CE_MAX_LOGITS, LOSSES
 from recsys_attn.settings import check_ranges, check_types
@@ -113,6 +113,13 @@ class SequentialSettings(EvalSettings):
     L2-normalised, divided by ``temperature``: HSTU's reference scoring)."""
     temperature: float = 0.05
     """``similarity=cosine``: the divisor of the cosine (HSTU's reference: 0.05)."""
+    item_dropout: float = 0.0
+    """Dropout on the item table itself (every element of the id vectors, rescaled), one mask per training step
+    shared by the items a sequence reads and the items its states are scored against: eSASRec's reference
+    (RecTools' item net drops out the table both sides use); 0 = off."""
+    negatives_per_position: bool = False
+    """sampled_softmax: every position draws its own ``num_negatives`` (eSASRec's reference) instead of the batch
+    sharing one draw; negatives equal to the position's target are not negatives either way."""
     static_shapes: bool = False
     """Train on batches of one shape (``data.batch_size`` x the full window) with a loss that never waits for the
     device (``loss=ce``, masked): on a GPU the step's forward and backward are compiled and replayed as CUDA graphs
@@ -133,6 +140,12 @@ class SequentialSettings(EvalSettings):
             ("feature_fusion", self.feature_fusion in FUSIONS, f"expected one of {', '.join(FUSIONS)}"),
             ("feature_sides", self.feature_sides in SIDES, f"expected one of {', '.join(SIDES)}"),
             ("feature_id_dropout", 0.0 <= self.feature_id_dropout < 1.0, "must be in [0, 1)"),
+            ("item_dropout", 0.0 <= self.item_dropout < 1.0, "must be in [0, 1)"),
+            (
+                "negatives_per_position",
+                not self.negatives_per_position or self.loss == "sampled_softmax",
+                f"applies to loss=sampled_softmax (got loss={self.loss})",
+            ),
             ("dropout", 0.0 <= self.dropout < 1.0, "must be in [0, 1)"),
             ("loss", self.loss in LOSSES, f"expected one of {', '.join(sorted(LOSSES))}"),
             ("num_negatives", self.num_negatives >= 1, "must be >= 1"),
@@ -182,6 +195,14 @@ class TransformerSettings(SequentialSettings):
     activation: str = "gelu"
     ff_mult: int = 4
     """Feed-forward width as a multiple of hidden_size."""
+    init: str = "normal"
+    """Initial weights of every matrix: ``normal`` (N(0, 0.02), as BERT) or ``xavier`` (Xavier-normal, as the
+    SASRec and RecTools reference code); padding rows start at zero either way."""
+    scale_embeddings: bool = True
+    """Multiply the input item vectors by sqrt(hidden_size) (the Transformer's and SASRec's); RecTools does not,
+    and ``bert_reference`` never does."""
+    final_norm: bool = True
+    """Pre-norm layouts: a layer norm over the last block's output (RecTools' eSASRec stack has none)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -194,6 +215,7 @@ class TransformerSettings(SequentialSettings):
             ),
             ("activation", self.activation in ("gelu", "relu"), "expected gelu or relu"),
             ("ff_mult", self.ff_mult >= 1, "must be >= 1"),
+            ("init", self.init in INITS, f"expected one of {', '.join(INITS)}"),
             ("positions", self.positions in POSITIONS, f"expected one of {', '.join(POSITIONS)}"),
             ("block_layout", self.block_layout in BLOCK_LAYOUTS, f"expected one of {', '.join(BLOCK_LAYOUTS)}"),
             (

@@ -38,4 +38,7 @@ class TransformerRec(SequentialRec):
             "block_layout": s.block_layout,
             "features": self.feature_layers(n_tokens),
             "feature_sides": s.feature_sides,
+            "init": s.init,
+            "scale_embeddings": s.scale_embeddings,
+            "final_norm": s.final_norm,
         }
