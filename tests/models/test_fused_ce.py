@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import recsys_attn.models.fused_ce as fused
+from recsys_attn.models import losses
 from recsys_attn.models.fused_ce import fused_cross_entropy
 from recsys_attn.models.losses import LossContext, get_loss
 from tests.tolerances import assert_close, cross_entropy_atol, softmax_tol
@@ -43,7 +44,10 @@ def test_value_and_gradients_match_the_plain_cross_entropy(rows: int, monkeypatc
     assert torch.all(got_w[0] == 0)  # padding gets no gradient
 
 
-def test_the_ce_loss_uses_it_on_the_cpu_and_keeps_its_value(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("fused", [True, False], ids=["past-the-threshold", "below-it"])
+def test_the_ce_loss_uses_it_on_the_cpu_past_its_threshold_and_keeps_its_value(
+    monkeypatch: pytest.MonkeyPatch, fused: bool
+) -> None:
     calls: list[int] = []
 
     def spy(h: torch.Tensor, w: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -52,11 +56,12 @@ def test_the_ce_loss_uses_it_on_the_cpu_and_keeps_its_value(monkeypatch: pytest.
 
     monkeypatch.setattr("recsys_attn.models.losses.fused_cross_entropy", spy)
     hidden, items, targets = case()
+    # the case's 300 x V logits fall on the chosen side of the threshold
+    monkeypatch.setattr(losses, "FUSED_CE_MIN_LOGITS", 0 if fused else hidden.shape[0] * items.shape[0])
     got = get_loss("ce")(hidden, targets, items, LossContext(n_items=items.shape[0] - 1))
     want = reference(hidden, items, targets).item()
-    assert calls == [300] and got.item() == pytest.approx(
-        want, abs=cross_entropy_atol(torch.float32, hidden, items, want)
-    )
+    assert calls == ([300] if fused else [])
+    assert got.item() == pytest.approx(want, abs=cross_entropy_atol(torch.float32, hidden, items, want))
 
 
 def test_under_bf16_autocast_the_loss_is_computed_in_fp32() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -14,12 +15,13 @@ from recsys_attn.errors import TrainingError
 class NonFiniteLossGuard(L.Callback):
     """Stops training with a clear error as soon as the loss is NaN or infinite.
 
-    The flag is accumulated on the device every step and read (one host sync) every
-    ``log_every_n_steps`` and before each validation, so a diverged model never reaches a checkpoint.
+    On the CPU each step's loss is read as it ends (no wait there); on an accelerator the flag is accumulated on
+    the device every step and read (one host sync) every ``log_every_n_steps`` and before each validation, so a
+    diverged model never reaches a checkpoint.
     """
 
     def __init__(self) -> None:
-        self._first_bad: Tensor | None = None  # [] global step of the first non-finite loss, -1 = none
+        self._first_bad: Tensor | int | None = None  # global step of the first non-finite loss ([] on a device)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -27,15 +29,17 @@ class NonFiniteLossGuard(L.Callback):
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if not isinstance(loss, Tensor):
             return
+        if loss.device.type == "cpu":  # reading it costs no wait: the exact step, and no tensor work each step
+            if not math.isfinite(loss.item()):
+                self._first_bad = trainer.global_step
+                self._check(trainer, pl_module)
+            return
         step = torch.tensor(trainer.global_step, device=loss.device)  # []
-        if self._first_bad is None or self._first_bad.device != loss.device:
+        if not isinstance(self._first_bad, Tensor) or self._first_bad.device != loss.device:
             self._first_bad = torch.tensor(-1, device=loss.device)
         fresh = ~torch.isfinite(loss.detach()) & (self._first_bad < 0)  # []
         self._first_bad = torch.where(fresh, step, self._first_bad)
-        if (
-            loss.device.type == "cpu"
-            or trainer.global_step % max(int(getattr(trainer, "log_every_n_steps", 50)), 1) == 0
-        ):
+        if trainer.global_step % max(int(getattr(trainer, "log_every_n_steps", 50)), 1) == 0:
             self._check(trainer, pl_module)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -21,6 +21,10 @@ from recsys_attn.models.fused_ce import fused_cross_entropy
 
 GATHER_RATIO = 64
 """``gathered_logits`` multiplies against the whole table while it has at most this many items per negative."""
+FUSED_CE_MIN_LOGITS = 2**21
+"""``ce`` on the CPU: the fused two-pass loss past this many ``positions x items`` logits, the plain one below. On 2
+AMD EPYC cores (one thread, forward + backward, 2026-12-05): fused/plain 1.75 at 110 x 101 logits, 1.01-1.03 at 0.25M
+and 1M, 0.97 at 6.8M, 0.67 at 22M."""
 CE_MAX_LOGITS = 2**27
 """Default of ``model.ce_max_logits``: the largest positions x items logits block ``ce`` builds (512 MiB of fp32)."""
 
@@ -101,11 +105,13 @@ def full_cross_entropy(hidden: Tensor, targets: Tensor, items: Tensor, ctx: Loss
     """Softmax over the whole catalogue (padding excluded); in item chunks when the logits would not fit.
 
     On the CPU, where streaming the ``[N, V]`` logits through memory dominates, the fused two-pass
-    version; on accelerators the plain one (autocast's matmul precision, fused kernels).
+    version past ``FUSED_CE_MIN_LOGITS`` logits; below it, and on accelerators, the plain one (autocast's matmul
+    precision, fused kernels).
     """
-    if hidden.shape[0] * items.shape[0] > ctx.ce_max_logits:
+    logits_count = hidden.shape[0] * items.shape[0]
+    if logits_count > ctx.ce_max_logits:
         return chunked_cross_entropy(hidden, items, targets, chunk=max(1, ctx.ce_max_logits // hidden.shape[0]))
-    if hidden.device.type == "cpu":
+    if hidden.device.type == "cpu" and logits_count > FUSED_CE_MIN_LOGITS:
         return fused_cross_entropy(hidden, items, targets)
     logits = hidden @ items.T  # [N, V]
     logits[:, 0] = float("-inf")

@@ -120,7 +120,8 @@ class SequentialRec(RecModule):
 
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if stage == "fit" and self.settings.negatives_exclude_history and dm is not None:
+        samples = self.settings.loss != "ce"  # every other loss draws negatives (ce's softmax has no use for them)
+        if stage == "fit" and self.settings.negatives_exclude_history and samples and dm is not None:
             self.history = dm.store.history
         static = self.settings.static_shapes  # its whole loss is compiled instead, on a GPU (``_static_loss``)
         if stage == "fit" and self.settings.compile and not static and not self._compiled:  # evaluate/predict: eager
