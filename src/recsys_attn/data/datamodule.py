@@ -125,9 +125,10 @@ class SequenceStore:
     def train_batch(self, idx: Tensor, seed: int) -> TrainBatch:
         """Training batch for sample indices ``[B]``; its random draws all follow from ``seed``."""
         n = self.windows.shape[0]
-        rows = self.windows[idx % n].long()  # [B, W]
-        times = self.time_windows[idx % n] if self.time_windows is not None else None  # [B, W]
-        seq = self.window_seq[idx % n]  # [B]
+        window = idx % n if self.spec.cloze else idx  # [B] (cloze: indices past n are last-item-only copies)
+        rows = self.windows[window].long()  # [B, W]
+        times = self.time_windows[window] if self.time_windows is not None else None  # [B, W]
+        seq = self.window_seq[window]  # [B]
         expected = idx.numel() * self.mean_targets if self.settings.length_grouping > 1 else None
         model_seed = batch_seed(seed, 1)  # the model's own stream, apart from the masks'
         last_only = idx >= n  # [B]
