@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from recsys_attn.constants import PAD
+from recsys_attn.data.batches import TrainBatch
 from recsys_attn.models.bert4rec import BERT4Rec
 from recsys_attn.models.encoder import SequenceEncoder
 from recsys_attn.models.esasrec import ESASRec
@@ -111,7 +112,7 @@ def test_xavier_init_gives_every_matrix_its_xavier_spread_and_zero_padding() -> 
         # the sample std of n normal draws is within 5 standard errors (std / sqrt(2n)) of the true one
         assert abs(float(values.std()) - want) < 5 * want / math.sqrt(2 * n), name
     assert torch.equal(enc.item_emb.weight[PAD], torch.zeros(32))
-    assert float(encoder().item_emb.weight[1:].std()) == pytest.approx(0.02, rel=0.05)  # normal: N(0, 0.02)
+    assert float(encoder().item_emb.weight[1:].detach().std()) == pytest.approx(0.02, rel=0.05)  # N(0, 0.02)
 
 
 def test_without_the_embedding_scale_the_encoder_reads_the_item_vectors_as_they_are() -> None:
@@ -137,3 +138,18 @@ def test_unknown_init_and_misplaced_per_position_negatives_fail_naming_the_key()
         SASRecSettings(loss="ce", negatives_per_position=True)
     with pytest.raises(ConfigError, match=r"model\.item_dropout"):
         ESASRecSettings(item_dropout=1.0)
+
+
+@pytest.mark.parametrize("own", [True, False])
+def test_the_model_hands_negatives_per_position_to_its_loss(monkeypatch: pytest.MonkeyPatch, own: bool) -> None:
+    seen: list[bool] = []
+
+    def spy(hidden: torch.Tensor, targets: torch.Tensor, items: torch.Tensor, ctx: Any) -> torch.Tensor:
+        seen.append(ctx.per_position)
+        return (hidden.sum() + items.sum()) * 0.0
+
+    model = ESASRec(N_ITEMS, hidden_size=HIDDEN, max_len=5, bootstrap=0, negatives_per_position=own)
+    monkeypatch.setattr(model, "loss_fn", spy)
+    items = torch.tensor([[0, 1, 2, 3, 4]])  # [1, L]
+    model._step_loss(TrainBatch(items, torch.tensor([[0, 2, 3, 4, 5]])))
+    assert seen == [own]
