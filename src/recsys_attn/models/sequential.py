@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Protocol, cast
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 
 from recsys_attn.constants import PAD
@@ -23,6 +24,7 @@ from recsys_attn.data.samples import SampleSpec
 from recsys_attn.models.base import RecModule, fp32_scores
 from recsys_attn.models.item_embedding import FeatureEmbedding, ItemEmbedding, feature_layers
 from recsys_attn.models.losses import LossContext, get_loss, masked_cross_entropy
+from recsys_attn.models.optimiser_step import lean_step, lean_step_applies
 from recsys_attn.models.settings import SequentialSettings
 
 
@@ -130,6 +132,12 @@ class SequentialRec(RecModule):
 
     _compiled = False
 
+    def on_train_start(self) -> None:
+        self._lean_step = lean_step_applies(self.trainer)
+
+    _lean_step = False
+    """Whether a manual step skips Lightning's step hooks (``optimiser_step.lean_step_applies``), set each fit."""
+
     def forward(self, items: Tensor, times: Tensor | None = None) -> Tensor:
         return self.states(items, times)  # [B, L, D]
 
@@ -183,10 +191,13 @@ class SequentialRec(RecModule):
         loss = self._step_loss(batch)
         if self.automatic_optimization:
             return loss
-        optimizer = self.optimizers()
-        optimizer.zero_grad(set_to_none=True)  # type: ignore[union-attr]
-        self.manual_backward(loss)
-        optimizer.step()  # type: ignore[union-attr]
+        optimizer = cast(LightningOptimizer, self.optimizers())
+        if self._lean_step:
+            lean_step(optimizer, loss)
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            optimizer.step()
         scheduler = self.lr_schedulers()
         if scheduler is not None:
             scheduler.step()  # type: ignore[union-attr]
