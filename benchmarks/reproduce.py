@@ -13,7 +13,10 @@ another). Overrides that only say where, how or how long it runs (``trainer=gpu`
 on with another's settings. Training
 goes on until the preset's early stopping on val/ndcg@10 stops it or max_epochs is reached. The best checkpoint
 is then tested (``metrics.json``) and one row goes to benchmarks/REPRODUCE.md and benchmarks/reproduce.csv, with
-its ``seed`` and its ``overrides`` (every override but the seed).
+its ``seed`` and its ``overrides`` (every override but the seed). What ``compare`` needs of the run (``metrics.json``,
+``per_user.parquet``, ``.hydra/``) is kept in benchmarks/runs/<run name>/seed<n>/, so paired tests over recorded rows
+outlive the run directory:
+``python -m recsys_attn.compare runs=[benchmarks/runs/<a>/seed42,benchmarks/runs/<b>/seed42]`` compares two rows.
 
 Started again, the same command carries on where the run stopped:
 - ``<run dir>/checkpoints/last.ckpt`` exists: it resumes from it (``ckpt_path=``), after a killed job, a
@@ -45,6 +48,7 @@ import json
 import logging
 import math
 import pickle
+import shutil
 import subprocess
 import sys
 import time
@@ -57,6 +61,7 @@ from bench_train import machine, with_rows
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 
+from recsys_attn.atomic import write_atomic
 from recsys_attn.run.entry import CONF_DIR, one_line
 from recsys_attn.run.runner import write_json_atomic
 from recsys_attn.tracking.progress import format_duration
@@ -68,6 +73,16 @@ RESULTS_DIR = Path(__file__).resolve().parent
 MARKDOWN = "REPRODUCE.md"
 CSV = "reproduce.csv"
 LEDGER = "reproduce_state.json"
+ARCHIVE = "runs"
+ARCHIVED_FILES = (
+    "metrics.json",
+    "per_user.parquet",
+    ".hydra/config.yaml",
+    ".hydra/overrides.yaml",
+    ".hydra/hydra.yaml",
+)
+"""What ``compare`` reads of a run: kept under ``<results dir>/runs/<run name>/seed<n>/`` beside its row, so a paired
+test over recorded rows works after the run directory (checkpoints, logs) is gone."""
 
 _PAPER = "Klenitskiy & Vasilev, RecSys 2023"
 PUBLISHED: dict[str, tuple[float, str]] = {
@@ -342,6 +357,20 @@ def record(row: dict[str, str], results_dir: Path) -> None:
     rewrite_locked(results_dir / CSV, lambda text: (text or ",".join(COLUMNS) + "\n") + out.getvalue())
 
 
+def archive(run_dir: Path, dest: Path) -> Path:
+    """Copy the run's ``ARCHIVED_FILES`` (those it has) to ``dest``, whole or not at all, replacing an older copy."""
+
+    def copy(tmp: Path) -> None:
+        for name in ARCHIVED_FILES:
+            if (run_dir / name).is_file():
+                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(run_dir / name, tmp / name)
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    return write_atomic(dest, copy, folder=True)
+
+
 def reproduce(preset: str, overrides: list[str], run_dir: Path | None, results_dir: Path) -> dict[str, str] | None:
     """Train (or resume) ``preset`` in its run directory, then record its row; None when training stopped."""
     for option in overrides:
@@ -383,6 +412,8 @@ def reproduce(preset: str, overrides: list[str], run_dir: Path | None, results_d
     converged = convergence(stopped_early, int(metrics["train/epochs"]), max_epochs)
     row = make_row(preset, int(cfg.seed), settings, metrics, ledger, converged)
     record(row, results_dir)
+    kept = archive(run_dir, results_dir / ARCHIVE / run_name(preset, settings) / f"seed{cfg.seed}")
+    log.info("metrics, per-user rows and settings kept in %s (compare runs=[...] reads them)", kept)
     return row
 
 

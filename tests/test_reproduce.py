@@ -5,13 +5,16 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 
+import polars as pl
 import pytest
 
+from recsys_attn.evaluation.report import compare_runs
 from tests.conftest import REPO_ROOT, benchmark_module
 
 SCRIPT = REPO_ROOT / "benchmarks" / "reproduce.py"
@@ -235,6 +238,36 @@ def test_a_seed_is_a_run_of_its_own_and_a_column_of_the_row(
     )
     assert the_run_dir(tmp_path, 42).parent == the_run_dir(tmp_path, 7).parent  # one set of settings, two seeds
     assert rows[0]["test_ndcg@10"] != rows[1]["test_ndcg@10"]  # the seed reached the training
+
+    # each row's evidence is kept beside the tables: a paired test over them works once the run dirs are gone
+    kept = [tmp_path / "results" / "runs" / the_run_dir(tmp_path).parent.name / f"seed{s}" for s in (42, 7)]
+    for seed, path in zip((42, 7), kept, strict=True):
+        original = the_run_dir(tmp_path, seed) / "per_user.parquet"
+        assert (path / "per_user.parquet").read_bytes() == original.read_bytes()
+    shutil.rmtree(tmp_path / "logs")
+    report = compare_runs([str(p) for p in kept], tmp_path / "cmp", samples=200)
+    table = pl.read_csv(report.with_suffix(".csv"))
+    assert table.height == 2
+    assert table["ndcg@10"].to_list() == pytest.approx([float(r["test_ndcg@10"]) for r in rows], abs=5e-5)
+
+
+def test_the_archive_replaces_an_older_copy_whole(rp: ModuleType, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / "metrics.json").write_text("{}")
+    (run / ".hydra" / "config.yaml").write_text("a: 1\n")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"big")
+    dest = tmp_path / "kept" / "p" / "seed1"
+    rp.archive(run, dest)
+    (run / ".hydra" / "config.yaml").write_text("a: 2\n")
+    rp.archive(run, dest)
+    assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()) == [
+        ".hydra/config.yaml",
+        "metrics.json",
+    ]  # no checkpoint, no missing per_user.parquet invented
+    assert (dest / ".hydra" / "config.yaml").read_text() == "a: 2\n"
+    assert [p.name for p in dest.parent.iterdir()] == ["seed1"]  # no temporary left beside it
 
 
 @pytest.mark.parametrize("path", ["/logs/reproduce/p+features=ml-1m/seed42", "/my runs/it's here/seed1"])
