@@ -17,7 +17,9 @@ Python, Lightning, logging and operator dispatch. For each model it times:
 The last line is one JSON object: per model ``step_ratio`` (our step time over the plain loop's), ``op_ratio``
 (operators per step, ours over plain) and ``val_ratio`` (a validation pass of ``--eval-users`` users over 20
 plain steps), with the times behind them. Goals (issue 27): step_ratio <= 1.3, op_ratio <= 1.5, val_ratio <= 1.
-Both run on ``--threads`` torch threads (1 by default: at these sizes threads only add synchronisation, and a
+Each figure is the median over ``--rounds`` back-to-back pairs (plain, then ours), each ratio taken within its pair
+(the spread of step_ratio over the pairs is printed and in the JSON). Both run on ``--threads`` torch threads
+(1 by default: at these sizes threads only add synchronisation, and a
 second job on the machine cannot oversubscribe them). Measure on a quiet machine all the same; rows go to
 benchmarks/RESULTS.md with the command, machine and date.
 """
@@ -195,7 +197,8 @@ def plain(model_name: str, log: Path, eval_users: int, steps: int, tmp: Path) ->
     return {"step_s": statistics.median(times), "ops_per_step": count_ops(prof) / 20}
 
 
-def measure(model: str, eval_users: int, epochs: int, steps: int, extra: list[str]) -> dict[str, float]:
+def measure_round(model: str, eval_users: int, epochs: int, steps: int, extra: list[str]) -> dict[str, float]:
+    """One plain loop and one run of ours, back to back on the same synthetic log."""
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         log = tmp / "log.csv"
@@ -217,6 +220,20 @@ def measure(model: str, eval_users: int, epochs: int, steps: int, extra: list[st
     }
 
 
+def measure(model: str, eval_users: int, epochs: int, steps: int, extra: list[str], rounds: int) -> dict[str, float]:
+    """``rounds`` back-to-back pairs; each figure is the median over them, each ratio taken within its pair.
+
+    A ratio within a pair cancels what drifts between pairs (another job starting, the CPU's clock); the median
+    of the pairs' ratios drops an odd one. ``step_ratio_min``/``_max`` give the spread.
+    """
+    per_round = [measure_round(model, eval_users, epochs, steps, extra) for _ in range(rounds)]
+    out = {key: statistics.median(r[key] for r in per_round) for key in per_round[0]}
+    out["step_ratio_min"] = min(r["step_ratio"] for r in per_round)
+    out["step_ratio_max"] = max(r["step_ratio"] for r in per_round)
+    out["rounds"] = float(rounds)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
@@ -224,14 +241,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="timed steps of the plain loop")
     parser.add_argument("--eval-users", type=int, default=256, help="users of a validation pass (one batch)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of both (1: no thread contention)")
+    parser.add_argument("--rounds", type=int, default=3, help="back-to-back pairs (plain, ours); medians over them")
     parser.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
     parser.add_argument("overrides", nargs="*", help="after --: overrides of our run (e.g. logger=none)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    results = {m: measure(m, args.eval_users, args.epochs, args.steps, args.overrides) for m in args.models}
+    sizes_ = (args.eval_users, args.epochs, args.steps, args.overrides, args.rounds)
+    results = {m: measure(m, *sizes_) for m in args.models}
     for m, r in results.items():
         goals = ", ".join(f"{k} {r[k]:.2f} (goal <= {g})" for k, g in GOALS.items())
-        print(f"{m}: ours {r['ours_step_ms']:.2f} ms/step, plain {r['plain_step_ms']:.2f}; {goals}")
+        spread = f"step_ratio {r['step_ratio_min']:.2f}-{r['step_ratio_max']:.2f} over {args.rounds} rounds"
+        print(f"{m}: ours {r['ours_step_ms']:.2f} ms/step, plain {r['plain_step_ms']:.2f}; {goals}; {spread}")
     if not args.no_record:
         cmd = "python benchmarks/bench_overhead.py " + " ".join(sys.argv[1:])
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)

@@ -153,7 +153,7 @@ def test_bench_overhead_reports_the_three_ratios(tmp_path: Path) -> None:
     """The overhead benchmark runs the real train command and a plain loop and prints its ratios as JSON (no timing
     is asserted: speed is what the benchmark records, not what a test checks)."""
     script = REPO_ROOT / "benchmarks" / "bench_overhead.py"
-    args = ["--models", "sasrec", "--epochs", "2", "--steps", "20", "--no-record"]
+    args = ["--models", "sasrec", "--epochs", "2", "--steps", "20", "--rounds", "2", "--no-record"]
     proc = subprocess.run(
         [sys.executable, str(script), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False
     )
@@ -161,6 +161,7 @@ def test_bench_overhead_reports_the_three_ratios(tmp_path: Path) -> None:
     got = json.loads(proc.stdout.splitlines()[-1])["sasrec"]
     assert {"step_ratio", "op_ratio", "val_ratio"} <= set(got)
     assert got["ours_ops_per_step"] > 0 and got["plain_ops_per_step"] > 0 and got["val_passes"] == 2.0
+    assert got["rounds"] == 2.0 and got["step_ratio_min"] <= got["step_ratio"] <= got["step_ratio_max"]
 
 
 def test_bench_scale_measures_preparation_and_an_epoch(tmp_path: Path) -> None:
