@@ -47,6 +47,7 @@ import io
 import json
 import logging
 import math
+import os
 import pickle
 import shutil
 import subprocess
@@ -74,6 +75,8 @@ MARKDOWN = "REPRODUCE.md"
 CSV = "reproduce.csv"
 LEDGER = "reproduce_state.json"
 ARCHIVE = "runs"
+REQUIRED_FILES = ("metrics.json", "per_user.parquet", ".hydra/config.yaml")
+ROW_FILE = "row.json"
 ARCHIVED_FILES = (
     "metrics.json",
     "per_user.parquet",
@@ -82,7 +85,8 @@ ARCHIVED_FILES = (
     ".hydra/hydra.yaml",
 )
 """What ``compare`` reads of a run: kept under ``<results dir>/runs/<run name>/seed<n>/`` beside its row, so a paired
-test over recorded rows works after the run directory (checkpoints, logs) is gone."""
+test over recorded rows works after the run directory (checkpoints, logs) is gone. One copy per settings and seed:
+the latest row's (its ``row.json`` says which); an earlier row of the same settings and seed keeps only its line."""
 
 _PAPER = "Klenitskiy & Vasilev, RecSys 2023"
 PUBLISHED: dict[str, tuple[float, str]] = {
@@ -357,18 +361,35 @@ def record(row: dict[str, str], results_dir: Path) -> None:
     rewrite_locked(results_dir / CSV, lambda text: (text or ",".join(COLUMNS) + "\n") + out.getvalue())
 
 
-def archive(run_dir: Path, dest: Path) -> Path:
-    """Copy the run's ``ARCHIVED_FILES`` (those it has) to ``dest``, whole or not at all, replacing an older copy."""
+def archive(run_dir: Path, dest: Path, row: dict[str, str]) -> Path:
+    """Copy the run's ``ARCHIVED_FILES`` and its ``row`` (``row.json``: which row, commit and machine they back) to
+    ``dest``, replacing an older copy of the same settings and seed only once the new one is complete.
+
+    Raises:
+        SystemExit: The run lacks a file ``compare`` needs (``REQUIRED_FILES``): nothing is kept or recorded.
+    """
+    missing = [name for name in REQUIRED_FILES if not (run_dir / name).is_file()]
+    if missing:
+        raise SystemExit(f"error: {run_dir} has no {', '.join(missing)}: compare could not read its copy")
 
     def copy(tmp: Path) -> None:
         for name in ARCHIVED_FILES:
             if (run_dir / name).is_file():
                 (tmp / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(run_dir / name, tmp / name)
+        (tmp / ROW_FILE).write_text(json.dumps(row, indent=1) + "\n")
 
+    new, old = dest.with_name(dest.name + ".new"), dest.with_name(dest.name + ".old")
+    for leftover in (new, old):  # of a copy killed half-way: never a kept copy
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    write_atomic(new, copy, folder=True)
     if dest.exists():
-        shutil.rmtree(dest)
-    return write_atomic(dest, copy, folder=True)
+        os.replace(dest, old)
+    os.replace(new, dest)
+    if old.exists():
+        shutil.rmtree(old)
+    return dest
 
 
 def reproduce(preset: str, overrides: list[str], run_dir: Path | None, results_dir: Path) -> dict[str, str] | None:
@@ -411,8 +432,8 @@ def reproduce(preset: str, overrides: list[str], run_dir: Path | None, results_d
     stopped_early = last is not None and last.stopped_early
     converged = convergence(stopped_early, int(metrics["train/epochs"]), max_epochs)
     row = make_row(preset, int(cfg.seed), settings, metrics, ledger, converged)
-    record(row, results_dir)
-    kept = archive(run_dir, results_dir / ARCHIVE / run_name(preset, settings) / f"seed{cfg.seed}")
+    kept = archive(run_dir, results_dir / ARCHIVE / run_name(preset, settings) / f"seed{cfg.seed}", row)
+    record(row, results_dir)  # after its evidence is kept: a failed copy leaves no row without it
     log.info("metrics, per-user rows and settings kept in %s (compare runs=[...] reads them)", kept)
     return row
 

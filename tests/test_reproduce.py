@@ -255,19 +255,34 @@ def test_the_archive_replaces_an_older_copy_whole(rp: ModuleType, tmp_path: Path
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)
     (run / "metrics.json").write_text("{}")
+    (run / "per_user.parquet").write_bytes(b"rows")
     (run / ".hydra" / "config.yaml").write_text("a: 1\n")
     (run / "checkpoints").mkdir()
     (run / "checkpoints" / "last.ckpt").write_bytes(b"big")
     dest = tmp_path / "kept" / "p" / "seed1"
-    rp.archive(run, dest)
+    rp.archive(run, dest, {"commit": "abc"})
     (run / ".hydra" / "config.yaml").write_text("a: 2\n")
-    rp.archive(run, dest)
+    (dest.with_name("seed1.new")).mkdir()  # left by a copy killed half-way
+    rp.archive(run, dest, {"commit": "def"})
     assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()) == [
         ".hydra/config.yaml",
         "metrics.json",
-    ]  # no checkpoint, no missing per_user.parquet invented
+        "per_user.parquet",
+        "row.json",
+    ]  # no checkpoint; the row it backs
     assert (dest / ".hydra" / "config.yaml").read_text() == "a: 2\n"
-    assert [p.name for p in dest.parent.iterdir()] == ["seed1"]  # no temporary left beside it
+    assert json.loads((dest / "row.json").read_text()) == {"commit": "def"}
+    assert [p.name for p in dest.parent.iterdir()] == ["seed1"]  # no temporary, no old copy left beside it
+
+
+def test_a_run_without_what_compare_reads_is_not_kept(rp: ModuleType, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text("{}")
+    dest = tmp_path / "kept" / "seed1"
+    with pytest.raises(SystemExit, match=r"per_user.parquet, .hydra/config.yaml"):
+        rp.archive(run, dest, {})
+    assert not dest.exists()
 
 
 @pytest.mark.parametrize("path", ["/logs/reproduce/p+features=ml-1m/seed42", "/my runs/it's here/seed1"])
