@@ -101,3 +101,18 @@ def test_the_lean_step_applies_only_where_it_does_what_lightning_would(
     listening = L.Trainer(default_root_dir=tmp_path, callbacks=[BackwardCounter()], logger=False)
     assert hooks_listened(listening) == ["BackwardCounter.on_after_backward"]
     assert not lean_step_applies(listening)
+
+
+class _Hook:
+    """A callable object: Lightning cannot read whether it overrides a hook (it has no ``__code__``)."""
+
+    def __call__(self, *args: Any) -> None:
+        pass
+
+
+def test_a_hook_lightning_cannot_inspect_counts_as_listened(tmp_path: Path) -> None:
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, callbacks=[L.pytorch.callbacks.LambdaCallback(on_after_backward=_Hook())]
+    )
+    assert "LambdaCallback.on_after_backward" in hooks_listened(trainer)
+    assert not lean_step_applies(trainer)

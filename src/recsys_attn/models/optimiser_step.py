@@ -20,12 +20,21 @@ STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_st
 """The hooks Lightning calls inside a manual step; a module or callback overriding one keeps Lightning's path."""
 
 
+def _overrides(hook: str, instance: object, parent: type | None = None) -> bool:
+    """Whether ``instance`` overrides ``hook``; True where Lightning cannot tell (a hook without code, such as a
+    callable object given to ``LambdaCallback``): listening is the safe guess."""
+    try:
+        return is_overridden(hook, instance, parent)
+    except (AttributeError, TypeError):
+        return True
+
+
 def hooks_listened(trainer: L.Trainer) -> list[str]:
     """``owner.hook`` for each step hook that the trainer's module (``backward`` too) or a callback overrides."""
     module = trainer.lightning_module
-    listened = [f"module.{hook}" for hook in (*STEP_HOOKS, "backward") if is_overridden(hook, module)]
+    listened = [f"module.{hook}" for hook in (*STEP_HOOKS, "backward") if _overrides(hook, module)]
     for callback in trainer.callbacks:  # type: ignore[attr-defined]
-        listened += [f"{type(callback).__name__}.{h}" for h in STEP_HOOKS if is_overridden(h, callback, L.Callback)]
+        listened += [f"{type(callback).__name__}.{h}" for h in STEP_HOOKS if _overrides(h, callback, L.Callback)]
     return listened
 
 
