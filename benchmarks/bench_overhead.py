@@ -205,9 +205,12 @@ def measure_round(
         tmp = Path(name)
         log = tmp / "log.csv"
         write_log(log)
-        got = ours(model, log, eval_users, epochs, extra, tmp) if ours_first else {}
-        base = plain(model, log, eval_users, steps, tmp)
-        got = got or ours(model, log, eval_users, epochs, extra, tmp)
+        if ours_first:
+            got = ours(model, log, eval_users, epochs, extra, tmp)
+            base = plain(model, log, eval_users, steps, tmp)
+        else:
+            base = plain(model, log, eval_users, steps, tmp)
+            got = ours(model, log, eval_users, epochs, extra, tmp)
     step_s, val_s = statistics.median(got["step_s"]), statistics.median(got["val_s"])
     return {
         "ours_step_ms": 1e3 * step_s,

@@ -63,6 +63,8 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 
 from recsys_attn.atomic import write_atomic
+from recsys_attn.evaluation.outputs import METRICS_FILE, PER_USER_FILE
+from recsys_attn.evaluation.runs import CONFIG_FILE, HYDRA_FILE, OVERRIDES_FILE
 from recsys_attn.run.entry import CONF_DIR, one_line
 from recsys_attn.run.runner import write_json_atomic
 from recsys_attn.tracking.progress import format_duration
@@ -75,15 +77,9 @@ MARKDOWN = "REPRODUCE.md"
 CSV = "reproduce.csv"
 LEDGER = "reproduce_state.json"
 ARCHIVE = "runs"
-REQUIRED_FILES = ("metrics.json", "per_user.parquet", ".hydra/config.yaml")
+REQUIRED_FILES = (METRICS_FILE, PER_USER_FILE, CONFIG_FILE)
 ROW_FILE = "row.json"
-ARCHIVED_FILES = (
-    "metrics.json",
-    "per_user.parquet",
-    ".hydra/config.yaml",
-    ".hydra/overrides.yaml",
-    ".hydra/hydra.yaml",
-)
+ARCHIVED_FILES = (*REQUIRED_FILES, OVERRIDES_FILE, HYDRA_FILE)
 """What ``compare`` reads of a run: kept under ``<results dir>/runs/<run name>/seed<n>/`` beside its row, so a paired
 test over recorded rows works after the run directory (checkpoints, logs) is gone. One copy per settings and seed:
 the latest row's (its ``row.json`` says which); an earlier row of the same settings and seed keeps only its line."""
