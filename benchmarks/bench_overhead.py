@@ -11,8 +11,9 @@ Python, Lightning, logging and operator dispatch. For each model it times:
   batch's start and every validation pass; a step is the time from one batch's start to the next's, the first
   ``--warmup`` of each epoch left out. It also counts the operators (``aten::*``) dispatched over ``--profile``
   steps with torch.profiler.
-- plain: the same model's encoder, its full cross-entropy over the target positions and Adam, in a loop written
-  here over batches built beforehand by the same datamodule: the floor our step is compared with.
+- plain: the same model's encoder, its full cross-entropy over the target positions and its optimiser (the model's
+  AdamW parameter groups and weight decay, its warm-up schedule stepped each step), in a loop written here over
+  batches built beforehand by the same datamodule: the floor our step is compared with.
 
 The last line is one JSON object: per model ``step_ratio`` (our step time over the plain loop's), ``op_ratio``
 (operators per step, ours over plain) and ``val_ratio`` (a validation pass of ``--eval-users`` users over 20
@@ -163,15 +164,18 @@ def ours(model: str, log: Path, eval_users: int, epochs: int, extra: list[str], 
 
 
 def plain(model_name: str, log: Path, eval_users: int, steps: int, tmp: Path) -> dict[str, float]:
-    """The same model's encoder, full cross-entropy and Adam in a plain loop over prebuilt batches."""
+    """The same model's encoder, full cross-entropy and optimiser (AdamW groups, warm-up) in a plain loop over
+    prebuilt batches."""
     torch.manual_seed(0)
     overrides = [f"model={model_name}", *sizes(log, eval_users), f"paths.cache_dir={tmp / 'cache'}"]
     datamodule, model = build(None, overrides)
-    encoder, n_items, lr = model.encoder, model.n_items, model.settings.lr
+    encoder, n_items = model.encoder, model.n_items
     store = datamodule.store
     pool = [store.train_batch(torch.randint(store.n_train_samples, (8,)), seed) for seed in range(64)]
     batches = [(b.input, b.target) for b in pool]
-    optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
+    optimizer = model.build_optimiser()  # the optimiser ours steps (BERT4Rec: weight decay on matrices)
+    factor = model.lr_schedule(lambda: 40 + steps)  # BERT4Rec: a warm-up, stepped as ours steps it
+    scheduler = None if factor is None else torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     encoder.train()
 
     def step(i: int) -> None:
@@ -183,6 +187,8 @@ def plain(model_name: str, log: Path, eval_users: int, steps: int, tmp: Path) ->
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
 
     for i in range(20):
         step(i)

@@ -524,6 +524,13 @@ def test_scheduler_follows_lr_factor() -> None:
     assert lrs == pytest.approx([1e-2 * f for f in expected], abs=1e-2 * tol(torch.float64, 4))  # Python floats
 
 
+def test_lr_schedule_asks_for_the_total_only_when_it_needs_it() -> None:
+    """A constant rate has no schedule (no scheduler, no step count asked); a warm-up has one, flat after it."""
+    assert SASRec(N_ITEMS, **TINY).lr_schedule(lambda: pytest.fail("a constant rate asked for the total")) is None
+    factor = SASRec(N_ITEMS, warmup_steps=4, **TINY).lr_schedule(lambda: 100)
+    assert factor is not None and [factor(s) for s in (0, 1, 3, 4, 99)] == [0.25, 0.5, 1.0, 1.0, 1.0]
+
+
 @pytest.mark.parametrize(
     ("step", "schedule", "expected"),
     [

@@ -7,7 +7,7 @@ A model is declared by the encoder it builds (``build_encoder``) and the samples
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, Protocol, cast
 
@@ -297,23 +297,38 @@ class SequentialRec(RecModule):
         )
 
     def configure_optimizers(self) -> Any:
+        # fused: one kernel for all parameters where every one is on a GPU (a host-bound step there spends
+        # ~1.3 ms a step launching foreach Adam's kernels: benchmarks/RESULTS.md, the H200 batch)
+        clip = getattr(self._trainer, "gradient_clip_val", None)  # no trainer attached: None, "32-true"
+        precision = str(getattr(self._trainer, "precision", "32-true"))
+        devices = {p.device.type for p in self.parameters() if p.requires_grad}
+        opt = self.build_optimiser(fused=fused_adam_applies(devices, clip, precision) or None)
+        factor = self.lr_schedule(lambda: max(int(self.trainer.estimated_stepping_batches), 1))
+        if factor is None:
+            return opt
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def build_optimiser(self, fused: bool | None = None) -> torch.optim.AdamW:
+        """AdamW over the trainable parameters: ``model.weight_decay`` on matrices, none on biases and norms."""
         s = self.settings
         params = [p for p in self.parameters() if p.requires_grad]
         groups = [
             {"params": [p for p in params if p.dim() >= 2], "weight_decay": s.weight_decay},
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
         ]
-        # fused: one kernel for all parameters where every one is on a GPU (a host-bound step there spends
-        # ~1.3 ms a step launching foreach Adam's kernels: benchmarks/RESULTS.md, the H200 batch)
-        clip = getattr(self._trainer, "gradient_clip_val", None)  # no trainer attached: None, "32-true"
-        precision = str(getattr(self._trainer, "precision", "32-true"))
-        fused = fused_adam_applies({p.device.type for p in params}, clip, precision) or None
-        opt = torch.optim.AdamW(groups, lr=s.lr, betas=(s.betas[0], s.betas[1]), fused=fused)
+        return torch.optim.AdamW(groups, lr=s.lr, betas=(s.betas[0], s.betas[1]), fused=fused)
+
+    def lr_schedule(self, total_steps: Callable[[], int]) -> Callable[[int], float] | None:
+        """The learning-rate multiplier by step (``model.warmup_steps``, ``model.schedule``); None when constant.
+
+        ``total_steps`` is asked only by a schedule that needs it (the trainer's estimate, in a fit).
+        """
+        s = self.settings
         if s.warmup_steps == 0 and s.schedule == "constant":
-            return opt
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, s.warmup_steps, total, s.schedule))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+            return None
+        total = total_steps()
+        return lambda step: lr_factor(step, s.warmup_steps, total, s.schedule)
 
 
 def fused_adam_applies(device_types: set[str], gradient_clip_val: float | None, precision: str) -> bool:
