@@ -102,15 +102,18 @@ def encoder(**options: Any) -> SequenceEncoder:
 
 def test_xavier_init_gives_every_matrix_its_xavier_spread_and_zero_padding() -> None:
     enc = encoder(init="xavier", block_layout="ligr")
+    stacked = {"blocks.0.ff.up.weight", "blocks.1.ff.up.weight"}  # SwiGLU's W1 and W3: each its own matrix
+    assert stacked <= {name for name, _ in enc.named_parameters()}
     for name, param in enc.named_parameters():
         if param.dim() < 2:
             continue
-        fan_out, fan_in = param.shape[0], param[0].numel()
-        want = math.sqrt(2.0 / (fan_in + fan_out))
-        values = (param[1:] if name == "item_emb.weight" else param).detach()  # padding row excluded
-        n = values.numel()
-        # the sample std of n normal draws is within 5 standard errors (std / sqrt(2n)) of the true one
-        assert abs(float(values.std()) - want) < 5 * want / math.sqrt(2 * n), name
+        for block in param.chunk(2 if name in stacked else 1, dim=0):
+            fan_out, fan_in = block.shape[0], block[0].numel()
+            want = math.sqrt(2.0 / (fan_in + fan_out))
+            values = (block[1:] if name == "item_emb.weight" else block).detach()  # padding row excluded
+            n = values.numel()
+            # the sample std of n normal draws is within 5 standard errors (std / sqrt(2n)) of the true one
+            assert abs(float(values.std()) - want) < 5 * want / math.sqrt(2 * n), name
     assert torch.equal(enc.item_emb.weight[PAD], torch.zeros(32))
     assert float(encoder().item_emb.weight[1:].detach().std()) == pytest.approx(0.02, rel=0.05)  # N(0, 0.02)
 

@@ -263,11 +263,18 @@ class SequenceEncoder(nn.Module):
 
 def xavier_normal(module: nn.Module) -> None:
     """Every matrix of ``module`` Xavier-normal (the reference code's init: ``xavier_normal_`` on each parameter of
-    two or more dimensions), then the padding rows of its embeddings back to zero."""
+    two or more dimensions), then the padding rows of its embeddings back to zero.
+
+    A layer whose ``row_blocks`` says its weight stacks several matrices (SwiGLU's W1 and W3 in one product) has
+    each block initialised by its own fans, as the reference's separate layers are.
+    """
     with torch.no_grad():
-        for param in module.parameters():
-            if param.dim() >= 2:
-                nn.init.xavier_normal_(param)
+        for m in module.modules():
+            blocks = int(getattr(m, "row_blocks", 1))
+            for param in m.parameters(recurse=False):
+                if param.dim() >= 2:
+                    for block in param.chunk(blocks, dim=0):  # views: initialised in place
+                        nn.init.xavier_normal_(block)
         for m in module.modules():
             if isinstance(m, nn.Embedding) and m.padding_idx is not None:
                 m.weight[m.padding_idx].zero_()

@@ -11,10 +11,22 @@ The gates read the un-normalised residual stream; the feed-forward is SwiGLU wit
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recsys_attn.models.attention import Rotary, SelfAttention
+
+
+class PairedLinear(nn.Linear):
+    """Two linear maps of one input stacked in one weight (one product instead of two).
+
+    ``row_blocks`` tells an init by fans (``encoder.xavier_normal``) to treat each half as its own matrix, as the
+    reference's two separate layers are initialised.
+    """
+
+    row_blocks: ClassVar[int] = 2
 
 
 class SwiGLU(nn.Module):
@@ -22,7 +34,7 @@ class SwiGLU(nn.Module):
 
     def __init__(self, hidden: int, ff_mult: int, dropout: float) -> None:
         super().__init__()
-        self.up = nn.Linear(hidden, 2 * ff_mult * hidden, bias=False)  # W1 and W3 in one product
+        self.up = PairedLinear(hidden, 2 * ff_mult * hidden, bias=False)  # W1 and W3 in one product
         self.down = nn.Linear(ff_mult * hidden, hidden, bias=False)
         self.drop = nn.Dropout(dropout)
 
