@@ -162,6 +162,8 @@ def test_bench_overhead_reports_the_three_ratios(tmp_path: Path) -> None:
     assert {"step_ratio", "op_ratio", "val_ratio"} <= set(got)
     assert got["ours_ops_per_step"] > 0 and got["plain_ops_per_step"] > 0 and got["val_passes"] == 2.0
     assert got["rounds"] == 2.0 and got["step_ratio_min"] <= got["step_ratio"] <= got["step_ratio_max"]
+    # a step splits into the batch (training step) and what comes between batches; medians: close, not equal
+    assert 0 < got["ours_inside_ms"] < got["ours_step_ms"] and 0 < got["ours_between_ms"] < got["ours_step_ms"]
 
 
 def test_bench_scale_measures_preparation_and_an_epoch(tmp_path: Path) -> None:
