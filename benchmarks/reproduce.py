@@ -61,6 +61,7 @@ import torch
 from bench_train import machine, with_rows
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
 
 from recsys_attn.atomic import write_atomic
 from recsys_attn.evaluation.outputs import METRICS_FILE, PER_USER_FILE
@@ -217,6 +218,33 @@ def compose_preset(preset: str, overrides: list[str]) -> Any:
     """The composed ``train`` config of ``experiment=<preset>`` and ``overrides`` (a typo fails here)."""
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose("train", overrides=[f"experiment={preset}", *overrides])
+
+
+TRAINED = ("model", "data", "features", "seed")
+"""The config sections that say what a run trains (a change of trainer, callbacks or paths may carry a run on)."""
+
+
+def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    """``{dotted key: value}`` of a plain container (lists are values)."""
+    if isinstance(node, dict):
+        return {k: v for key, child in node.items() for k, v in _leaves(child, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): node}
+
+
+def settings_changed(saved: DictConfig, now: DictConfig) -> list[str]:
+    """``key: old -> new`` for each setting of ``TRAINED`` that a run's saved config and today's composition both
+    have and that differs (interpolations compared as written): a preset or a default changed since the run began.
+
+    Keys only one side has (a setting added or removed since) are not compared.
+    """
+
+    def flat(cfg: DictConfig) -> dict[str, Any]:
+        whole = OmegaConf.to_container(cfg, resolve=False)  # interpolations as written, not resolved
+        assert isinstance(whole, dict)
+        return _leaves({k: whole.get(k) for k in TRAINED})
+
+    old, new = flat(saved), flat(now)
+    return [f"{k}: {old[k]!r} -> {new[k]!r}" for k in sorted(old.keys() & new.keys()) if old[k] != new[k]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -402,6 +430,17 @@ def reproduce(preset: str, overrides: list[str], run_dir: Path | None, results_d
     max_epochs = cfg.trainer.max_epochs if cfg.trainer.max_epochs not in (None, -1) else math.inf
     metrics_path, last_path = run_dir / "metrics.json", run_dir / "checkpoints" / "last.ckpt"
     last = read_last(last_path)
+    saved = run_dir / CONFIG_FILE
+    if (last is not None or metrics_path.is_file()) and saved.is_file():
+        old_cfg = OmegaConf.load(saved)
+        changed = settings_changed(old_cfg, cfg) if isinstance(old_cfg, DictConfig) else []
+        if changed:
+            raise SystemExit(
+                f"error: {run_dir} was trained with other settings than experiment={preset} "
+                f"{' '.join(overrides)} gives now ({'; '.join(changed)}): carrying it on or recording it again would "
+                "label its row with today's settings. Move it aside (or pass --run-dir) to train these settings, "
+                "or give the old values as overrides to carry it on."
+            )
     ledger = load_ledger(run_dir) if last else []  # no checkpoint: the run starts over
     settle(ledger, run_dir)
 

@@ -13,6 +13,7 @@ from types import ModuleType
 
 import polars as pl
 import pytest
+from omegaconf import OmegaConf
 
 from recsys_attn.evaluation.report import compare_runs
 from tests.conftest import REPO_ROOT, benchmark_module
@@ -291,3 +292,22 @@ def test_a_run_directory_reaches_hydra_whole(rp: ModuleType, path: str) -> None:
 
     (override,) = OverridesParser.create().parse_overrides([f"hydra.run.dir={rp.hydra_quoted(path)}"])
     assert override.value() == path
+
+
+def test_a_run_of_other_settings_is_neither_carried_on_nor_recorded_as_todays(rp: ModuleType, tmp_path: Path) -> None:
+    """A run directory whose saved config trains other settings than the preset composes now (a preset changed
+    since) is refused, naming the settings, before anything is trained or recorded."""
+    today = rp.compose_preset("sasrec_ml-1m", [])
+    assert rp.settings_changed(today, rp.compose_preset("sasrec_ml-1m", ["trainer.max_epochs=3"])) == []
+    old = rp.compose_preset("sasrec_ml-1m", ["model.positions=from_end", "data.batch_size=64"])
+    assert rp.settings_changed(old, today) == [
+        f"data.batch_size: 64 -> {today.data.batch_size!r}",
+        f"model.positions: 'from_end' -> {today.model.positions!r}",
+    ]
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(old))
+    (run_dir / "metrics.json").write_text("{}")  # a finished run: it would be recorded again
+    with pytest.raises(SystemExit, match=r"other settings than experiment=sasrec_ml-1m.*model\.positions: 'from_end'"):
+        rp.main(["sasrec_ml-1m", "--run-dir", str(run_dir), "--results-dir", str(tmp_path / "results")])
+    assert not (tmp_path / "results").exists()
