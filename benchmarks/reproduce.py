@@ -65,7 +65,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from recsys_attn.atomic import write_atomic
 from recsys_attn.evaluation.outputs import METRICS_FILE, PER_USER_FILE
-from recsys_attn.evaluation.runs import CONFIG_FILE, HYDRA_FILE, OVERRIDES_FILE
+from recsys_attn.evaluation.runs import CONFIG_FILE, HYDRA_FILE, OVERRIDES_FILE, read_settings
 from recsys_attn.run.entry import CONF_DIR, one_line
 from recsys_attn.run.runner import write_json_atomic
 from recsys_attn.tracking.progress import format_duration
@@ -428,19 +428,17 @@ def reproduce(preset: str, overrides: list[str], run_dir: Path | None, results_d
         run_dir or Path(cfg.paths.log_dir) / "reproduce" / run_name(preset, settings) / f"seed{cfg.seed}"
     ).resolve()
     max_epochs = cfg.trainer.max_epochs if cfg.trainer.max_epochs not in (None, -1) else math.inf
-    metrics_path, last_path = run_dir / "metrics.json", run_dir / "checkpoints" / "last.ckpt"
+    metrics_path, last_path = run_dir / METRICS_FILE, run_dir / "checkpoints" / "last.ckpt"
     last = read_last(last_path)
-    saved = run_dir / CONFIG_FILE
-    if (last is not None or metrics_path.is_file()) and saved.is_file():
-        old_cfg = OmegaConf.load(saved)
-        changed = settings_changed(old_cfg, cfg) if isinstance(old_cfg, DictConfig) else []
-        if changed:
-            raise SystemExit(
-                f"error: {run_dir} was trained with other settings than experiment={preset} "
-                f"{' '.join(overrides)} gives now ({'; '.join(changed)}): carrying it on or recording it again would "
-                "label its row with today's settings. Move it aside (or pass --run-dir) to train these settings, "
-                "or give the old values as overrides to carry it on."
-            )
+    saved = read_settings(run_dir).config if last is not None or metrics_path.is_file() else None
+    changed = settings_changed(saved, cfg) if saved is not None else []
+    if changed:
+        raise SystemExit(
+            f"error: {run_dir} was trained with other settings than experiment={preset} "
+            f"{' '.join(overrides)} gives now ({'; '.join(changed)}): carrying it on or recording it again would "
+            "label its row with today's settings. Move it aside (or pass --run-dir) to train these settings, "
+            "or give the old values as overrides to carry it on."
+        )
     ledger = load_ledger(run_dir) if last else []  # no checkpoint: the run starts over
     settle(ledger, run_dir)
 
