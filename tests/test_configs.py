@@ -191,7 +191,10 @@ def test_presets_match_the_reproduction_recipes(tmp_path: Path) -> None:
         m = compose_train(f"experiment={name}", tmp=tmp_path).model
         assert (m.hidden_size, m.dropout, list(m.betas), m.lr) == (64, 0.1, [0.9, 0.999], 1e-3), name
         cfg = compose_train(f"experiment={name}", tmp=tmp_path)
-        assert (m.positions, m.block_layout, cfg.data.length_grouping) == ("from_start", "sasrec_reference", 1), name
+        # sasrec_ml-1m keeps only the reference's block: its batches and positions were isolated and did not cost
+        ours = name == "sasrec_ml-1m"
+        form = ("from_end", "sasrec_reference", 8) if ours else ("from_start", "sasrec_reference", 1)
+        assert (m.positions, m.block_layout, cfg.data.length_grouping) == form, name
     gru = compose_train("experiment=gru4rec_ml-1m", tmp=tmp_path)
     assert gru.model._target_.endswith("GRU4Rec") and gru.data.source.name == "ml-1m"
     m = gru.model

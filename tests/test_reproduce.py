@@ -299,15 +299,39 @@ def test_a_run_of_other_settings_is_neither_carried_on_nor_recorded_as_todays(rp
     since) is refused, naming the settings, before anything is trained or recorded."""
     today = rp.compose_preset("sasrec_ml-1m", [])
     assert rp.settings_changed(today, rp.compose_preset("sasrec_ml-1m", ["trainer.max_epochs=3"])) == []
-    old = rp.compose_preset("sasrec_ml-1m", ["model.positions=from_end", "data.batch_size=64"])
+    old = rp.compose_preset("sasrec_ml-1m", ["model.positions=from_start", "data.batch_size=64"])
     assert rp.settings_changed(old, today) == [
         f"data.batch_size: 64 -> {today.data.batch_size!r}",
-        f"model.positions: 'from_end' -> {today.model.positions!r}",
+        f"model.positions: 'from_start' -> {today.model.positions!r}",
     ]
     run_dir = tmp_path / "run"
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(old))
     (run_dir / "metrics.json").write_text("{}")  # a finished run: it would be recorded again
-    with pytest.raises(SystemExit, match=r"other settings than experiment=sasrec_ml-1m.*model\.positions: 'from_end'"):
+    refused = r"other settings than experiment=sasrec_ml-1m.*model\.positions: 'from_start'"
+    with pytest.raises(SystemExit, match=refused):
         rp.main(["sasrec_ml-1m", "--run-dir", str(run_dir), "--results-dir", str(tmp_path / "results")])
     assert not (tmp_path / "results").exists()
+
+
+KEPT_ROWS = sorted((REPO_ROOT / "benchmarks" / "runs").glob("*/seed*/row.json"))
+
+
+@pytest.mark.parametrize("row_file", KEPT_ROWS, ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}")
+def test_a_kept_run_is_labelled_with_what_it_trained(rp: ModuleType, row_file: Path) -> None:
+    """Each run kept in benchmarks/runs: its row's preset and overrides compose today to the settings its saved config
+    trained, it lies under the run name of those settings, and reproduce.csv holds the same row. A preset that takes
+    a new setting must re-base the overrides of the rows recorded before (and move their kept runs), or the README's
+    tables and ``compare`` would label an old run with the preset's new settings."""
+    from recsys_attn.evaluation.runs import read_settings
+
+    row = json.loads(row_file.read_text())
+    overrides = row["overrides"].split()
+    saved = read_settings(row_file.parent).config
+    assert saved is not None, f"{row_file.parent}: no .hydra/config.yaml"
+    now = rp.compose_preset(row["preset"], [*overrides, f"seed={row['seed']}"])
+    assert rp.settings_changed(saved, now) == []
+    assert row_file.parent.parent.name == rp.run_name(row["preset"], overrides)
+    with (REPO_ROOT / "benchmarks" / "reproduce.csv").open(newline="") as fh:
+        recorded = [{k: r[k] for k in row} for r in csv.DictReader(fh)]
+    assert row in recorded
