@@ -23,6 +23,8 @@
 # Steps, most wanted first (the first batch, 2026-11-30, ran the earlier list up to ddp_eval2; benchmarks/RESULTS.md):
 # versions (+ pip_install of .whl when needed) · repro_sasrec, repro_bert4rec (`reproduce.py` of both ml-1m presets
 # to convergence, BERT4Rec's 200 epochs, under fit caps of 150 s and 225 s; their rows in $OUT/reproduce/) ·
+# repro_bce, repro_s3_* (issue 26: the runs `compare` needs for a comparison of every model on ml-1m and on
+# S3-Rec's Beauty, rows and kept runs in $OUT/reproduce/; ~100 s each under fit caps) ·
 # profile (torch.profiler over 20 SASRec steps: ms/step, GPU busy share, kernels by GPU time) · ddp_* (one
 # checkpoint evaluated by one process and by two sharing the GPU must give equal metrics; a two-process
 # training against a one-process one) · fast_* (the speed goal: SASRec-CE with larger batches and a scaled
@@ -32,7 +34,9 @@
 # sampled softmax and top-10 over 100k and 1M items, 128 x 200 positions).
 # The first call gets through about profile; a second call (device time allowing: every start costs) with
 #   ONLY="ddp fast lightning_profile profile_compile" BUDGET=300 bash benchmarks/gpu/batch.sh   (timeout_s 340)
-# runs the rest.
+# runs the rest. Issue 26's runs alone, in one call (~9 minutes; timeout_s 600):
+#   ONLY="repro_bert4rec repro_bce repro_s3_sasrec repro_s3_sasrec_f repro_s3_bert4rec repro_s3_bert4rec_f
+#         repro_s3_esasrec64 repro_s3_esasrec256" bash benchmarks/gpu/batch.sh
 # ONLY="repro profile" runs just the steps named (a step's name, or the prefix before its `_`: ddp, fast,
 # precision, catalog); unset: every step, in the order above, as the budget allows.
 #
@@ -122,6 +126,7 @@ if [ -d .whl ] && ! "$PY" -c "import hydra, omegaconf, polars" 2>/dev/null; then
 fi
 if [ -f .carry/ml-1m.tar.gz ]; then
     mkdir -p "$WORK/data" && tar -xzf .carry/ml-1m.tar.gz -C "$WORK/data" && export RECSYS_ATTN_DATA_DIR=$WORK/data
+    [ -f .carry/beauty-s3rec.tar.gz ] && tar -xzf .carry/beauty-s3rec.tar.gz -C "$WORK/data"
 fi
 export PYTHONPATH=$ROOT/src${PYTHONPATH:+:$PYTHONPATH}
 (nvidia-smi || echo "(no nvidia-smi)") >"$LOGS/nvidia-smi.log" 2>&1
@@ -140,6 +145,26 @@ step repro_sasrec 190 "$PY" benchmarks/reproduce.py sasrec_ml-1m "trainer=$DEV" 
 step repro_bert4rec 270 "$PY" benchmarks/reproduce.py bert4rec_ml-1m "trainer=$DEV" trainer.enable_progress_bar=false \
     trainer.max_time=00:00:03:45 "trainer.max_epochs=$LONG" "${TINY[@]}" --run-dir "$WORK/runs/bert4rec_ml-1m" \
     --results-dir "$REPRO"
+# issue 26: the converged runs that `compare` needs for the comparison of every model on one data set (their kept
+# copies come back in $OUT/reproduce/runs/): SASRec-BCE on ml-1m, and each model on S3-Rec's Beauty with and without
+# features (eSASRec: the reference's random batches at the benchmark README's hidden 64 and at the configs' 256)
+step repro_bce 120 "$PY" benchmarks/reproduce.py sasrec_ml-1m_bce "trainer=$DEV" trainer.enable_progress_bar=false \
+    trainer.max_time=00:00:01:40 "trainer.max_epochs=$LONG" "${TINY[@]}" "paths.log_dir=$WORK/repro-logs" --results-dir "$REPRO"
+if [ -f "$RECSYS_ATTN_DATA_DIR/beauty-s3rec/Beauty.txt" ]; then
+    while read -r name preset extra; do
+        # shellcheck disable=SC2086  # $extra: the run's overrides, words on purpose
+        step "repro_s3_$name" 100 "$PY" benchmarks/reproduce.py "$preset" "trainer=$DEV" \
+            trainer.enable_progress_bar=false trainer.max_time=00:00:01:15 "trainer.max_epochs=$LONG" $extra \
+            "${TINY[@]}" "paths.log_dir=$WORK/repro-logs" --results-dir "$REPRO"
+    done <<'RUNS'
+sasrec sasrec_beauty-s3rec
+sasrec_f sasrec_beauty-s3rec features=beauty-s3rec
+bert4rec bert4rec_beauty-s3rec
+bert4rec_f bert4rec_beauty-s3rec features=beauty-s3rec
+esasrec64 esasrec_beauty-s3rec data.length_grouping=1 model.hidden_size=64
+esasrec256 esasrec_beauty-s3rec data.length_grouping=1
+RUNS
+fi
 for run in sasrec_ml-1m bert4rec_ml-1m; do cp "$WORK/runs/$run/metrics.json" "$LOGS/repro_$run.json" 2>/dev/null; done
 step profile 60 "$PY" benchmarks/profile_step.py sasrec_ml-1m --steps "$STEPS" --device "$CUDA" \
     --trace "$LOGS/sasrec_step_trace.json" -- "${SMALL[@]}"
