@@ -13,7 +13,9 @@ Python, Lightning, logging and operator dispatch. For each model it times:
   steps with torch.profiler.
 - plain: the same model's encoder, its full cross-entropy over the target positions and its optimiser (the model's
   AdamW parameter groups and weight decay, its warm-up schedule stepped each step), in a loop written here over
-  batches built beforehand by the same datamodule: the floor our step is compared with.
+  batches built beforehand by the same datamodule: the floor our step is compared with. As a diagnostic it also
+  times the same step with each batch built just before it (the build timed apart): what the work between steps
+  does to a step's own time, and ``step_ratio_building``, ours over a plain loop that builds its batches.
 
 The last line is one JSON object: per model ``step_ratio`` (our step time over the plain loop's), ``op_ratio``
 (operators per step, ours over plain) and ``val_ratio`` (a validation pass of ``--eval-users`` users over 20
@@ -43,6 +45,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -192,8 +195,7 @@ def plain(model_name: str, log: Path, eval_users: int, steps: int, tmp: Path) ->
     scheduler = None if factor is None else torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     encoder.train()
 
-    def step(i: int) -> None:
-        items, target = batches[i % len(batches)]  # [B, L], [B, L]
+    def step(items: Tensor, target: Tensor) -> None:  # [B, L], [B, L]
         hidden = encoder(items)  # [B, L, D]
         at = target != 0  # [B, L] positions with a target
         logits = hidden[at] @ encoder.item_weights(n_items).T  # [N, n_items + 1]
@@ -205,16 +207,32 @@ def plain(model_name: str, log: Path, eval_users: int, steps: int, tmp: Path) ->
             scheduler.step()
 
     for i in range(20):
-        step(i)
+        step(*batches[i % len(batches)])
     times = []
     for i in range(steps):
         start = time.perf_counter()
-        step(i)
+        step(*batches[i % len(batches)])
         times.append(time.perf_counter() - start)
+    # the same step with its batch built just before it, as a loop that builds its batches does (ours does): the
+    # build is timed apart, so the step's own time says what the work between steps does to it (caches, branch
+    # predictors), apart from what that work costs
+    built, builds = [], []
+    for i in range(steps):
+        start = time.perf_counter()
+        batch = store.train_batch(torch.randint(store.n_train_samples, (8,)), 64 + i)
+        between = time.perf_counter()
+        step(batch.input, batch.target)
+        built.append(time.perf_counter() - between)
+        builds.append(between - start)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for i in range(20):
-            step(i)
-    return {"step_s": statistics.median(times), "ops_per_step": count_ops(prof) / 20}
+            step(*batches[i % len(batches)])
+    return {
+        "step_s": statistics.median(times),
+        "built_step_s": statistics.median(built),
+        "build_s": statistics.median(builds),
+        "ops_per_step": count_ops(prof) / 20,
+    }
 
 
 def measure_round(
@@ -238,6 +256,11 @@ def measure_round(
         "step_ratio": step_s / base["step_s"],
         "ours_inside_ms": 1e3 * statistics.median(got["inside_s"]),  # the training step, hooks around it
         "ours_between_ms": 1e3 * statistics.median(got["between_s"]),  # the loop, the next batch built
+        # diagnostics, not goals: the plain step with a batch built before each (build timed apart), and our step
+        # over a plain loop that builds its batches as ours does
+        "plain_built_step_ms": 1e3 * base["built_step_s"],
+        "plain_build_ms": 1e3 * base["build_s"],
+        "step_ratio_building": step_s / (base["built_step_s"] + base["build_s"]),
         "ours_ops_per_step": got["ops_per_step"],
         "plain_ops_per_step": base["ops_per_step"],
         "op_ratio": got["ops_per_step"] / base["ops_per_step"],
@@ -284,7 +307,12 @@ def main() -> None:
         goals = ", ".join(f"{k} {r[k]:.2f} (goal <= {g})" for k, g in GOALS.items())
         spread = f"step_ratio {r['step_ratio_min']:.2f}-{r['step_ratio_max']:.2f} over {args.rounds} rounds"
         split = f"inside the batch {r['ours_inside_ms']:.2f}, between batches {r['ours_between_ms']:.2f}"
+        built = (
+            f"plain with each batch built first: step {r['plain_built_step_ms']:.2f} + build "
+            f"{r['plain_build_ms']:.2f}, ours over it {r['step_ratio_building']:.2f}"
+        )
         print(f"{m}: ours {r['ours_step_ms']:.2f} ms/step ({split}), plain {r['plain_step_ms']:.2f}; {goals}; {spread}")
+        print(f"  {built}")
     if not args.no_record:
         cmd = "python benchmarks/bench_overhead.py " + " ".join(sys.argv[1:])
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)

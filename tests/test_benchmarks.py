@@ -164,6 +164,10 @@ def test_bench_overhead_reports_the_three_ratios(tmp_path: Path) -> None:
     assert got["rounds"] == 2.0 and got["step_ratio_min"] <= got["step_ratio"] <= got["step_ratio_max"]
     # a step splits into the batch (training step) and what comes between batches; medians: close, not equal
     assert 0 < got["ours_inside_ms"] < got["ours_step_ms"] and 0 < got["ours_between_ms"] < got["ours_step_ms"]
+    # the diagnostic plain loop that builds each batch first: its step and its build, each timed
+    assert got["plain_built_step_ms"] > 0 and got["plain_build_ms"] > 0
+    built = got["plain_built_step_ms"] + got["plain_build_ms"]
+    assert got["step_ratio_building"] == pytest.approx(got["ours_step_ms"] / built, rel=0.5)  # medians of pairs
 
 
 def test_bench_scale_measures_preparation_and_an_epoch(tmp_path: Path) -> None:
