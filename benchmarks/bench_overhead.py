@@ -122,7 +122,7 @@ class StepClock(L.Callback):
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
         now = time.perf_counter()
-        last_epoch = trainer.current_epoch == trainer.max_epochs - 1
+        last_epoch = trainer.current_epoch == (trainer.max_epochs or 0) - 1
         start, stop = self.warmup, self.warmup + self.profile_steps
         if self._last is not None and idx > self.warmup and not (last_epoch and start < idx <= stop):
             self.steps.append(now - self._last)
