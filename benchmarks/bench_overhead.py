@@ -188,8 +188,11 @@ def plain(model_name: str, log: Path, eval_users: int, steps: int, tmp: Path) ->
     datamodule, model = build(None, overrides)
     encoder, n_items = model.encoder, model.n_items
     store = datamodule.store
-    pool = [store.train_batch(torch.randint(store.n_train_samples, (8,)), seed) for seed in range(64)]
-    batches = [(b.input, b.target) for b in pool]
+
+    def draw(seed: int) -> Any:  # a batch of 8 random samples, as ours draws them
+        return store.train_batch(torch.randint(store.n_train_samples, (8,)), seed)
+
+    batches = [(b.input, b.target) for b in map(draw, range(64))]
     optimizer = model.build_optimiser()  # the optimiser ours steps (BERT4Rec: weight decay on matrices)
     factor = model.lr_schedule(lambda: 40 + steps)  # BERT4Rec: a warm-up, stepped as ours steps it
     scheduler = None if factor is None else torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
@@ -219,7 +222,7 @@ def plain(model_name: str, log: Path, eval_users: int, steps: int, tmp: Path) ->
     built, builds = [], []
     for i in range(steps):
         start = time.perf_counter()
-        batch = store.train_batch(torch.randint(store.n_train_samples, (8,)), 64 + i)
+        batch = draw(64 + i)
         between = time.perf_counter()
         step(batch.input, batch.target)
         built.append(time.perf_counter() - between)
