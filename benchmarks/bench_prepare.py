@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from bench_train import machine
 
 from recsys_attn.data.cache import load_prepared
 from recsys_attn.data.preprocess import Preparation
@@ -77,10 +77,6 @@ def run_fresh(source: Source, prep: Preparation, data_dir: str, cache_dir: str) 
     """Run ``_timed`` in a fresh spawned process."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(_timed, (source, prep, data_dir, cache_dir))
-
-
-def machine() -> str:
-    return f"{platform.platform()}, {os.cpu_count()} cores"
 
 
 def main() -> None:

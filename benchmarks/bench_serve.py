@@ -120,15 +120,6 @@ def serve(
     return seconds, float(served.group(1)), usage.ru_maxrss / 1024  # KiB on Linux
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (empty elsewhere)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return ""
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -158,12 +149,11 @@ def main() -> None:
                 sys.exit(f"error: {out} holds {meta.num_rows} rows, expected {10 * n}")
             command = f"python benchmarks/bench_serve.py --users {n} --format {args.format} --device {args.device}"
             command += f" --threads {args.threads}" if args.threads is not None else ""
-            where = f"{machine()}, {cpu_model()}".rstrip(", ")
             note = f"load average {load:.1f} at start{'; ' + args.note if args.note else ''}"
             speed = n / serving
             size = f"{args.format}, {histories.stat().st_size / 2**20:.0f} MiB"
             rows += (
-                f"| {dt.date.today()} | {where} | `{command}` | {n:,} | {size} | {peak:.0f} | {seconds:.1f} | "
+                f"| {dt.date.today()} | {machine()} | `{command}` | {n:,} | {size} | {peak:.0f} | {seconds:.1f} | "
                 f"{serving:.1f} | {speed:,.0f} | {meta.num_row_groups} | {note} |\n"
             )
             print(rows.splitlines()[-1], flush=True)

@@ -34,7 +34,9 @@ HEADER = (
 
 
 def machine() -> str:
-    """The OS, core count and GPU name (when there is one) of this machine."""
+    """The OS, core count, CPU (model and widest vector unit) and GPU name (when there is one) of this machine."""
+    from recsys_attn.run.hardware import cpu_description
+
     gpu = ""
     try:
         import torch
@@ -43,7 +45,8 @@ def machine() -> str:
             gpu = f", {torch.cuda.get_device_name(0)}"
     except ImportError:
         pass
-    return f"{platform.platform()}, {os.cpu_count()} cores{gpu}"
+    cpu = cpu_description()
+    return f"{platform.platform()}, {os.cpu_count()} cores{', ' + cpu if cpu else ''}{gpu}"
 
 
 def run_train(epochs: int, overrides: list[str]) -> tuple[dict[str, float], str]:

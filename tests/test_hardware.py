@@ -9,10 +9,12 @@ import lightning as L
 import pytest
 
 from recsys_attn.run import runner
-from recsys_attn.run.hardware import cpu_bf16_flags, warn_if_bf16_is_emulated
+from recsys_attn.run.hardware import cpu_bf16_flags, cpu_description, warn_if_bf16_is_emulated
 
 X86_AVX2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n\nprocessor\t: 1\nflags\t\t: fpu sse2 avx avx2 fma\n"
 X86_AMX = "processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16 amx_tile amx_bf16\n"
+AMD_BF16 = "processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: avx2 avx512f avx512_bf16\n"
+INTEL = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: avx2 avx512f amx_tile amx_bf16\n"
 ARM_BF16 = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\nCPU implementer\t: 0x41\n"
 POWER = "processor\t: 0\ncpu\t\t: POWER9, altivec supported\n"
 
@@ -36,8 +38,23 @@ def test_bf16_flags_are_read_from_cpuinfo(tmp_path: Path, text: str, expected: f
     assert cpu_bf16_flags(cpuinfo(tmp_path, text)) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (INTEL, "Intel(R) Xeon(R) Processor, AMX"),
+        (AMD_BF16, "AMD EPYC 9R14, AVX-512 BF16"),  # one VM name has been seen on both: the rows must differ
+        (X86_AVX2, "AVX2"),  # no model name line
+        (ARM_BF16, "BF16"),
+        (POWER, ""),  # neither a model name nor flags
+    ],
+)
+def test_cpu_description_names_the_model_and_widest_vector_unit(tmp_path: Path, text: str, expected: str) -> None:
+    assert cpu_description(cpuinfo(tmp_path, text)) == expected
+
+
 def test_unreadable_cpuinfo_is_unknown_not_absent(tmp_path: Path) -> None:
     assert cpu_bf16_flags(tmp_path / "missing") is None
+    assert cpu_description(tmp_path / "missing") == ""
     assert not warn_if_bf16_is_emulated("bf16-mixed", True, tmp_path / "missing")  # unknown: no claim made
 
 
