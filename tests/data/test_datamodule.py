@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from recsys_attn.data.batches import EvalRequest, EvalSplit, TrainRequest
-from recsys_attn.data.datamodule import SeqDataModule
+from recsys_attn.data.datamodule import SeqDataModule, _windows
 from recsys_attn.data.preprocess import Preparation
 from recsys_attn.data.samples import SampleSpec
 from recsys_attn.data.sampling import IndexBatches
@@ -69,6 +69,41 @@ def test_sliding_windows(tmp_path: Path) -> None:
     assert batch.input.tolist() == [[2, 3], [1, 2], [0, 10]]
     assert batch.target.tolist() == [[3, 4], [2, 3], [0, 11]]
     assert batch.seq is not None and batch.seq.tolist() == [0, 0, 1]  # both windows of user 1 share a history
+
+
+def test_sliding_windows_further_apart_than_their_width_leave_gaps_never_empty_windows(tmp_path: Path) -> None:
+    dm = make_dm(tmp_path, SampleSpec("next", 2), window_stride=3)
+    # user 1 (1..4): windows of 3 ending at 4 and at 1 would be [2,3,4] and [1] (a target without an input: no
+    # sample); user 3: one
+    assert dm.store.n_train_samples == 2
+    batch = train_batch(dm, [0, 1])
+    assert batch.input.tolist() == [[2, 3], [0, 10]] and batch.target.tolist() == [[3, 4], [0, 11]]
+
+
+@pytest.mark.parametrize("width", [2, 4, 5, 201])
+@pytest.mark.parametrize("stride", [1, 3, 4, 200, 450])
+def test_sliding_windows_cover_every_target_and_never_hold_fewer_than_a_sample_needs(width: int, stride: int) -> None:
+    lengths = torch.tensor([2, 3, 5, 6, 199, 200, 201, 202, 250, 401, 402, 1000])  # [T] each >= min_items
+    starts = torch.cumsum(lengths, 0) - lengths  # [T]
+    seq, w_starts, w_ends = _windows(starts, starts + lengths, width, stride, min_items=2)  # [N] each
+    for t in range(lengths.numel()):
+        mine = seq == t  # [N]
+        ends = w_ends[mine]  # [n] the windows' ends, from the sequence's own end backwards
+        first = torch.maximum(ends - width, w_starts[mine])  # [n] each window's first item
+        assert ends[0] == starts[t] + lengths[t] and (w_starts[mine] == starts[t]).all()
+        assert ((ends - first) >= 2).all()  # an input and a target in every window
+        # targets: every item but a window's first. Windows that touch (stride < width) cover every target, once
+        # where they meet end to end (stride = width - 1), the last one reaching the sequence's first item and
+        # none further; windows further apart leave gaps, as many as fit with two items each
+        targets = torch.cat([torch.arange(int(a) + 1, int(b)) for a, b in zip(first, ends, strict=True)])  # [M]
+        every = torch.arange(int(starts[t]) + 1, int(starts[t] + lengths[t]))  # [L - 1]
+        if stride < width:
+            assert torch.equal(targets.unique(), every) and first[-1] == starts[t]
+            assert (first[:-1] > starts[t]).all()
+        else:
+            assert ends.numel() == 1 + (int(lengths[t]) - 2) // stride
+        if stride >= width - 1:
+            assert targets.unique().numel() == targets.numel()
 
 
 def test_cloze_samples_with_last_item_copies(tmp_path: Path) -> None:

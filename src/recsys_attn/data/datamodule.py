@@ -71,7 +71,7 @@ class SequenceStore:
         """Each training sequence's items (``model.negatives_exclude_history`` draws negatives outside them)."""
         seq = torch.arange(starts.numel())  # [T']
         if settings.window_stride is not None and not spec.cloze:
-            seq, starts, ends = _windows(starts, ends, spec.window, settings.window_stride)
+            seq, starts, ends = _windows(starts, ends, spec.window, settings.window_stride, spec.min_items)
         self.window_seq = seq  # [N] training sequence of each window
         self.windows = left_pad(splits.values, starts, ends, spec.window).int()  # [N, W]
         self.values = splits.values.int()  # [I]
@@ -201,13 +201,17 @@ def _mean_targets(real: Tensor, spec: SampleSpec, last_item_copies: bool) -> flo
     return float(per_window.mean())
 
 
-def _windows(starts: Tensor, ends: Tensor, width: int, stride: int) -> tuple[Tensor, Tensor, Tensor]:
+def _windows(starts: Tensor, ends: Tensor, width: int, stride: int, min_items: int) -> tuple[Tensor, Tensor, Tensor]:
     """Sliding windows of ``width`` ending every ``stride`` items back from each sequence's end.
 
-    Returns the sequence of each window, its start and its end.
+    A sequence gets windows until one reaches back to its first item (``stride < width``: none repeats another's
+    targets) and only while a window keeps ``min_items`` (``stride > width`` leaves gaps between windows; a window
+    further back would be empty). Returns the sequence of each window, its start and its end.
     """
-    lengths = ends - starts  # [T]
-    n_windows = 1 + torch.div((lengths - width).clamp_min(0) + stride - 1, stride, rounding_mode="floor")
+    lengths = ends - starts  # [T] each >= min_items
+    reaching = torch.div((lengths - width).clamp_min(0) + stride - 1, stride, rounding_mode="floor")  # [T]
+    keeping = torch.div(lengths - min_items, stride, rounding_mode="floor")  # [T] last window with min_items
+    n_windows = 1 + torch.minimum(reaching, keeping)  # [T]
     seq = torch.repeat_interleave(torch.arange(lengths.numel()), n_windows)  # [N]
     first = torch.cumsum(n_windows, 0) - n_windows  # [T]
     k = torch.arange(seq.numel()) - first[seq]  # [N] window number within its sequence
