@@ -24,8 +24,7 @@
 # versions (+ pip_install of .whl when needed) · repro_sasrec, repro_bert4rec (`reproduce.py` of both ml-1m presets
 # to convergence, BERT4Rec's 200 epochs, under fit caps of 150 s and 225 s; their rows in $OUT/reproduce/) ·
 # repro_bce, repro_s3_* (issue 26: the runs `compare` needs for a comparison of every model on ml-1m and on
-# S3-Rec's Beauty, rows and kept runs in $OUT/reproduce/; ~100 s each under fit caps) · repro_win42, repro_win1,
-# repro_win2 (issue 26: sasrec_ml-1m with rotary positions and every training target in windows, three seeds) ·
+# S3-Rec's Beauty, rows and kept runs in $OUT/reproduce/; ~100 s each under fit caps) ·
 # profile (torch.profiler over 20 SASRec steps: ms/step, GPU busy share, kernels by GPU time) · ddp_* (one
 # checkpoint evaluated by one process and by two sharing the GPU must give equal metrics; a two-process
 # training against a one-process one) · fast_* (the speed goal: SASRec-CE with larger batches and a scaled
@@ -38,8 +37,6 @@
 # runs the rest. Issue 26's runs alone, in one call (~9 minutes; timeout_s 600):
 #   ONLY="repro_bert4rec repro_bce repro_s3_sasrec repro_s3_sasrec_f repro_s3_bert4rec repro_s3_bert4rec_f
 #         repro_s3_esasrec64 repro_s3_esasrec256" bash benchmarks/gpu/batch.sh
-# and the ml-1m window runs in a call of their own (~6 minutes; timeout_s 420):
-#   ONLY="repro_win42 repro_win1 repro_win2" BUDGET=380 bash benchmarks/gpu/batch.sh
 # ONLY="repro profile" runs just the steps named (a step's name, or the prefix before its `_`: ddp, fast,
 # precision, catalog); unset: every step, in the order above, as the budget allows.
 #
@@ -153,13 +150,6 @@ step repro_bert4rec 270 "$PY" benchmarks/reproduce.py bert4rec_ml-1m "trainer=$D
 # features (eSASRec: the reference's random batches at the benchmark README's hidden 64 and at the configs' 256)
 step repro_bce 120 "$PY" benchmarks/reproduce.py sasrec_ml-1m_bce "trainer=$DEV" trainer.enable_progress_bar=false \
     trainer.max_time=00:00:01:40 "trainer.max_epochs=$LONG" "${TINY[@]}" "paths.log_dir=$WORK/repro-logs" --results-dir "$REPRO"
-# issue 26, ml-1m toward 0.19: every training target in windows of max_len (data.window_stride=200: the preset's one
-# window per user trains 66% of them) over rotary positions, three seeds (REPRODUCE.md, "Every training target")
-for seed in 42 1 2; do
-    step "repro_win$seed" 120 "$PY" benchmarks/reproduce.py sasrec_ml-1m "seed=$seed" model.positions=rotary \
-        data.window_stride=200 "trainer=$DEV" trainer.enable_progress_bar=false trainer.max_time=00:00:01:40 \
-        "trainer.max_epochs=$LONG" "${TINY[@]}" "paths.log_dir=$WORK/repro-logs" --results-dir "$REPRO"
-done
 if [ -f "$RECSYS_ATTN_DATA_DIR/beauty-s3rec/Beauty.txt" ]; then
     while read -r name preset extra; do
         # shellcheck disable=SC2086  # $extra: the run's overrides, words on purpose
