@@ -125,7 +125,9 @@ TITLE = (
     "and validation. Published: test ndcg@10 under the same protocol, from the source the row names (Klenitskiy &\n"
     'Vasilev, "Turning Dross Into Gold Loss: is BERT4Rec really better than SASRec?", RecSys 2023, unless it says\n'
     "otherwise); difference is test minus published. The same rows are in `reproduce.csv`, with each row's seed,\n"
-    "overrides and test ndcg@10 interval (README's tables: `make results-table`).\n"
+    "overrides and test ndcg@10 interval (README's tables: `make results-table`). A row's overrides are relative to\n"
+    "its preset as it is today: when a preset changes, the older rows are re-based "
+    "(`sasrec_ml-1m`, 2026-12-06, below).\n"
 )
 SECTION = "## Runs (`reproduce.py`)"
 HEADER = (
@@ -307,7 +309,7 @@ def run_train(preset: str, overrides: list[str], run_dir: Path, resume: Path | N
         f"experiment={preset}",
         f"hydra.run.dir={hydra_quoted(str(run_dir))}",
         "trainer.enable_progress_bar=false",  # the per-epoch progress line is logged instead
-        *([f"ckpt_path={resume}"] if resume else []),
+        *([f"ckpt_path={hydra_quoted(str(resume))}"] if resume else []),
         *overrides,
     ]
     log.info("running %s", " ".join(cmd[1:]))

@@ -93,7 +93,7 @@ def test_a_run_cut_short_resumes_to_the_uninterrupted_result(
     reproduce_cli(tmp_path, shared_cache, patient, "trainer.max_epochs=2")  # "killed" after 2 epochs
     resumed = reproduce_cli(tmp_path, shared_cache, patient, "trainer.max_epochs=4")
     run_dir = the_run_dir(tmp_path)  # the fixed run directory of the preset, its settings and seed
-    assert f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}" in resumed.stderr
+    assert f"ckpt_path='{run_dir / 'checkpoints' / 'last.ckpt'}'" in resumed.stderr
     reproduce_cli(tmp_path, shared_cache, patient, "trainer.max_epochs=4", "--run-dir", "straight")
 
     first, second, straight = csv_rows(tmp_path)
@@ -335,3 +335,32 @@ def test_a_kept_run_is_labelled_with_what_it_trained(rp: ModuleType, row_file: P
     with (REPO_ROOT / "benchmarks" / "reproduce.csv").open(newline="") as fh:
         recorded = [{k: r[k] for k in row} for r in csv.DictReader(fh)]
     assert row in recorded
+
+
+def test_the_resumed_command_parses_where_run_directories_hold_equals_signs(
+    rp: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    run_dir = tmp_path / "sasrec_ml-1m+model.dropout=0.2+model.positions=rotary" / "seed42"  # a readable run name
+    resume = run_dir / "checkpoints" / "last.ckpt"
+    seen: list[list[str]] = []
+
+    class Child:  # the training process, not started: its command is what is checked
+        def __init__(self, cmd: list[str]) -> None:
+            seen.append(cmd)
+
+        def __enter__(self) -> Child:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def wait(self) -> int:
+            return 0
+
+    monkeypatch.setattr(rp.subprocess, "Popen", Child)
+    assert rp.run_train("sasrec_ml-1m", ["model.dropout=0.2"], run_dir, resume) == 0
+    (cmd,) = seen
+    parsed = {o.key_or_group: o.value() for o in OverridesParser.create().parse_overrides(cmd[3:])}
+    assert parsed["ckpt_path"] == str(resume) and parsed["hydra.run.dir"] == str(run_dir)
