@@ -204,9 +204,9 @@ def _mean_targets(real: Tensor, spec: SampleSpec, last_item_copies: bool) -> flo
 def _windows(starts: Tensor, ends: Tensor, width: int, stride: int, min_items: int) -> tuple[Tensor, Tensor, Tensor]:
     """Sliding windows of ``width`` ending every ``stride`` items back from each sequence's end.
 
-    A sequence gets windows until one reaches back to its first item (``stride < width``: none repeats another's
-    targets) and only while a window keeps ``min_items`` (``stride > width`` leaves gaps between windows; a window
-    further back would be empty). Returns the sequence of each window, its start and its end.
+    A sequence gets windows until one reaches back to its first item (``stride < width``; none further back, whose
+    targets the last one already holds) and only while a window keeps ``min_items`` (``stride > width`` leaves gaps
+    between windows; one further back would hold too few). Returns the sequence of each window, its start and its end.
     """
     lengths = ends - starts  # [T] each >= min_items
     reaching = torch.div((lengths - width).clamp_min(0) + stride - 1, stride, rounding_mode="floor")  # [T]
