@@ -23,7 +23,7 @@
 # Steps, most wanted first (the first batch, 2026-11-30, ran the earlier list up to ddp_eval2; benchmarks/RESULTS.md):
 # versions (+ pip_install of .whl when needed) · repro_sasrec, repro_bert4rec (`reproduce.py` of both ml-1m presets
 # to convergence, BERT4Rec's 200 epochs, under fit caps of 150 s and 225 s; their rows in $OUT/reproduce/) ·
-# repro_bce, repro_s3_* (issue 26: the runs `compare` needs for a comparison of every model on ml-1m and on
+# repro_bce, repro_ml_* (eSASRec and HSTU on ml-1m.txt), repro_s3_* (issue 26: the runs `compare` needs for a comparison of every model on ml-1m and on
 # S3-Rec's Beauty, rows and kept runs in $OUT/reproduce/; ~100 s each under fit caps) ·
 # profile (torch.profiler over 20 SASRec steps: ms/step, GPU busy share, kernels by GPU time) · ddp_* (one
 # checkpoint evaluated by one process and by two sharing the GPU must give equal metrics; a two-process
@@ -34,9 +34,10 @@
 # sampled softmax and top-10 over 100k and 1M items, 128 x 200 positions).
 # The first call gets through about profile; a second call (device time allowing: every start costs) with
 #   ONLY="ddp fast lightning_profile profile_compile" BUDGET=300 bash benchmarks/gpu/batch.sh   (timeout_s 340)
-# runs the rest. Issue 26's runs alone, in one call (~9 minutes; timeout_s 600):
-#   ONLY="repro_bert4rec repro_bce repro_s3_sasrec repro_s3_sasrec_f repro_s3_bert4rec repro_s3_bert4rec_f
-#         repro_s3_esasrec64 repro_s3_esasrec256" bash benchmarks/gpu/batch.sh
+# runs the rest. Issue 26's runs alone, in one call (~9 minutes; timeout_s 600; what the budget leaves out goes
+# first in the next call):
+#   ONLY="repro_bert4rec repro_bce repro_ml_esasrec repro_ml_hstu repro_s3_sasrec repro_s3_sasrec_f
+#         repro_s3_bert4rec repro_s3_bert4rec_f repro_s3_esasrec64 repro_s3_esasrec256" bash benchmarks/gpu/batch.sh
 # ONLY="repro profile" runs just the steps named (a step's name, or the prefix before its `_`: ddp, fast,
 # precision, catalog); unset: every step, in the order above, as the budget allows.
 #
@@ -150,6 +151,16 @@ step repro_bert4rec 270 "$PY" benchmarks/reproduce.py bert4rec_ml-1m "trainer=$D
 # features (eSASRec: the reference's random batches at the benchmark README's hidden 64 and at the configs' 256)
 step repro_bce 120 "$PY" benchmarks/reproduce.py sasrec_ml-1m_bce "trainer=$DEV" trainer.enable_progress_bar=false \
     trainer.max_time=00:00:01:40 "trainer.max_epochs=$LONG" "${TINY[@]}" "paths.log_dir=$WORK/repro-logs" --results-dir "$REPRO"
+# the new encoders on ml-1m.txt: eSASRec's preset, and HSTU's (ml-1m.txt has no timestamps: no time buckets)
+while read -r name preset extra; do
+    # shellcheck disable=SC2086  # $extra: the run's overrides, words on purpose
+    step "repro_ml_$name" 120 "$PY" benchmarks/reproduce.py "$preset" "trainer=$DEV" trainer.enable_progress_bar=false \
+        trainer.max_time=00:00:01:40 "trainer.max_epochs=$LONG" $extra "${TINY[@]}" "paths.log_dir=$WORK/repro-logs" \
+        --results-dir "$REPRO"
+done <<'RUNS'
+esasrec esasrec_ml-1m
+hstu hstu_ml-1m data=ml-1m model.time_buckets=0
+RUNS
 if [ -f "$RECSYS_ATTN_DATA_DIR/beauty-s3rec/Beauty.txt" ]; then
     while read -r name preset extra; do
         # shellcheck disable=SC2086  # $extra: the run's overrides, words on purpose
