@@ -550,6 +550,18 @@ def test_hstu_layout_is_the_hstu_layer_forward() -> None:
         assert_same_outputs(enc(SEQ), hstu_forward(enc, SEQ))
 
 
+def test_hstu_drops_out_its_gated_output_only_never_the_attention_weights() -> None:
+    """The reference's rel_bias attention has no dropout (its attn_dropout_ratio is never read; the ML-1M config
+    leaves it 0): dropout acts on the gated ``[B, L, D]`` output alone."""
+    blk = HSTUBlock(hidden=8, heads=2, dropout=0.5, max_len=6).train()
+    shapes: list[tuple[int, ...]] = []
+    blk.drop.register_forward_hook(lambda _m, args, _out: shapes.append(tuple(args[0].shape)))
+    x = torch.randn(3, 6, 8)  # [B, L, D]
+    mask = torch.ones(3, 1, 6, 6, dtype=torch.bool).tril()  # [B, 1, L, L]
+    blk(x, mask)
+    assert shapes == [(3, 6, 8)]
+
+
 TIMES = torch.tensor([[0, 30, 31, 4_000, 90_000, 3 * 10**7]])  # [1, 6] seconds: every gap a bucket of its own
 
 

@@ -134,6 +134,12 @@ def test_final_norm_off_leaves_the_last_block_output() -> None:
     assert_close(on(items)[:, 2:], normed[:, 2:], rtol=tol(torch.float32, 200), what="normalised outputs")
 
 
+def test_hstu_hands_its_last_block_output_to_the_cosine_without_a_layer_norm() -> None:
+    """The reference's HSTU stack ends at its last layer; its states are only L2-normalised for scoring."""
+    built = HSTU(N_ITEMS, hidden_size=HIDDEN, max_len=5, bootstrap=0)
+    assert isinstance(built.encoder.final_norm, nn.Identity)
+
+
 def test_unknown_init_and_misplaced_per_position_negatives_fail_naming_the_key() -> None:
     with pytest.raises(ConfigError, match=r"model\.init"):
         SASRecSettings(init="kaiming")

@@ -8,7 +8,9 @@ code github.com/facebookresearch/generative-recommenders. One block::
     x = x + W_o dropout(LN(A V) * U)
 
 No softmax: each key's weight is its own SiLU, normalised by the longest sequence (the reference divides by
-the padded length; the model's ``max_len`` keeps an output independent of the batch's width). ``b`` is a
+the padded length; the model's ``max_len`` keeps an output independent of the batch's width). Dropout acts on
+the gated output only, as in the reference (research/modeling/sequential/hstu.py at 2e81fab: its rel_bias path
+never reads ``attn_dropout_ratio``, which the ML-1M config leaves at 0), not on the attention weights. ``b`` is a
 learned bias per relative position and, with ``time_buckets``, a learned bias per bucket of the time between
 query and key (the reference's ``RelativeBucketedTimeAndPositionBasedBias``): ``bucket = floor(ln(max(|dt|, 1))
 / 0.301)`` clamped to ``time_buckets``, ``dt`` in seconds. Departure: the reference measures ``dt`` from the
@@ -67,5 +69,5 @@ class HSTUBlock(nn.Module):
                 raise ValueError("this HSTU block has a time bias (model.time_buckets > 0): it needs the inputs' times")
             scores = scores + self.time_bias[bucket_ids][:, None]  # [B, H, L, L]
         weights = F.silu(scores) / self.max_len * mask  # [B, H, L, L] masked keys weigh 0
-        a = (self.drop(weights) @ v).transpose(1, 2).reshape(b, n, d)  # [B, L, D]
+        a = (weights @ v).transpose(1, 2).reshape(b, n, d)  # [B, L, D]
         return x + self.out(self.drop(self.norm_attn(a) * u))  # [B, L, D]

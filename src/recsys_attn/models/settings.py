@@ -267,9 +267,11 @@ class HSTUSettings(SASRecSettings):
     """HSTU (Zhai et al., ICML 2024) as its ML-1M config (generative-recommenders
     configs/ml-1m/hstu-sampled-softmax-n128-final.gin): hidden 50, 2 blocks, 1 head, dropout 0.2, max_len 200,
     a sampled softmax over 128 negatives, Adam lr 1e-3, states and item vectors L2-normalised and their cosine divided
-    by a temperature of 0.05."""
+    by a temperature of 0.05. The last block's output goes to that L2 norm directly, with no layer norm between
+    (the reference's HSTUJagged stack ends at its last layer)."""
 
     block_layout: str = "hstu"
+    final_norm: bool = False
     loss: str = "sampled_softmax"
     num_negatives: int = 128
     similarity: str = "cosine"
