@@ -525,7 +525,7 @@ def hstu_forward(enc: SequenceEncoder, items: torch.Tensor, times: torch.Tensor 
     n, d = items.shape[1], enc.item_emb.embedding_dim
     x = enc.item_emb(items) * math.sqrt(d) + enc.pos_emb(torch.arange(enc.max_len - n, enc.max_len))  # [B, L, D]
     for blk in enc.blocks:
-        h = F.layer_norm(x, (d,), blk.norm_in.weight, blk.norm_in.bias)
+        h = F.layer_norm(x, (d,), eps=blk.norm_in.eps)
         u, v, q, k = F.silu(h @ blk.uvqk.weight.T + blk.uvqk.bias).split(d, -1)  # 4 x [B, L, D]
         dh = d // blk.heads
         a = torch.zeros_like(x)  # [B, L, D]
@@ -538,7 +538,7 @@ def hstu_forward(enc: SequenceEncoder, items: torch.Tensor, times: torch.Tensor 
                         ids = [bucket(float(row[i] - row[j]), enc.time_buckets) for row in times]  # [B]
                         score = score + blk.time_bias[ids]
                     a[:, i, cols] += (F.silu(score) / enc.max_len)[:, None] * v[:, j, cols]
-        gated = F.layer_norm(a, (d,), blk.norm_attn.weight, blk.norm_attn.bias) * u
+        gated = F.layer_norm(a, (d,), eps=blk.norm_attn.eps) * u
         x = x + gated @ blk.out.weight.T + blk.out.bias
     return F.layer_norm(x, (d,), enc.final_norm.weight, enc.final_norm.bias)  # [B, L, D]
 
@@ -560,6 +560,17 @@ def test_hstu_drops_out_its_gated_output_only_never_the_attention_weights() -> N
     mask = torch.ones(3, 1, 6, 6, dtype=torch.bool).tril()  # [B, 1, L, L]
     blk(x, mask)
     assert shapes == [(3, 6, 8)]
+
+
+def test_hstu_block_norms_and_biases_start_as_the_references() -> None:
+    """The reference's layer norms carry no weights (eps 1e-6); its position and time biases start at N(0, 0.02)."""
+    torch.manual_seed(0)
+    blk = HSTUBlock(hidden=50, heads=1, dropout=0.0, max_len=200, time_buckets=128)
+    for norm in (blk.norm_in, blk.norm_attn):
+        assert not list(norm.parameters()) and norm.eps == 1e-6
+    assert blk.time_bias is not None
+    for bias in (blk.rel_bias, blk.time_bias):  # 399 and 129 draws: their spread within 30% of 0.02
+        assert 0.014 < float(bias.std()) < 0.026
 
 
 TIMES = torch.tensor([[0, 30, 31, 4_000, 90_000, 3 * 10**7]])  # [1, 6] seconds: every gap a bucket of its own

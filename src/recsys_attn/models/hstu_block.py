@@ -26,6 +26,10 @@ from torch import Tensor, nn
 
 TIME_BUCKET_BASE = 0.301
 """The reference's divisor of ``ln |dt|`` (about 3.3 buckets per factor e of elapsed time)."""
+NORM_EPS = 1e-6
+"""The epsilon of the reference's layer norms (``F.layer_norm`` without weights)."""
+BIAS_STD = 0.02
+"""The reference's initial spread of the relative position and time biases."""
 
 
 def time_bucket_ids(times: Tensor, buckets: int) -> Tensor:
@@ -44,12 +48,16 @@ class HSTUBlock(nn.Module):
         if hidden % heads:
             raise ValueError(f"model.hidden_size={hidden} must be divisible by model.num_heads={heads}")
         self.heads, self.max_len = heads, max_len
-        self.norm_in, self.norm_attn = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
+        # the reference's F.layer_norm: no learned scale or shift, eps 1e-6
+        self.norm_in, self.norm_attn = (nn.LayerNorm(hidden, eps=NORM_EPS, elementwise_affine=False) for _ in range(2))
         self.uvqk = nn.Linear(hidden, 4 * hidden)
         self.out = nn.Linear(hidden, hidden)
         self.rel_bias = nn.Parameter(torch.zeros(2 * max_len - 1))  # [2 max_len - 1] one per distance j - i
         # [time_buckets + 1] one per bucket of elapsed time (None: no time bias)
         self.register_parameter("time_bias", nn.Parameter(torch.zeros(time_buckets + 1)) if time_buckets else None)
+        for bias in (self.rel_bias, self.time_bias):  # the reference's init of both biases: N(0, 0.02)
+            if bias is not None:
+                nn.init.normal_(bias, std=BIAS_STD)
         self.drop = nn.Dropout(dropout)
 
     def relative_bias(self, n: int, device: torch.device) -> Tensor:

@@ -267,11 +267,14 @@ class HSTUSettings(SASRecSettings):
     """HSTU (Zhai et al., ICML 2024) as its ML-1M config (generative-recommenders
     configs/ml-1m/hstu-sampled-softmax-n128-final.gin): hidden 50, 2 blocks, 1 head, dropout 0.2, max_len 200,
     a sampled softmax over 128 negatives, Adam lr 1e-3, states and item vectors L2-normalised and their cosine divided
-    by a temperature of 0.05. The last block's output goes to that L2 norm directly, with no layer norm between
-    (the reference's HSTUJagged stack ends at its last layer)."""
+    by a temperature of 0.05. As the reference code builds it (research/, 2e81fab): the last block's output goes to
+    that L2 norm directly, with no layer norm between, and positions are numbered from the start of the window.
+    How it draws negatives (each position its own, history allowed) is the preset's (conf/experiment/hstu_ml-1m.yaml),
+    as those settings apply to the sampled softmax only."""
 
     block_layout: str = "hstu"
     final_norm: bool = False
+    positions: str = "from_start"
     loss: str = "sampled_softmax"
     num_negatives: int = 128
     similarity: str = "cosine"
