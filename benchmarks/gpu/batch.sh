@@ -23,8 +23,9 @@
 # Steps, most wanted first (the first batch, 2026-11-30, ran the earlier list up to ddp_eval2; benchmarks/RESULTS.md):
 # versions (+ pip_install of .whl when needed) · repro_sasrec, repro_bert4rec (`reproduce.py` of both ml-1m presets
 # to convergence, BERT4Rec's 200 epochs, under fit caps of 150 s and 225 s; their rows in $OUT/reproduce/) ·
-# repro_bce, repro_ml_* (eSASRec and HSTU on ml-1m.txt), repro_s3_* (issue 26: the runs `compare` needs for a comparison of every model on ml-1m and on
-# S3-Rec's Beauty, rows and kept runs in $OUT/reproduce/; ~100 s each under fit caps) ·
+# repro_bce, repro_ml_* (eSASRec, HSTU, BERT4Rec's seeds 1 and 2 on ml-1m.txt), repro_s3_* (issue 26: the runs
+# `compare` needs for a comparison of every model on ml-1m and on S3-Rec's Beauty, rows and kept runs in
+# $OUT/reproduce/; ~100 s each under fit caps, BERT4Rec's 270) ·
 # profile (torch.profiler over 20 SASRec steps: ms/step, GPU busy share, kernels by GPU time) · ddp_* (one
 # checkpoint evaluated by one process and by two sharing the GPU must give equal metrics; a two-process
 # training against a one-process one) · fast_* (the speed goal: SASRec-CE with larger batches and a scaled
@@ -150,36 +151,28 @@ step repro_bert4rec 270 "$PY" benchmarks/reproduce.py bert4rec_ml-1m "trainer=$D
 # issue 26: the converged runs that `compare` needs for the comparison of every model on one data set (their kept
 # copies come back in $OUT/reproduce/runs/): SASRec-BCE on ml-1m, and each model on S3-Rec's Beauty with and without
 # features (eSASRec: the reference's random batches at the benchmark README's hidden 64 and at the configs' 256)
-step repro_bce 120 "$PY" benchmarks/reproduce.py sasrec_ml-1m_bce "trainer=$DEV" trainer.enable_progress_bar=false \
-    trainer.max_time=00:00:01:40 "trainer.max_epochs=$LONG" "${TINY[@]}" "paths.log_dir=$WORK/repro-logs" --results-dir "$REPRO"
-# the new encoders on ml-1m.txt: eSASRec's preset, and HSTU's (ml-1m.txt has no timestamps: no time buckets); then
-# BERT4Rec's seeds 1 and 2, whose spread says whether its -4.9% against the published figure is noise
+# ... and on ml-1m.txt the new encoders (HSTU without time buckets: the file has no timestamps) and BERT4Rec's seeds 1
+# and 2, whose spread says whether its -4.9% against the published figure is noise. One row a run: step name, cap (s),
+# fit cap, preset, overrides; the beauty-s3rec rows only where its file is.
 while read -r name cap fit preset extra; do
+    [[ $preset == *beauty-s3rec ]] && [ ! -f "$RECSYS_ATTN_DATA_DIR/beauty-s3rec/Beauty.txt" ] && continue
     # shellcheck disable=SC2086  # $extra: the run's overrides, words on purpose
-    step "repro_ml_$name" "$cap" "$PY" benchmarks/reproduce.py "$preset" "trainer=$DEV" trainer.enable_progress_bar=false \
+    step "repro_$name" "$cap" "$PY" benchmarks/reproduce.py "$preset" "trainer=$DEV" trainer.enable_progress_bar=false \
         "trainer.max_time=$fit" "trainer.max_epochs=$LONG" $extra "${TINY[@]}" "paths.log_dir=$WORK/repro-logs" \
         --results-dir "$REPRO"
 done <<'RUNS'
-esasrec 120 00:00:01:40 esasrec_ml-1m
-hstu 120 00:00:01:40 hstu_ml-1m data=ml-1m model.time_buckets=0
-bert4rec1 270 00:00:03:45 bert4rec_ml-1m seed=1
-bert4rec2 270 00:00:03:45 bert4rec_ml-1m seed=2
+bce 120 00:00:01:40 sasrec_ml-1m_bce
+ml_esasrec 120 00:00:01:40 esasrec_ml-1m
+ml_hstu 120 00:00:01:40 hstu_ml-1m data=ml-1m model.time_buckets=0
+ml_bert4rec1 270 00:00:03:45 bert4rec_ml-1m seed=1
+ml_bert4rec2 270 00:00:03:45 bert4rec_ml-1m seed=2
+s3_sasrec 100 00:00:01:15 sasrec_beauty-s3rec
+s3_sasrec_f 100 00:00:01:15 sasrec_beauty-s3rec features=beauty-s3rec
+s3_bert4rec 100 00:00:01:15 bert4rec_beauty-s3rec
+s3_bert4rec_f 100 00:00:01:15 bert4rec_beauty-s3rec features=beauty-s3rec
+s3_esasrec64 100 00:00:01:15 esasrec_beauty-s3rec data.length_grouping=1 model.hidden_size=64
+s3_esasrec256 100 00:00:01:15 esasrec_beauty-s3rec data.length_grouping=1
 RUNS
-if [ -f "$RECSYS_ATTN_DATA_DIR/beauty-s3rec/Beauty.txt" ]; then
-    while read -r name preset extra; do
-        # shellcheck disable=SC2086  # $extra: the run's overrides, words on purpose
-        step "repro_s3_$name" 100 "$PY" benchmarks/reproduce.py "$preset" "trainer=$DEV" \
-            trainer.enable_progress_bar=false trainer.max_time=00:00:01:15 "trainer.max_epochs=$LONG" $extra \
-            "${TINY[@]}" "paths.log_dir=$WORK/repro-logs" --results-dir "$REPRO"
-    done <<'RUNS'
-sasrec sasrec_beauty-s3rec
-sasrec_f sasrec_beauty-s3rec features=beauty-s3rec
-bert4rec bert4rec_beauty-s3rec
-bert4rec_f bert4rec_beauty-s3rec features=beauty-s3rec
-esasrec64 esasrec_beauty-s3rec data.length_grouping=1 model.hidden_size=64
-esasrec256 esasrec_beauty-s3rec data.length_grouping=1
-RUNS
-fi
 for run in sasrec_ml-1m bert4rec_ml-1m; do cp "$WORK/runs/$run/metrics.json" "$LOGS/repro_$run.json" 2>/dev/null; done
 step profile 60 "$PY" benchmarks/profile_step.py sasrec_ml-1m --steps "$STEPS" --device "$CUDA" \
     --trace "$LOGS/sasrec_step_trace.json" -- "${SMALL[@]}"
