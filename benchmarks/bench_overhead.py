@@ -102,7 +102,9 @@ class StepClock(L.Callback):
     Writes ``{"step_s": [...], "inside_s": [...], "between_s": [...], "val_s": [...], "ops_per_step": n}`` to ``out``
     when the fit ends: each timed step split into its time inside the loop's batch (``on_train_batch_start`` to
     ``on_train_batch_end``: the training step, what the plain loop does) and between batches (the loop's bookkeeping,
-    the next batch fetched and built, the hooks around it).
+    the next batch fetched and built, the hooks around it). A batch of the loop may hold several optimiser steps
+    (``data.steps_per_call``): its times are divided by the steps it took (``global_step``'s advance), and the first
+    ``warmup`` optimiser steps of each epoch are left out.
     """
 
     def __init__(self, out: str, warmup: int = 5, profile_steps: int = 20) -> None:
@@ -112,30 +114,34 @@ class StepClock(L.Callback):
         self.between: list[float] = []
         self.vals: list[float] = []
         self.ops_per_step = 0.0
-        self._last: float | None = None
+        self._last: float | None = None  # when the last batch started
+        self._last_step = 0  # global step at the last batch's start
+        self._epoch_step = 0  # global step at the epoch's start
         self._end = 0.0  # when the last batch ended
         self._val_start = 0.0
         self._prof: Any = None
+        self._prof_from = 0  # global step the profile started at
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._last = None
+        self._last, self._epoch_step = None, trainer.global_step
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
-        now = time.perf_counter()
+        now, step = time.perf_counter(), trainer.global_step
         last_epoch = trainer.current_epoch == (trainer.max_epochs or 0) - 1
-        start, stop = self.warmup, self.warmup + self.profile_steps
-        if self._last is not None and idx > self.warmup and not (last_epoch and start < idx <= stop):
-            self.steps.append(now - self._last)
-            self.inside.append(self._end - self._last)
-            self.between.append(now - self._end)
-        if last_epoch and idx == start:
-            self._prof = profile(activities=[ProfilerActivity.CPU])
-            self._prof.start()
-        if last_epoch and idx == stop and self._prof is not None:
+        profiled = self._prof is not None
+        if self._last is not None and self._last_step - self._epoch_step >= self.warmup and not profiled:
+            took = max(step - self._last_step, 1)  # optimiser steps the last batch took
+            self.steps.append((now - self._last) / took)
+            self.inside.append((self._end - self._last) / took)
+            self.between.append((now - self._end) / took)
+        if profiled and step - self._prof_from >= self.profile_steps:
             self._prof.stop()
-            self.ops_per_step = count_ops(self._prof) / self.profile_steps
+            self.ops_per_step = count_ops(self._prof) / (step - self._prof_from)
             self._prof = None
-        self._last = time.perf_counter()
+        elif last_epoch and not profiled and not self.ops_per_step and step - self._epoch_step >= self.warmup:
+            self._prof, self._prof_from = profile(activities=[ProfilerActivity.CPU]), step
+            self._prof.start()
+        self._last, self._last_step = time.perf_counter(), step
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, idx: int

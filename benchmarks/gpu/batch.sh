@@ -31,7 +31,7 @@
 # training against a one-process one) · fast_* (the speed goal: SASRec-CE with larger batches and a scaled
 # learning rate, validation every 2nd epoch over batches of 1,024 users, 45 s fit cap each) · lightning_profile
 # (Lightning's per-hook timings) · profile_compile (the profile step with the encoder under torch.compile,
-# `model.compile`) · profile_static, static_b128 (issue 27: model.static_shapes, CUDA graphs) · precision_* (fp32 vs bf16-mixed, 3 epochs each, SASRec and BERT4Rec) · catalog_* (CE,
+# `model.compile`) · profile_static, static_b128, static_k8 (issue 27: model.static_shapes, CUDA graphs; 8 steps a call) · precision_* (fp32 vs bf16-mixed, 3 epochs each, SASRec and BERT4Rec) · catalog_* (CE,
 # sampled softmax and top-10 over 100k and 1M items, 128 x 200 positions).
 # The first call gets through about profile; a second call (device time allowing: every start costs) with
 #   ONLY="ddp fast lightning_profile profile_compile" BUDGET=300 bash benchmarks/gpu/batch.sh   (timeout_s 340)
@@ -53,7 +53,7 @@ SMOKE=${SMOKE:-0}
 if [ "$SMOKE" = 1 ]; then
     OUT=${OUT:-/tmp/gpu-batch-smoke/out}
     BUDGET=${BUDGET:-3600}
-    DEV=cpu CUDA=cpu LONG=1 SHORT=1 STEPS=2 ITEMS=(20000 50000) POSITIONS=256 SLOW=4  # SLOW: caps x 4
+    DEV=cpu CUDA=cpu LONG=2 SHORT=1 STEPS=2 ITEMS=(20000 50000) POSITIONS=256 SLOW=4  # SLOW: caps x 4
     LIMITS=(trainer.limit_train_batches=2 data.max_eval_users=101)  # every run
     SMALL=(model.max_len=20 model.hidden_size=16)                   # every run that builds a model
 else
@@ -211,6 +211,11 @@ step profile_static 150 "$PY" benchmarks/profile_step.py sasrec_ml-1m --steps "$
     -- model.static_shapes=true "${SMALL[@]}"
 step static_b128 90 "${BENCH[@]}" --epochs "$LONG" --metrics-json "$LOGS/static_b128.json" -- experiment=sasrec_ml-1m \
     "trainer=$DEV" callbacks=default trainer.max_time=00:00:00:45 model.static_shapes=true \
+    data.eval_batch_size=1024 trainer.check_val_every_n_epoch=2 "${TINY[@]}"
+# the same with 8 optimiser steps a call of Lightning's loop (data.steps_per_call: its per-batch hooks, fetch and
+# transfer once per 8 steps), the host overhead bench_overhead.py measures on the CPU
+step static_k8 90 "${BENCH[@]}" --epochs "$LONG" --metrics-json "$LOGS/static_k8.json" -- experiment=sasrec_ml-1m \
+    "trainer=$DEV" callbacks=default trainer.max_time=00:00:00:45 model.static_shapes=true data.steps_per_call=8 \
     data.eval_batch_size=1024 trainer.check_val_every_n_epoch=2 "${TINY[@]}"
 
 for preset in sasrec bert4rec; do

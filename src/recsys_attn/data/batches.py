@@ -74,6 +74,21 @@ class TrainRequest(NamedTuple):
     """Seeds this batch's random draws (cloze masks, then the model's): fixed by (seed, epoch, batch, rank)."""
 
 
+class TrainRequests(NamedTuple):
+    """Consecutive training requests handed to the model in one call (``data.steps_per_call``)."""
+
+    requests: tuple[TrainRequest, ...]
+
+
+class TrainBatches(NamedTuple):
+    """Consecutive training batches the model takes one optimiser step each for, in one call of its step.
+
+    Lightning's per-batch loop (fetch, transfer, hooks, callbacks) then runs once per ``len(batches)`` steps.
+    """
+
+    batches: tuple[TrainBatch, ...]
+
+
 class EvalRequest(NamedTuple):
     """Rows of an evaluation set to turn into a batch."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 from collections.abc import Callable, Iterator
 from functools import cached_property
@@ -19,7 +20,9 @@ from recsys_attn.data.batches import (
     EvalRequest,
     EvalSplit,
     TrainBatch,
+    TrainBatches,
     TrainRequest,
+    TrainRequests,
     cloze_batch,
     eval_input,
     eval_times,
@@ -54,6 +57,9 @@ from recsys_attn.errors import ConfigError
 from recsys_attn.settings import build_settings
 
 log = logging.getLogger(__name__)
+
+Request = TrainRequest | TrainRequests | EvalRequest
+"""What a loader yields: one training batch's rows, several (``data.steps_per_call``), or an evaluation batch's."""
 
 
 class SequenceStore:
@@ -116,8 +122,10 @@ class SequenceStore:
         moved.evals = tuple(e.map(lambda t: t.to(device)) for e in self.evals)  # type: ignore[assignment]
         return moved
 
-    def batch(self, request: TrainRequest | EvalRequest) -> TrainBatch | EvalBatch:
+    def batch(self, request: Request) -> TrainBatch | TrainBatches | EvalBatch:
         """The batch a loader request asks for (vectorised, on the request rows' device)."""
+        if isinstance(request, TrainRequests):
+            return TrainBatches(tuple(self.train_batch(r.rows, r.seed) for r in request.requests))
         if isinstance(request, TrainRequest):
             return self.train_batch(request.rows, request.seed)
         return self.eval_batch(request.rows, request.split)
@@ -219,16 +227,32 @@ def _windows(starts: Tensor, ends: Tensor, width: int, stride: int, min_items: i
 
 
 class _Requests:
-    """The requests of an index stream, one per batch; both loader paths iterate them (a DataLoader as its sampler)."""
+    """The requests of an index stream, one per batch; both loader paths iterate them (a DataLoader as its sampler).
 
-    def __init__(self, batches: IndexBatches, make: Callable[[Tensor, int], TrainRequest | EvalRequest]) -> None:
-        self.batches, self.make = batches, make
+    ``per_call > 1`` (training): consecutive requests go out ``per_call`` at a time as one ``TrainRequests`` (the last
+    one of an epoch may hold fewer), each keeping the seed of its own batch number, so the model sees the same
+    batches with the same random draws as one at a time.
+    """
 
-    def __iter__(self) -> Iterator[TrainRequest | EvalRequest]:
-        return (self.make(idx, seed) for idx, seed in self.batches.seeded())
+    def __init__(
+        self, batches: IndexBatches, make: Callable[[Tensor, int], TrainRequest | EvalRequest], per_call: int = 1
+    ) -> None:
+        self.batches, self.make, self.per_call = batches, make, per_call
+
+    def __iter__(self) -> Iterator[Request]:
+        requests = (self.make(idx, seed) for idx, seed in self.batches.seeded())
+        if self.per_call == 1:
+            return requests
+        return (TrainRequests(group) for group in _chunks(requests, self.per_call))
 
     def __len__(self) -> int:
-        return len(self.batches)
+        return -(-len(self.batches) // self.per_call)
+
+
+def _chunks(items: Iterator[Any], size: int) -> Iterator[tuple[Any, ...]]:
+    """Consecutive tuples of ``size`` items (the last one shorter if the items run out)."""
+    while chunk := tuple(itertools.islice(items, size)):
+        yield chunk
 
 
 class _BatchDataset(Dataset[Any]):
@@ -237,7 +261,7 @@ class _BatchDataset(Dataset[Any]):
     def __init__(self, store: SequenceStore) -> None:
         self.store = store
 
-    def __getitem__(self, request: TrainRequest | EvalRequest) -> TrainBatch | EvalBatch:
+    def __getitem__(self, request: Request) -> TrainBatch | TrainBatches | EvalBatch:
         return self.store.batch(request)
 
 
@@ -424,9 +448,17 @@ class SeqDataModule(L.LightningDataModule):
             persistent_workers=s.persistent_workers and s.num_workers > 0,
         )
 
+    @property
+    def train_steps_per_epoch(self) -> int:
+        """Training batches of an epoch on this rank: its optimiser steps, however many a call holds."""
+        return len(self._train_batches())
+
     def train_dataloader(self) -> Any:
+        return self._loader(_Requests(self._train_batches(), TrainRequest, self.settings.steps_per_call))
+
+    def _train_batches(self) -> IndexBatches:
         rank, world = self._rank_world()
-        batches = IndexBatches(
+        return IndexBatches(
             self.store.n_train_samples,
             self.settings.batch_size,
             shuffle=True,
@@ -437,7 +469,6 @@ class SeqDataModule(L.LightningDataModule):
             lengths=self.store.sample_lengths,
             group=self.settings.length_grouping,
         )
-        return self._loader(_Requests(batches, TrainRequest))
 
     def _eval_loader(self, split: EvalSplit) -> Any:
         rank, world = self._rank_world()
@@ -456,6 +487,8 @@ class SeqDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Device path: turn requests into batches where the data already lives."""
+        if isinstance(batch, TrainRequests):
+            return self._on(batch.requests[0].rows.device).batch(batch)
         if isinstance(batch, TrainRequest | EvalRequest):
             return self._on(batch.rows.device).batch(batch)
         return batch

@@ -29,6 +29,13 @@ class DataSettings:
     length_grouping: int = 8
     """Training batches are cut from runs of ``length_grouping x batch_size`` shuffled samples sorted by
     length (less padding, the loss scaled so each position weighs as in a random batch); 1 = random batches."""
+    steps_per_call: int = 1
+    """Training batches handed to the model at once; it takes one optimiser step for each, in order, with the same
+    random draws as one at a time. Lightning's per-batch loop (fetch, transfer, hooks, callbacks, logging) then runs
+    once per ``steps_per_call`` steps: the host overhead a small model's step pays (benchmarks/bench_overhead.py).
+    Counts in batches (``trainer.limit_train_batches``, ``val_check_interval``, ``log_every_n_steps``) count calls;
+    ``trainer.max_steps`` and the learning-rate schedule count optimiser steps. Needs the model's own optimisation
+    (no ``trainer.gradient_clip_val`` or ``accumulate_grad_batches``)."""
     eval_batch_size: int = 256
     loader: str = "device"
     """``device``: the whole data on the accelerator, batches built there; ``dataloader``: workers."""
@@ -48,6 +55,7 @@ class DataSettings:
             ("window_stride", self.window_stride is None or self.window_stride >= 1, "expected null or >= 1"),
             ("batch_size", self.batch_size >= 1, "must be >= 1"),
             ("length_grouping", self.length_grouping >= 1, "must be >= 1 (1 = random batches)"),
+            ("steps_per_call", self.steps_per_call >= 1, "must be >= 1 (1 = one batch a call)"),
             ("eval_batch_size", self.eval_batch_size >= 1, "must be >= 1"),
             ("loader", self.loader in LOADERS, f"expected one of {', '.join(LOADERS)}"),
             ("num_workers", self.num_workers >= 0, "must be >= 0"),

@@ -17,10 +17,12 @@ from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 
 from recsys_attn.constants import PAD
-from recsys_attn.data.batches import TrainBatch
+from recsys_attn.data.batches import TrainBatch, TrainBatches
+from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.data.history import HistoryIndex
 from recsys_attn.data.item_features import ItemFeatures
 from recsys_attn.data.samples import SampleSpec
+from recsys_attn.errors import ConfigError
 from recsys_attn.models.base import RecModule, fp32_scores
 from recsys_attn.models.item_embedding import FeatureEmbedding, ItemEmbedding, feature_layers
 from recsys_attn.models.losses import LossContext, get_loss, masked_cross_entropy
@@ -187,8 +189,27 @@ class SequentialRec(RecModule):
     def automatic_optimization(self, value: bool) -> None:
         raise AttributeError("SequentialRec decides automatic_optimization from its trainer's settings")
 
-    def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor:
-        loss = self._step_loss(batch)
+    def training_step(self, batch: TrainBatch | TrainBatches, batch_idx: int) -> Tensor:
+        if not isinstance(batch, TrainBatches):
+            return self._train_on(batch, log=self._logs_step(self.global_step))
+        if self.automatic_optimization:
+            raise ConfigError(
+                f"data.steps_per_call={len(batch.batches)} takes several optimiser steps a call, which Lightning's "
+                "automatic optimisation cannot: drop trainer.gradient_clip_val and trainer.accumulate_grad_batches, "
+                "or set data.steps_per_call=1"
+            )
+        max_steps = self.trainer.max_steps
+        logs = self._logs_call()
+        losses = []
+        for i, part in enumerate(batch.batches):  # one optimiser step each, in order
+            if max_steps != -1 and self.global_step >= max_steps:
+                break  # trainer.max_steps counts optimiser steps: the rest of the call is not taken
+            losses.append(self._train_on(part, log=logs and i == len(batch.batches) - 1))
+        return torch.stack(losses).mean()  # [] what the call's callbacks see (NaN if any step's loss was)
+
+    def _train_on(self, batch: TrainBatch, log: bool) -> Tensor:
+        """One optimiser step on ``batch`` (``log``: its loss goes to the loggers); its loss."""
+        loss = self._step_loss(batch, log)
         if self.automatic_optimization:
             return loss
         optimizer = cast(LightningOptimizer, self.optimizers())
@@ -203,15 +224,25 @@ class SequentialRec(RecModule):
             scheduler.step()  # type: ignore[union-attr]
         return loss
 
-    def _step_loss(self, batch: TrainBatch) -> Tensor:
-        """The training loss of ``batch`` (the step's own part: optimisation is ``training_step``'s)."""
+    def _logs_step(self, step: int) -> bool:
+        """Whether the loggers record a one-batch call at optimiser step ``step``: Lightning's own rule."""
+        every = max(int(getattr(self._trainer, "log_every_n_steps", 1)), 1)  # no trainer: every step
+        return (step + 1) % every == 0
+
+    def _logs_call(self) -> bool:
+        """Whether the loggers record this call of several steps (Lightning counts calls, not optimiser steps)."""
+        connector = getattr(self._trainer, "_logger_connector", None)
+        return bool(connector.should_update_logs) if connector is not None else True
+
+    def _step_loss(self, batch: TrainBatch, log: bool = False) -> Tensor:
+        """The training loss of ``batch`` (the step's own part: optimisation is ``_train_on``'s)."""
         positions: int | Tensor  # static: a device count, no host sync; else nonzero's size, on the host
         with own_random_state(batch.rng_seed, self.device):  # dropout and negatives replay on resume
             if self.settings.static_shapes:
                 loss, positions = self._static(batch)  # [], []
             else:
                 loss, positions = self._selected_loss(batch)  # [], int
-        self._track_loss(loss.detach(), positions)
+        self._track_loss(loss.detach(), positions, log)
         if batch.expected_targets:  # length-grouped batches: weigh each position as a random batch would
             return loss * (torch.as_tensor(positions) / batch.expected_targets)  # [] float32, as the mask's sum gave
         return loss
@@ -255,8 +286,8 @@ class SequentialRec(RecModule):
     _loss_sum: Tensor | None = None  # [] the epoch's loss summed over its positions, on the device
     _loss_positions: int | Tensor = 0  # loss positions of the epoch so far (host: nonzero's size; static: device)
 
-    def _track_loss(self, loss: Tensor, positions: int | Tensor) -> None:
-        """Keep the epoch's loss on the device; log ``train/loss_step`` only on the steps the loggers record.
+    def _track_loss(self, loss: Tensor, positions: int | Tensor, log: bool) -> None:
+        """Keep the epoch's loss on the device; log ``train/loss_step`` only on the steps the loggers record (``log``).
 
         ``self.log`` costs Lightning ~1.5 ms a call (it moves its record of the metric to the device each
         time; measured on 2 CPU cores), most of a small model's step on a GPU, and ``batch_size=int(...)``
@@ -266,8 +297,7 @@ class SequentialRec(RecModule):
         total = loss * positions  # []
         self._loss_sum = total if self._loss_sum is None else self._loss_sum + total
         self._loss_positions += positions
-        every = max(int(getattr(self._trainer, "log_every_n_steps", 1)), 1)  # no trainer: every step
-        if (self.global_step + 1) % every == 0:  # Lightning's own rule for when loggers record a step
+        if log:
             self.log("train/loss_step", loss, prog_bar=True, on_step=True, on_epoch=False)
 
     def on_train_epoch_end(self) -> None:
@@ -303,11 +333,24 @@ class SequentialRec(RecModule):
         precision = str(getattr(self._trainer, "precision", "32-true"))
         devices = {p.device.type for p in self.parameters() if p.requires_grad}
         opt = self.build_optimiser(fused=fused_adam_applies(devices, clip, precision) or None)
-        factor = self.lr_schedule(lambda: max(int(self.trainer.estimated_stepping_batches), 1))
+        factor = self.lr_schedule(self._fit_steps)
         if factor is None:
             return opt
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _fit_steps(self) -> int:
+        """Optimiser steps of the fit (a decaying schedule's span). Lightning estimates batches, which with
+        ``data.steps_per_call > 1`` are calls of several steps each."""
+        trainer = self.trainer
+        estimate = max(int(trainer.estimated_stepping_batches), 1)
+        datamodule = getattr(trainer, "datamodule", None)
+        if not isinstance(datamodule, SeqDataModule) or datamodule.settings.steps_per_call == 1:
+            return estimate
+        calls = int(trainer.num_training_batches)  # after trainer.limit_train_batches
+        per_epoch = min(calls * datamodule.settings.steps_per_call, datamodule.train_steps_per_epoch)
+        total = per_epoch * max(trainer.max_epochs or 1, 1)
+        return max(min(total, trainer.max_steps) if trainer.max_steps != -1 else total, 1)
 
     def build_optimiser(self, fused: bool | None = None) -> torch.optim.AdamW:
         """AdamW over the trainable parameters: ``model.weight_decay`` on matrices, none on biases and norms."""
