@@ -198,13 +198,12 @@ class SequentialRec(RecModule):
                 "automatic optimisation cannot: drop trainer.gradient_clip_val and trainer.accumulate_grad_batches, "
                 "or set data.steps_per_call=1"
             )
-        max_steps = self.trainer.max_steps
+        taken = len(batch.batches)
+        if self.trainer.max_steps != -1:  # it counts optimiser steps: the rest of a call past it is not taken
+            taken = max(min(taken, self.trainer.max_steps - self.global_step), 1)
         logs = self._logs_call()
-        losses = []
-        for i, part in enumerate(batch.batches):  # one optimiser step each, in order
-            if max_steps != -1 and self.global_step >= max_steps:
-                break  # trainer.max_steps counts optimiser steps: the rest of the call is not taken
-            losses.append(self._train_on(part, log=logs and i == len(batch.batches) - 1))
+        # one optimiser step each, in order; the last one taken logs its loss where the loggers record this call
+        losses = [self._train_on(part, log=logs and i == taken - 1) for i, part in enumerate(batch.batches[:taken])]
         return torch.stack(losses).mean()  # [] what the call's callbacks see (NaN if any step's loss was)
 
     def _train_on(self, batch: TrainBatch, log: bool) -> Tensor:
