@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
 from torch import Tensor
 
+from recsys_attn.data.batches import TrainBatches
 from recsys_attn.errors import ConfigError
 from recsys_attn.models.bert4rec import BERT4Rec
 from recsys_attn.models.sasrec import SASRec
@@ -104,3 +106,13 @@ def test_lightnings_automatic_optimisation_cannot_take_several_steps_a_call(tmp_
 def test_steps_per_call_below_one_fails_naming_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"data\.steps_per_call"):
         toy_datamodule(tmp_path, LINES, steps_per_call=0)
+
+
+def test_several_processes_refuse_several_steps_a_call(tmp_path: Path) -> None:
+    model = SASRec(14, hidden_size=8, num_blocks=1, max_len=6)
+    dm = toy_datamodule(tmp_path, LINES, model.sample_spec, batch_size=4, steps_per_call=2)
+    model.trainer = L.Trainer(default_root_dir=tmp_path, accelerator="cpu", strategy="ddp_spawn", devices=2)
+    batches = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+    assert isinstance(batches, TrainBatches) and len(batches.batches) == 2
+    with pytest.raises(ConfigError, match=r"data\.steps_per_call=2 .* DDP .*2 processes"):
+        model.training_step(batches, 0)

@@ -35,7 +35,8 @@ class DataSettings:
     once per ``steps_per_call`` steps: the host overhead a small model's step pays (benchmarks/bench_overhead.py).
     Counts in batches (``trainer.limit_train_batches``, ``val_check_interval``, ``log_every_n_steps``) count calls;
     ``trainer.max_steps`` and the learning-rate schedule count optimiser steps. Needs the model's own optimisation
-    (no ``trainer.gradient_clip_val`` or ``accumulate_grad_batches``)."""
+    (no ``trainer.gradient_clip_val`` or ``accumulate_grad_batches``) and one process (DDP syncs gradients once per
+    forward call of its wrapper)."""
     eval_batch_size: int = 256
     loader: str = "device"
     """``device``: the whole data on the accelerator, batches built there; ``dataloader``: workers."""

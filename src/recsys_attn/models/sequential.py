@@ -198,6 +198,11 @@ class SequentialRec(RecModule):
                 "automatic optimisation cannot: drop trainer.gradient_clip_val and trainer.accumulate_grad_batches, "
                 "or set data.steps_per_call=1"
             )
+        if self.trainer.world_size > 1:  # DDP syncs gradients in the backward of its wrapper's one forward a call
+            raise ConfigError(
+                f"data.steps_per_call={len(batch.batches)} takes several optimiser steps in one forward call of the "
+                f"model, which DDP cannot synchronise ({self.trainer.world_size} processes): set data.steps_per_call=1"
+            )
         taken = len(batch.batches)
         if self.trainer.max_steps != -1:  # it counts optimiser steps: the rest of a call past it is not taken
             taken = max(min(taken, self.trainer.max_steps - self.global_step), 1)
