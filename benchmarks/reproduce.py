@@ -64,7 +64,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from recsys_attn.atomic import write_atomic
-from recsys_attn.evaluation.outputs import METRICS_FILE, PER_USER_FILE
+from recsys_attn.evaluation.outputs import METRICS_FILE, PER_USER_FILE, slim_per_user
 from recsys_attn.evaluation.runs import CONFIG_FILE, HYDRA_FILE, OVERRIDES_FILE, read_settings
 from recsys_attn.run.entry import CONF_DIR, one_line
 from recsys_attn.run.runner import write_json_atomic
@@ -82,7 +82,8 @@ REQUIRED_FILES = (METRICS_FILE, PER_USER_FILE, CONFIG_FILE)
 ROW_FILE = "row.json"
 ARCHIVED_FILES = (*REQUIRED_FILES, OVERRIDES_FILE, HYDRA_FILE)
 """What ``compare`` reads of a run: kept under ``<results dir>/runs/<run name>/seed<n>/`` beside its row, so a paired
-test over recorded rows works after the run directory (checkpoints, logs) is gone. One copy per settings and seed:
+test over recorded rows works after the run directory (checkpoints, logs) is gone; its per-user rows with their ranks
+only (``outputs.slim_per_user``: ``compare`` derives the metrics, half the room). One copy per settings and seed:
 the latest row's (its ``row.json`` says which); an earlier row of the same settings and seed keeps only its line."""
 
 _PAPER = "Klenitskiy & Vasilev, RecSys 2023"
@@ -402,7 +403,10 @@ def archive(run_dir: Path, dest: Path, row: dict[str, str]) -> Path:
         for name in ARCHIVED_FILES:
             if (run_dir / name).is_file():
                 (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(run_dir / name, tmp / name)
+                if name == PER_USER_FILE:  # ranks only (compare derives the metrics): half the room in the repo
+                    slim_per_user(run_dir / name, tmp / name)
+                else:
+                    shutil.copy2(run_dir / name, tmp / name)
         (tmp / ROW_FILE).write_text(json.dumps(row, indent=1) + "\n")
 
     new, old = dest.with_name(dest.name + ".new"), dest.with_name(dest.name + ".old")

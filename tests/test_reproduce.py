@@ -256,7 +256,8 @@ def test_the_archive_replaces_an_older_copy_whole(rp: ModuleType, tmp_path: Path
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)
     (run / "metrics.json").write_text("{}")
-    (run / "per_user.parquet").write_bytes(b"rows")
+    full = pl.DataFrame({"split": ["test"], "user_id": [1], "history_len": [3], "target_id": [7], "rank": [2]})
+    full.with_columns(pl.lit(1.0).alias("hr@5")).write_parquet(run / "per_user.parquet")
     (run / ".hydra" / "config.yaml").write_text("a: 1\n")
     (run / "checkpoints").mkdir()
     (run / "checkpoints" / "last.ckpt").write_bytes(b"big")
@@ -272,6 +273,7 @@ def test_the_archive_replaces_an_older_copy_whole(rp: ModuleType, tmp_path: Path
         "row.json",
     ]  # no checkpoint; the row it backs
     assert (dest / ".hydra" / "config.yaml").read_text() == "a: 2\n"
+    assert pl.read_parquet(dest / "per_user.parquet").equals(full)  # ranks only: compare derives the metrics
     assert json.loads((dest / "row.json").read_text()) == {"commit": "def"}
     assert [p.name for p in dest.parent.iterdir()] == ["seed1"]  # no temporary, no old copy left beside it
 

@@ -20,3 +20,12 @@ tar -czf .carry/ml-1m.tar.gz -C "$data" ml-1m/ml-1m.txt
 # issue 26's runs on S3-Rec's Beauty (the repro_s3_* steps): the log and the item attributes, ~1 MiB gzipped
 tar -czf .carry/beauty-s3rec.tar.gz -C "$data" beauty-s3rec/Beauty.txt beauty-s3rec/Beauty_item2attributes.json
 du -sh .whl .carry
+# what a `run` call sends: the working tree's tracked and untracked (not ignored) files plus the carried paths, 64 MiB
+# at most; the kept runs (benchmarks/runs/) grow it by ~0.1-0.3 MiB a row
+tree=$(git ls-files -z --cached --others --exclude-standard | xargs -0 du -cb 2>/dev/null | awk 'END {print $1}')
+carried=$(du -cb .whl .carry | awk 'END {print $1}')
+echo "a run call sends $(((tree + carried) >> 20)) MiB: working tree $((tree >> 20)), carried $((carried >> 20)) (limit 64)"
+if [ $((tree + carried)) -ge $((63 << 20)) ]; then
+    echo "error: within 1 MiB of the 64 MiB a call may send: move large untracked files out of the checkout" >&2
+    exit 1
+fi

@@ -12,8 +12,15 @@ import polars as pl
 import pytest
 import torch
 
-from recsys_attn.errors import WriteError
-from recsys_attn.evaluation.outputs import KEY_COLUMNS, METRICS_FILE, PER_USER_FILE, write_evaluation
+from recsys_attn.errors import ConfigError, WriteError
+from recsys_attn.evaluation.outputs import (
+    KEY_COLUMNS,
+    METRICS_FILE,
+    PER_USER_FILE,
+    slim_per_user,
+    write_evaluation,
+)
+from recsys_attn.evaluation.runs import load_run
 from tests.conftest import run_cli, toy_datamodule
 from tests.tolerances import tol
 
@@ -108,3 +115,24 @@ def test_train_and_evaluate_write_per_user_rows(tmp_path: Path, real_data_dir: P
     check_per_user(out_dir, "val", evaluated)
     check_per_user(out_dir, "test", evaluated)
     assert not any(k.endswith(("_lo", "_hi")) for k in evaluated)  # eval.bootstrap=0 turns them off
+
+
+def test_a_slim_copy_holds_ranks_only_and_reads_back_as_the_full_rows(tmp_path: Path) -> None:
+    """A kept run (``make reproduce``) stores ``KEY_COLUMNS``; ``load_run`` derives every metric from the rank, bit
+    for bit what the evaluation wrote, at the cut-offs its ``metrics.json`` names."""
+    dm = toy_datamodule(tmp_path / "data", [f"{u} {i}" for u in range(1, 7) for i in range(1, 8)])
+    ranks = torch.tensor([0, 3, 9, 19, 57, 1])  # at, inside and past each cut-off
+    rows = {"users": torch.arange(1, 7), "targets": torch.arange(1, 7), "history_len": torch.tensor([4] * 6)}
+    full, slim = tmp_path / "full", tmp_path / "slim"
+    metrics = {"test/hr@5": 0.5, "test/hr@10": 0.6, "test/ndcg@10": 0.4, "test/mrr": 0.3}
+    write_evaluation(full, metrics, {"test": {**rows, "ranks": ranks}}, ["test"], [5, 10], dm.prepared)
+    slim.mkdir()
+    slim_per_user(full / PER_USER_FILE, slim / PER_USER_FILE)
+    (slim / METRICS_FILE).write_text((full / METRICS_FILE).read_text())
+    assert tuple(pl.read_parquet(slim / PER_USER_FILE).columns) == KEY_COLUMNS
+    got, want = load_run(slim, "test"), load_run(full, "test")
+    assert got.per_user.equals(want.per_user)  # same columns, same order, same float64 values
+    assert got.accuracy_metrics == ["hr@5", "ndcg@5", "hr@10", "ndcg@10", "mrr"]
+    (slim / METRICS_FILE).write_text(json.dumps({"test/mrr": 0.3}))  # no cut-off to derive at
+    with pytest.raises(ConfigError, match=r"holds ranks only, and .*metrics.json names no test/hr@K"):
+        load_run(slim, "test")

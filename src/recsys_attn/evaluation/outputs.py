@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
+import torch
 from torch import Tensor
 
 from recsys_attn.atomic import write_atomic, write_together
@@ -35,6 +36,21 @@ def per_user_frame(rows: Mapping[str, Tensor], split: str, ks: Sequence[int], pr
             **{name: pl.Series(v.numpy(), dtype=pl.Float64) for name, v in values.items()},
         }
     )
+
+
+def with_metric_values(rows: pl.DataFrame, ks: Sequence[int]) -> pl.DataFrame:
+    """Per-user rows of ``KEY_COLUMNS`` only (a kept run's slim copy) with every metric column derived from ``rank``,
+    as ``per_user_frame`` wrote them: the same values, bit for bit."""
+    ranks = torch.from_numpy(rows["rank"].to_numpy())  # [U]
+    values = per_user_values(ranks, ks)
+    return rows.with_columns(**{name: pl.Series(v.numpy(), dtype=pl.Float64) for name, v in values.items()})
+
+
+def slim_per_user(source: Path, dest: Path) -> None:
+    """Copy the per-user rows at ``source`` to ``dest`` with ``KEY_COLUMNS`` only: the metrics follow from the rank
+    (``with_metric_values``), and a kept copy (``make reproduce``) takes half the room."""
+    rows = pl.read_parquet(source).select(KEY_COLUMNS)
+    rows.write_parquet(dest, compression="zstd", compression_level=19)
 
 
 def per_user_table(

@@ -13,7 +13,7 @@ import polars as pl
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from recsys_attn.errors import ConfigError
-from recsys_attn.evaluation.outputs import KEY_COLUMNS, METRICS_FILE, PER_USER_FILE
+from recsys_attn.evaluation.outputs import KEY_COLUMNS, METRICS_FILE, PER_USER_FILE, with_metric_values
 
 log = logging.getLogger(__name__)
 
@@ -176,11 +176,19 @@ def run_protocol(path: Path) -> dict[str, Any] | None:
 
 
 def load_run(path: Path, split: str, name: str | None = None) -> Run:
-    """Read the run at ``path``; its per-user rows of ``split``."""
+    """Read the run at ``path``; its per-user rows of ``split`` (a slim copy's metric columns derived from ranks)."""
     rows = pl.read_parquet(path / PER_USER_FILE).filter(pl.col("split") == split)
     if rows.height == 0:
         raise ConfigError(f"split: {path / PER_USER_FILE} has no rows of split {split!r}")
     metrics_path = path / METRICS_FILE
     metrics = read_metrics(metrics_path) if metrics_path.is_file() else {}
+    if tuple(rows.columns) == KEY_COLUMNS:  # a kept copy: ranks only, the cut-offs in its metrics.json
+        ks = sorted({int(m.group(1)) for key in metrics if (m := re.fullmatch(rf"{re.escape(split)}/hr@(\d+)", key))})
+        if not ks:
+            raise ConfigError(
+                f"{path / PER_USER_FILE} holds ranks only, and {metrics_path} names no {split}/hr@K to derive "
+                "the metrics at"
+            )
+        rows = with_metric_values(rows, ks)
     overrides = " ".join(read_settings(path).overrides)
     return Run(name or path.name, path, overrides, metrics, rows.sort("user_id"), run_protocol(path))
