@@ -41,7 +41,7 @@ def per_user_frame(rows: Mapping[str, Tensor], split: str, ks: Sequence[int], pr
 def with_metric_values(rows: pl.DataFrame, ks: Sequence[int]) -> pl.DataFrame:
     """Per-user rows of ``KEY_COLUMNS`` only (a kept run's slim copy) with every metric column derived from ``rank``,
     as ``per_user_frame`` wrote them: the same values, bit for bit."""
-    ranks = torch.from_numpy(rows["rank"].to_numpy())  # [U]
+    ranks = torch.tensor(rows["rank"].to_numpy(), dtype=torch.int64)  # [U] (a copy: polars hands out read-only arrays)
     values = per_user_values(ranks, ks)
     return rows.with_columns(**{name: pl.Series(v.numpy(), dtype=pl.Float64) for name, v in values.items()})
 
