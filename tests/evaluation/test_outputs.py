@@ -134,5 +134,11 @@ def test_a_slim_copy_holds_ranks_only_and_reads_back_as_the_full_rows(tmp_path: 
     assert got.per_user.equals(want.per_user)  # same columns, same order, same float64 values
     assert got.accuracy_metrics == ["hr@5", "ndcg@5", "hr@10", "ndcg@10", "mrr"]
     (slim / METRICS_FILE).write_text(json.dumps({"test/mrr": 0.3}))  # no cut-off to derive at
-    with pytest.raises(ConfigError, match=r"holds ranks only, and .*metrics.json names no test/hr@K"):
+    with pytest.raises(ConfigError, match=r"holds ranks only, and neither .*model.eval_ks.* nor .*test/hr@K"):
         load_run(slim, "test")
+    # the saved config's model.eval_ks: the cut-offs in the order the evaluation wrote them
+    write_evaluation(full, metrics, {"test": {**rows, "ranks": ranks}}, ["test"], [10, 5], dm.prepared)
+    slim_per_user(full / PER_USER_FILE, slim / PER_USER_FILE)
+    (slim / ".hydra").mkdir()
+    (slim / ".hydra" / "config.yaml").write_text("model:\n  eval_ks: [10, 5]\n")
+    assert load_run(slim, "test").per_user.equals(load_run(full, "test").per_user)

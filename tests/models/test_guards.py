@@ -29,3 +29,16 @@ def test_finite_losses_and_outputs_without_a_loss_pass() -> None:
     guard.on_train_batch_end(trainer_at(0), module, {"loss": torch.tensor(2.0, requires_grad=True)}, None, 0)  # type: ignore[arg-type]
     guard.on_train_batch_end(trainer_at(1), module, None, None, 1)  # type: ignore[arg-type]
     guard.on_train_epoch_end(trainer_at(1), module)  # type: ignore[arg-type]
+
+
+def test_on_a_device_the_flag_is_read_each_time_a_multiple_of_log_every_n_steps_is_passed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With several optimiser steps a call (``data.steps_per_call``) the global step jumps by k: here 8 from 6, so it
+    never lands on a multiple of 20, and the read must come on the first call past each one."""
+    guard, module, read_at = NonFiniteLossGuard(), SimpleNamespace(), []
+    monkeypatch.setattr(guard, "_check", lambda trainer, _module: read_at.append(trainer.global_step))
+    for step in range(6, 90, 8):  # a device loss: "meta" holds no values, so nothing waits and nothing is read here
+        trainer = SimpleNamespace(global_step=step, current_epoch=0, precision="32-true", log_every_n_steps=20)
+        guard.on_train_batch_end(trainer, module, torch.tensor(1.0, device="meta"), None, step)  # type: ignore[arg-type]
+    assert read_at == [22, 46, 62, 86]  # past 20, 40, 60 and 80: each once

@@ -23,9 +23,11 @@ from tests.models.test_manual_optimization import LINES, BackwardCounter, twins
 def fit(
     tmp_path: Path, model: SequentialRec, per_call: int, loader: str = "device", **trainer_args: object
 ) -> tuple[int, int]:
-    """Fit ``model`` two epochs on the toy log at ``per_call`` batches a call; (optimiser steps, calls an epoch)."""
+    """Fit ``model`` (two epochs unless told) on the toy log at ``per_call`` batches a call; (optimiser steps, calls an
+    epoch)."""
     dm = toy_datamodule(tmp_path, LINES, model.sample_spec, batch_size=4, steps_per_call=per_call, loader=loader)
-    trainer = quiet_trainer(tmp_path, max_epochs=2, limit_val_batches=0, **trainer_args)  # type: ignore[arg-type]
+    args: dict[str, object] = {"max_epochs": 2, "limit_val_batches": 0, **trainer_args}
+    trainer = quiet_trainer(tmp_path, **args)
     trainer.fit(model, datamodule=dm)
     return trainer.global_step, int(trainer.num_training_batches)
 
@@ -72,6 +74,16 @@ def test_max_steps_counts_optimiser_steps_not_calls(tmp_path: Path) -> None:
     assert steps == 4
     for (name, p), q in zip(single.named_parameters(), bundled.parameters(), strict=True):
         assert torch.equal(p, q), name
+
+
+def test_a_fit_bounded_by_max_steps_alone_schedules_over_them(tmp_path: Path) -> None:
+    """No epoch limit: the schedule spans ``trainer.max_steps`` optimiser steps, as with one batch a call."""
+    single, bundled = twins(SASRec)
+    fit(tmp_path / "single", single, 1, max_epochs=-1, max_steps=5)
+    steps, _ = fit(tmp_path / "bundled", bundled, 2, max_epochs=-1, max_steps=5)  # calls of 2, 1 | 2 ...: cut at 5
+    assert steps == 5
+    assert_same_weights(single, bundled)  # the learning rate decayed to 0 at step 5 in both
+    assert bundled.lr_schedulers().get_last_lr() == [0.0, 0.0]  # type: ignore[union-attr]
 
 
 def test_the_step_loss_is_logged_once_a_call_that_lightning_records(tmp_path: Path) -> None:

@@ -33,8 +33,9 @@ class DataSettings:
     """Training batches handed to the model at once; it takes one optimiser step for each, in order, with the same
     random draws as one at a time. Lightning's per-batch loop (fetch, transfer, hooks, callbacks, logging) then runs
     once per ``steps_per_call`` steps: the host overhead a small model's step pays (benchmarks/bench_overhead.py).
-    Counts in batches (``trainer.limit_train_batches``, ``val_check_interval``, ``log_every_n_steps``) count calls;
-    ``trainer.max_steps`` and the learning-rate schedule count optimiser steps. Needs the model's own optimisation
+    Counts in batches (``trainer.limit_train_batches``, ``val_check_interval``, ``log_every_n_steps``, the loggers'
+    step axis) count calls; ``trainer.max_steps``, ``global_step`` and the learning-rate schedule count optimiser
+    steps. Needs the model's own optimisation
     (no ``trainer.gradient_clip_val`` or ``accumulate_grad_batches``) and one process (DDP syncs gradients once per
     forward call of its wrapper)."""
     eval_batch_size: int = 256

@@ -175,6 +175,22 @@ def run_protocol(path: Path) -> dict[str, Any] | None:
     }
 
 
+def _cut_offs(path: Path, metrics: dict[str, float], split: str) -> list[int]:
+    """The metrics' cut-offs of a run whose per-user rows hold ranks only: ``model.eval_ks`` of its saved config (the
+    order the evaluation wrote its columns in), else those its ``metrics.json`` names for ``split``, ascending."""
+    config = OmegaConf.load(path / CONFIG_FILE) if (path / CONFIG_FILE).is_file() else None
+    saved = _select(config if isinstance(config, DictConfig) else None, "model.eval_ks")
+    if isinstance(saved, ListConfig) and len(saved) > 0:
+        return [int(k) for k in saved]
+    ks = sorted({int(m.group(1)) for key in metrics if (m := re.fullmatch(rf"{re.escape(split)}/hr@(\d+)", key))})
+    if not ks:
+        raise ConfigError(
+            f"{path / PER_USER_FILE} holds ranks only, and neither {path / CONFIG_FILE} (model.eval_ks) nor "
+            f"{path / METRICS_FILE} ({split}/hr@K) names the cut-offs to derive the metrics at"
+        )
+    return ks
+
+
 def load_run(path: Path, split: str, name: str | None = None) -> Run:
     """Read the run at ``path``; its per-user rows of ``split`` (a slim copy's metric columns derived from ranks)."""
     rows = pl.read_parquet(path / PER_USER_FILE).filter(pl.col("split") == split)
@@ -182,13 +198,7 @@ def load_run(path: Path, split: str, name: str | None = None) -> Run:
         raise ConfigError(f"split: {path / PER_USER_FILE} has no rows of split {split!r}")
     metrics_path = path / METRICS_FILE
     metrics = read_metrics(metrics_path) if metrics_path.is_file() else {}
-    if tuple(rows.columns) == KEY_COLUMNS:  # a kept copy: ranks only, the cut-offs in its metrics.json
-        ks = sorted({int(m.group(1)) for key in metrics if (m := re.fullmatch(rf"{re.escape(split)}/hr@(\d+)", key))})
-        if not ks:
-            raise ConfigError(
-                f"{path / PER_USER_FILE} holds ranks only, and {metrics_path} names no {split}/hr@K to derive "
-                "the metrics at"
-            )
-        rows = with_metric_values(rows, ks)
+    if tuple(rows.columns) == KEY_COLUMNS:  # a kept copy: ranks only
+        rows = with_metric_values(rows, _cut_offs(path, metrics, split))
     overrides = " ".join(read_settings(path).overrides)
     return Run(name or path.name, path, overrides, metrics, rows.sort("user_id"), run_protocol(path))

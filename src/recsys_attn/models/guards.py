@@ -17,11 +17,13 @@ class NonFiniteLossGuard(L.Callback):
 
     On the CPU each step's loss is read as it ends (no wait there); on an accelerator the flag is accumulated on
     the device every step and read (one host sync) every ``log_every_n_steps`` and before each validation, so a
-    diverged model never reaches a checkpoint.
+    diverged model never reaches a checkpoint. With several optimiser steps a call (``data.steps_per_call``) the loss
+    it reads is the call's mean, and the step it names the call's last.
     """
 
     def __init__(self) -> None:
         self._first_bad: Tensor | int | None = None  # global step of the first non-finite loss ([] on a device)
+        self._checked_block = 0  # global_step // log_every_n_steps at the last check on a device
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -39,7 +41,9 @@ class NonFiniteLossGuard(L.Callback):
             self._first_bad = torch.tensor(-1, device=loss.device)
         fresh = ~torch.isfinite(loss.detach()) & (self._first_bad < 0)  # []
         self._first_bad = torch.where(fresh, step, self._first_bad)
-        if trainer.global_step % max(int(getattr(trainer, "log_every_n_steps", 50)), 1) == 0:
+        block = trainer.global_step // max(int(getattr(trainer, "log_every_n_steps", 50)), 1)
+        if block != self._checked_block:  # a multiple of log_every_n_steps reached (a call of k steps may pass it)
+            self._checked_block = block
             self._check(trainer, pl_module)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

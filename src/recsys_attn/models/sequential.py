@@ -207,9 +207,14 @@ class SequentialRec(RecModule):
         if self.trainer.max_steps != -1:  # it counts optimiser steps: the rest of a call past it is not taken
             taken = max(min(taken, self.trainer.max_steps - self.global_step), 1)
         logs = self._logs_call()
-        # one optimiser step each, in order; the last one taken logs its loss where the loggers record this call
-        losses = [self._train_on(part, log=logs and i == taken - 1) for i, part in enumerate(batch.batches[:taken])]
-        return torch.stack(losses).mean()  # [] what the call's callbacks see (NaN if any step's loss was)
+        total: Tensor | None = None
+        for i, part in enumerate(batch.batches[:taken]):  # one optimiser step each, in order
+            loss = self._train_on(part, log=logs and i == taken - 1).detach()  # [] the last taken logs its loss
+            # summed as each step ends: a loss replayed from a CUDA graph (model.static_shapes) is overwritten by the
+            # next step's replay, so it is never kept past its step
+            total = loss if total is None else total + loss
+        assert total is not None  # taken >= 1
+        return total / taken  # [] what the call's callbacks see (NaN if any step's loss was)
 
     def _train_on(self, batch: TrainBatch, log: bool) -> Tensor:
         """One optimiser step on ``batch`` (``log``: its loss goes to the loggers); its loss."""
@@ -351,9 +356,11 @@ class SequentialRec(RecModule):
         datamodule = getattr(trainer, "datamodule", None)
         if not isinstance(datamodule, SeqDataModule) or datamodule.settings.steps_per_call == 1:
             return estimate
+        if trainer.max_epochs in (None, -1):  # no epoch limit: Lightning's estimate is max_steps, optimiser steps
+            return estimate
         calls = int(trainer.num_training_batches)  # after trainer.limit_train_batches
         per_epoch = min(calls * datamodule.settings.steps_per_call, datamodule.train_steps_per_epoch)
-        total = per_epoch * max(trainer.max_epochs or 1, 1)
+        total = per_epoch * trainer.max_epochs
         return max(min(total, trainer.max_steps) if trainer.max_steps != -1 else total, 1)
 
     def build_optimiser(self, fused: bool | None = None) -> torch.optim.AdamW:
