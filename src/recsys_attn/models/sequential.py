@@ -191,7 +191,7 @@ class SequentialRec(RecModule):
 
     def training_step(self, batch: TrainBatch | TrainBatches, batch_idx: int) -> Tensor:
         if not isinstance(batch, TrainBatches):
-            return self._train_on(batch, log=self._logs_step(self.global_step))
+            return self._train_on(batch, log=self._logs_call())
         if self.automatic_optimization:
             raise ConfigError(
                 f"data.steps_per_call={len(batch.batches)} takes several optimiser steps a call, which Lightning's "
@@ -233,13 +233,10 @@ class SequentialRec(RecModule):
             scheduler.step()  # type: ignore[union-attr]
         return loss
 
-    def _logs_step(self, step: int) -> bool:
-        """Whether the loggers record a one-batch call at optimiser step ``step``: Lightning's own rule."""
-        every = max(int(getattr(self._trainer, "log_every_n_steps", 1)), 1)  # no trainer: every step
-        return (step + 1) % every == 0
-
     def _logs_call(self) -> bool:
-        """Whether the loggers record this call of several steps (Lightning counts calls, not optimiser steps)."""
+        """Whether the loggers record this call of the training step: Lightning's own rule (every
+        ``log_every_n_steps`` calls, which with ``data.steps_per_call > 1`` hold several optimiser steps each); no
+        trainer: every call."""
         connector = getattr(self._trainer, "_logger_connector", None)
         return bool(connector.should_update_logs) if connector is not None else True
 
@@ -354,9 +351,10 @@ class SequentialRec(RecModule):
         trainer = self.trainer
         estimate = max(int(trainer.estimated_stepping_batches), 1)
         datamodule = getattr(trainer, "datamodule", None)
+        # one batch a call, or no epoch limit (the estimate is then max_steps): the estimate counts optimiser steps
         if not isinstance(datamodule, SeqDataModule) or datamodule.settings.steps_per_call == 1:
             return estimate
-        if trainer.max_epochs in (None, -1):  # no epoch limit: Lightning's estimate is max_steps, optimiser steps
+        if trainer.max_epochs in (None, -1):
             return estimate
         calls = int(trainer.num_training_batches)  # after trainer.limit_train_batches
         per_epoch = min(calls * datamodule.settings.steps_per_call, datamodule.train_steps_per_epoch)
