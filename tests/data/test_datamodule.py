@@ -7,12 +7,13 @@ import pytest
 import torch
 
 from recsys_attn.data.batches import EvalRequest, EvalSplit, TrainRequest
-from recsys_attn.data.datamodule import SeqDataModule, _windows
+from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.data.preprocess import Preparation
 from recsys_attn.data.samples import SampleSpec
 from recsys_attn.data.sampling import IndexBatches
 from recsys_attn.data.sources import Source
 from recsys_attn.data.split import SplitConfig
+from recsys_attn.data.store import sliding_windows
 from recsys_attn.errors import ConfigError
 from tests.conftest import quiet_trainer, timed_datamodule, toy_datamodule
 
@@ -85,7 +86,7 @@ def test_sliding_windows_further_apart_than_their_width_leave_gaps_never_empty_w
 def test_sliding_windows_cover_every_target_and_never_hold_fewer_than_a_sample_needs(width: int, stride: int) -> None:
     lengths = torch.tensor([2, 3, 5, 6, 199, 200, 201, 202, 250, 401, 402, 1000])  # [T] each >= min_items
     starts = torch.cumsum(lengths, 0) - lengths  # [T]
-    seq, w_starts, w_ends = _windows(starts, starts + lengths, width, stride, min_items=2)  # [N] each
+    seq, w_starts, w_ends = sliding_windows(starts, starts + lengths, width, stride, min_items=2)  # [N] each
     for t in range(lengths.numel()):
         mine = seq == t  # [N]
         ends = w_ends[mine]  # [n] the windows' ends, from the sequence's own end backwards

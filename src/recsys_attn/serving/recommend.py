@@ -19,11 +19,12 @@ from torch import Tensor
 
 from recsys_attn.constants import PAD
 from recsys_attn.data.batches import EvalBatch, EvalSplit
-from recsys_attn.data.datamodule import SeqDataModule, eval_batch_of
+from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.data.prepared import Prepared
 from recsys_attn.data.samples import SampleSpec
 from recsys_attn.data.sampling import batch_seed
 from recsys_attn.data.split import EvalSet
+from recsys_attn.data.store import eval_batch_of
 from recsys_attn.evaluation.cold import cold_items_of
 from recsys_attn.models.base import RecModule
 from recsys_attn.serving.histories import HistoryBlock, read_histories, refuse_untimed

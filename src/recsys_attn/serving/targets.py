@@ -14,9 +14,10 @@ import torch
 from torch import Tensor
 
 from recsys_attn.data.batches import EvalBatch, EvalSplit
-from recsys_attn.data.datamodule import SeqDataModule, eval_batch_of
+from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.data.prepared import Prepared
 from recsys_attn.data.samples import SampleSpec
+from recsys_attn.data.store import eval_batch_of
 from recsys_attn.errors import RecsysError
 from recsys_attn.models.base import RecModule
 from recsys_attn.serving.histories import HistoryBlock, read_histories, refuse_untimed
