@@ -26,9 +26,10 @@ from recsys_attn.models.esasrec import ESASRec
 from recsys_attn.models.gru4rec import GRU4Rec
 from recsys_attn.models.hstu import HSTU
 from recsys_attn.models.losses import LOSSES
+from recsys_attn.models.optimiser import fused_adam_applies, lr_factor
 from recsys_attn.models.popularity import Popularity
 from recsys_attn.models.sasrec import SASRec
-from recsys_attn.models.sequential import SequentialRec, fused_adam_applies, lr_factor
+from recsys_attn.models.sequential import SequentialRec
 from recsys_attn.models.transformer import TransformerRec
 from tests.conftest import quiet_trainer as trainer
 from tests.tolerances import assert_close, cross_entropy_atol, score_mass, sum_tol, tol

@@ -6,7 +6,6 @@ A model is declared by the encoder it builds (``build_encoder``) and the samples
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, Protocol, cast
@@ -26,6 +25,7 @@ from recsys_attn.errors import ConfigError
 from recsys_attn.models.base import RecModule, fp32_scores
 from recsys_attn.models.item_embedding import FeatureEmbedding, ItemEmbedding, feature_layers
 from recsys_attn.models.losses import LossContext, get_loss, masked_cross_entropy
+from recsys_attn.models.optimiser import adamw, fused_adam_applies, lr_schedule
 from recsys_attn.models.optimiser_step import lean_step, lean_step_applies
 from recsys_attn.models.settings import SequentialSettings
 
@@ -363,34 +363,11 @@ class SequentialRec(RecModule):
 
     def build_optimiser(self, fused: bool | None = None) -> torch.optim.AdamW:
         """AdamW over the trainable parameters: ``model.weight_decay`` on matrices, none on biases and norms."""
-        s = self.settings
-        params = [p for p in self.parameters() if p.requires_grad]
-        groups = [
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": s.weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-        ]
-        return torch.optim.AdamW(groups, lr=s.lr, betas=(s.betas[0], s.betas[1]), fused=fused)
+        return adamw(self.parameters(), self.settings, fused)
 
     def lr_schedule(self, total_steps: Callable[[], int]) -> Callable[[int], float] | None:
-        """The learning-rate multiplier by step (``model.warmup_steps``, ``model.schedule``); None when constant.
-
-        ``total_steps`` is asked only by a schedule that needs it (the trainer's estimate, in a fit).
-        """
-        s = self.settings
-        if s.warmup_steps == 0 and s.schedule == "constant":
-            return None
-        total = total_steps()
-        return lambda step: lr_factor(step, s.warmup_steps, total, s.schedule)
-
-
-def fused_adam_applies(device_types: set[str], gradient_clip_val: float | None, precision: str) -> bool:
-    """Whether AdamW runs fused: every parameter on a GPU, no gradient clipping and no fp16 loss scaling.
-
-    Lightning refuses to clip the gradients of a fused optimiser under mixed precision, and a checkpoint of
-    an unfused one resumed under a GradScaler (``16-mixed``) would hand the scale to an unfused step; in
-    those cases, and off the GPU, the default implementation stays.
-    """
-    return device_types == {"cuda"} and not gradient_clip_val and not precision.startswith("16")
+        """The learning-rate multiplier by step; None when constant (``total_steps`` asked only when needed)."""
+        return lr_schedule(self.settings, total_steps)
 
 
 @contextmanager
@@ -410,15 +387,3 @@ def own_random_state(seed: int | None, device: torch.device) -> Iterator[None]:
             with torch.cuda.device(gpu):
                 torch.cuda.manual_seed(seed)
         yield
-
-
-def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
-    """Multiplier of the base learning rate: linear warmup, then constant, cosine or linear decay."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    if schedule == "linear":
-        return 1.0 - progress
-    return 1.0
