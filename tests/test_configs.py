@@ -187,6 +187,11 @@ def test_presets_match_the_reproduction_recipes(tmp_path: Path) -> None:
         0.05,
     )
     assert (hstu.model.hidden_size, hstu.model.num_negatives, list(hstu.model.betas)) == (50, 128, [0.9, 0.98])
+    large = compose_train("experiment=hstu_ml-1m_large", tmp=tmp_path)
+    # HSTU-large: the same recipe with 8 blocks of 2 heads (25 dimensions each)
+    assert (large.model.num_blocks, large.model.num_heads) == (8, 2)
+    different = {k for k in hstu.model if hstu.model[k] != large.model[k]}
+    assert different == {"num_blocks", "num_heads"} and large.data == hstu.data, different
     for name in ("sasrec_ml-1m", "sasrec_ml-1m_bce", "sasrec_beauty", "sasrec_beauty-s3rec"):
         m = compose_train(f"experiment={name}", tmp=tmp_path).model
         assert (m.hidden_size, m.dropout, list(m.betas), m.lr) == (64, 0.1, [0.9, 0.999], 1e-3), name
