@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import statistics
 from pathlib import Path
 
 import polars as pl
@@ -97,7 +99,16 @@ def test_every_column_is_read_when_none_are_named(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "config", "message"),
     [
-        ("item_id,x\n10,a\n20,b\n10,c\n", {}, r"items.csv:4: the item appears again, got '10,c'"),
+        (
+            "item_id,x\n10,a\n20,b\n010,c\n",  # 010 is item 10
+            {},
+            r"items.csv:4: item 10 of column 'item_id' appears again \(first on line 2\), got '010,c'",
+        ),
+        (
+            "sku,x\n20,b\n10,a\n30,c\n10,c\n",
+            {"item_column": "sku"},
+            r"items.csv:5: item 10 of column 'sku' appears again \(first on line 3\), got '10,c'",
+        ),
         ("item_id,x\n10,1\n20,abc\n", {"columns": {"x": "numeric"}}, r"items.csv:3: column 'x' .*not a number"),
         ("item_id,x\n10,1\n20,nan\n", {"columns": {"x": "numeric"}}, r"items.csv:3: column 'x' .*NaN or infinite"),
         (
@@ -116,6 +127,40 @@ def test_a_bad_file_fails_naming_its_line_and_column(tmp_path: Path, body: str, 
     (tmp_path / "items.csv").write_text(body)
     with pytest.raises(DataError, match=message):
         features_of(tmp_path, {"path": "items.csv", **config})
+
+
+def numeric(scale: str) -> dict[str, str]:
+    return {"kind": "numeric", "scale": scale}
+
+
+LOGGED = (0.5, 3.0, 10.0)
+"""The values of items 10, 20 and 40 in ``SCALED`` (30 has none; 99, not in the catalogue, does not count)."""
+SCALED = "item_id,x\n10,0.5\n20,3\n30,\n40,10\n99,1000\n"
+LOG1P = [math.log1p(v) for v in LOGGED]
+
+
+@pytest.mark.parametrize(
+    ("scale", "expected"),
+    [
+        ("none", list(LOGGED)),
+        ("minmax", [(v - 0.5) / (10.0 - 0.5) for v in LOGGED]),
+        ("standard", [(v - statistics.mean(LOGGED)) / statistics.stdev(LOGGED) for v in LOGGED]),
+        ("log", [(v - statistics.mean(LOG1P)) / statistics.stdev(LOG1P) for v in LOG1P]),
+    ],
+)
+def test_numbers_are_scaled_over_the_catalogues_items(tmp_path: Path, scale: str, expected: list[float]) -> None:
+    (tmp_path / "items.csv").write_text(SCALED)
+    found = column(features_of(tmp_path, {"path": "items.csv", "columns": {"x": numeric(scale)}}), "x")
+    want = torch.tensor([0.0, expected[0], expected[1], 0.0, expected[2]])  # [PAD, 10, 20, 30, 40]
+    torch.testing.assert_close(found.values[:, 0], want)
+    assert found.missing.tolist() == [False, False, False, True, False]
+
+
+@pytest.mark.parametrize(("scale", "expected"), [("none", 5.0), ("minmax", 0.0), ("standard", 0.0), ("log", 0.0)])
+def test_a_constant_number_is_only_shifted(tmp_path: Path, scale: str, expected: float) -> None:
+    (tmp_path / "items.csv").write_text("item_id,x\n10,5\n20,5\n")
+    found = column(features_of(tmp_path, {"path": "items.csv", "columns": {"x": numeric(scale)}}), "x")
+    assert found.values[:, 0].tolist() == [0.0, expected, expected, 0.0, 0.0]  # no division by a zero spread
 
 
 def test_rows_of_items_outside_the_catalogue_are_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -157,6 +202,34 @@ def test_parquet_lists_and_vectors(tmp_path: Path) -> None:
 )
 def test_bad_vectors_fail_naming_the_row(tmp_path: Path, emb: list, message: str) -> None:
     pl.DataFrame({"item_id": [10, 20], "emb": emb}).write_parquet(tmp_path / "items.parquet")
+    with pytest.raises(DataError, match=message):
+        features_of(tmp_path, {"path": "items.parquet"})
+
+
+@pytest.mark.parametrize(
+    ("columns", "kind", "message"),
+    [
+        (
+            {"item_id": [10, 20, 30], "x": [None, "a", "b"]},
+            "numeric",
+            r"items.parquet: row 2: column 'x' of type String cannot be a numeric feature "
+            r"\(features.columns.x.kind\), got 'a'",
+        ),
+        ({"item_id": [10, 20], "x": [1.5, None]}, "categorical", r"items.parquet: row 1: column 'x' of type Float64"),
+        ({"item_id": [10, 20], "x": [None, None]}, "vector", r"items.parquet: column 'x' of type Null cannot be"),
+    ],
+)
+def test_a_parquet_column_of_the_wrong_type_fails_naming_its_first_row(
+    tmp_path: Path, columns: dict, kind: str, message: str
+) -> None:
+    pl.DataFrame(columns).write_parquet(tmp_path / "items.parquet")
+    with pytest.raises(DataError, match=message):
+        features_of(tmp_path, {"path": "items.parquet", "columns": {"x": kind}})
+
+
+def test_a_repeated_parquet_row_fails_naming_both_rows_and_the_column(tmp_path: Path) -> None:
+    pl.DataFrame({"item_id": [10, 20, 10], "x": ["a", "b", "c"]}).write_parquet(tmp_path / "items.parquet")
+    message = r"items.parquet: row 3: item 10 of column 'item_id' appears again \(first on row 1\)"
     with pytest.raises(DataError, match=message):
         features_of(tmp_path, {"path": "items.parquet"})
 

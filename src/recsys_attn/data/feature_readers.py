@@ -53,12 +53,14 @@ class RawFeatures:
         kinds: Feature name -> its kind (``auto`` resolved).
         settings: Feature name -> its column settings.
         rows: Names a row of the file in errors.
+        item_column: The file's column of item ids, in errors (``id`` of a MovieLens file, ``key`` of JSON).
     """
 
     frame: pl.DataFrame
     kinds: dict[str, str]
     settings: dict[str, ColumnSettings]
     rows: Rows
+    item_column: str
 
 
 def read_features(path: Path, spec: FeatureFile) -> RawFeatures:
@@ -90,7 +92,7 @@ def _tabular(path: Path, spec: FeatureFile) -> RawFeatures:
         column, kinds[name] = _typed(df, name, setting, text, rows, where)
         check_vector_source(kinds[name], fmt, where)
         df, settings[name] = df.with_columns(column.alias(name)), setting
-    return RawFeatures(_keyed(df, rows, spec.item_column), kinds, settings, rows)
+    return RawFeatures(_keyed(df, rows, spec.item_column), kinds, settings, rows, spec.item_column)
 
 
 def _wanted(path: Path, spec: FeatureFile, available: list[str]) -> list[str]:
@@ -146,7 +148,9 @@ def _typed(
         return col.cast(pl.Float64), kind
     if kind == "vector" and inner is not None and inner.is_numeric():
         return col.cast(pl.List(pl.Float64)), kind
-    raise DataError(f"{rows.path}: {what} of type {dtype} cannot be a {kind} feature ({where}.kind)")
+    problem = f"{what} of type {dtype} cannot be a {kind} feature ({where}.kind)"
+    rows.check(df, pl.col(name).is_not_null(), name, problem)  # names the first row with a value
+    raise DataError(f"{rows.path}: {problem}")  # no row has a value
 
 
 def _keyed(df: pl.DataFrame, rows: Rows, item_column: str) -> pl.DataFrame:
@@ -194,7 +198,7 @@ def _json(path: Path, spec: FeatureFile) -> RawFeatures:
         {"line": range(1, len(values) + 1), "key": list(data), name: values},
         schema={"line": pl.Int64, "key": pl.String, name: pl.List(pl.String)},
     )
-    return RawFeatures(_keyed(df, rows, "key"), {name: kind}, {name: setting}, rows)
+    return RawFeatures(_keyed(df, rows, "key"), {name: kind}, {name: setting}, rows, "key")
 
 
 def _movielens(pattern: str, fields: tuple[str, ...], expect: str) -> Callable[[Path, FeatureFile], pl.DataFrame]:
@@ -237,7 +241,7 @@ def _movielens_features(path: Path, spec: FeatureFile, df: pl.DataFrame) -> RawF
                 f"{path}: '{name}' is a {available[name]} feature of this file ({spec.config_key}.columns.{name}.kind)"
             )
         kinds[name], settings[name] = available[name], setting
-    return RawFeatures(_keyed(df.select("line", "key", *wanted), rows, "id"), kinds, settings, rows)
+    return RawFeatures(_keyed(df.select("line", "key", *wanted), rows, "id"), kinds, settings, rows, "id")
 
 
 def _movies(path: Path, spec: FeatureFile) -> RawFeatures:

@@ -134,13 +134,17 @@ def _mapped(catalogue: pl.DataFrame, key_map: Path) -> pl.DataFrame:
 def encode(raw: RawFeatures, catalogue: pl.DataFrame, spec: FeatureFile, n_items: int) -> list[FeatureColumn]:
     """Each feature of ``raw`` encoded for item_idx 0..n_items (``catalogue``: ``item_idx``, ``key``)."""
     frame, rows = raw.frame, raw.rows
-    first = frame.with_columns(pl.col("line").min().over("key").alias("_first"))
-    rows.check(
-        first.with_columns(pl.format("item {} (first on line {})", "key", "_first").alias("_dup")),
-        pl.col("line") != pl.col("_first"),
-        "_dup",
-        "the item appears again",
-    )
+    first = frame.select("line", "key", pl.col("line").min().over("key").alias("_first"))
+    again = first.filter(pl.col("line") != pl.col("_first")).sort("line").head(1)
+    if again.height:
+        line, item, first_line = again.row(0)
+        row = "line" if rows.text else "row"
+        rows.check(
+            frame,
+            pl.col("line") == line,
+            "key",
+            f"item {item} of column '{raw.item_column}' appears again (first on {row} {first_line})",
+        )
     known = frame.join(catalogue, on="key", how="left", maintain_order="left")
     unknown = known.filter(pl.col("item_idx").is_null())
     if unknown.height:
