@@ -9,7 +9,9 @@ from torch import nn
 from recsys_attn.constants import PAD
 from recsys_attn.data.item_features import MISSING, NO_ITEM, FeatureColumn, ItemFeatures
 from recsys_attn.models.bert4rec import BERT4Rec
+from recsys_attn.models.esasrec import ESASRec
 from recsys_attn.models.gru4rec import GRU4Rec
+from recsys_attn.models.hstu import HSTU
 from recsys_attn.models.item_embedding import FUSIONS, FeatureEmbedding, ItemEmbedding, feature_layers
 from recsys_attn.models.popularity import Popularity
 from recsys_attn.models.sasrec import SASRec
@@ -99,31 +101,39 @@ MODELS: list[tuple[type[SequentialRec], dict[str, object]]] = [
     (SASRec, {}),
     (BERT4Rec, {"mask_prob": 0.3}),
     (GRU4Rec, {}),
+    (ESASRec, {}),  # LiGR blocks
+    (HSTU, {}),  # HSTU blocks
 ]
 
 
 @pytest.mark.parametrize(("cls", "extra"), MODELS, ids=lambda v: getattr(v, "__name__", ""))
+@pytest.mark.parametrize("fusion", FUSIONS)
 @pytest.mark.parametrize("sides", ["both", "input", "output"])
 def test_every_model_scores_through_its_features_and_round_trips(
-    cls: type[SequentialRec], extra: dict[str, object], sides: str
+    cls: type[SequentialRec], extra: dict[str, object], fusion: str, sides: str
 ) -> None:
     torch.manual_seed(0)
-    model = cls(N_ITEMS, item_features=toy_features(), feature_sides=sides, **SMALL, **extra).eval()  # type: ignore[arg-type]
+    model = cls(N_ITEMS, item_features=toy_features(), feature_fusion=fusion, feature_sides=sides, **SMALL, **extra)  # type: ignore[arg-type]
+    model.eval()
     assert model.hparams["feature_spec"] == toy_features().spec()
     assert model.feature_vocab == {"genre": ["drama", "comedy"], "tags": ["a", "b", "c"]}
     items = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 1]])  # [B, L]
     scores = model.score(items)  # [B, n_items + 1]
     assert scores.shape == (2, N_ITEMS + 1) and torch.isfinite(scores).all()
-    # the weights and the features travel in the state dict; the spec in the hyper-parameters
+    # the weights and the features travel in the state dict; the spec and the fusion in the hyper-parameters
     rebuilt = cls(**model.hparams).eval()
     rebuilt.load_state_dict(model.state_dict())
     assert torch.equal(rebuilt.score(items), scores)
-    # the features change the scores: other feature values, other scores
+    # the features change the scores, through the sides named: other feature values, other inputs and/or outputs
     other = cls(**model.hparams).eval()
     other.load_state_dict(model.state_dict())
     values = other.encoder.item_emb.features.values_genre  # type: ignore[union-attr]
     values[1:] = 2
     assert not torch.equal(other.score(items), scores)
+    with torch.no_grad():
+        states_moved = not torch.equal(other.states(items), model.states(items))  # [B, L, D]
+        table_moved = not torch.equal(other.encoder.item_weights(N_ITEMS), model.encoder.item_weights(N_ITEMS))
+    assert (states_moved, table_moved) == (sides != "output", sides != "input")
 
 
 @pytest.mark.parametrize(("cls", "extra"), MODELS, ids=lambda v: getattr(v, "__name__", ""))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import functools
 import hashlib
 import json
 import os
@@ -11,16 +10,13 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from torch import Tensor
 
-from recsys_attn.data.batches import EvalSplit, left_pad
+from recsys_attn.data.batches import EvalSplit
 from recsys_attn.data.datamodule import SeqDataModule
 from recsys_attn.data.samples import SampleSpec
 from recsys_attn.errors import ConfigError, WriteError
@@ -31,21 +27,21 @@ from recsys_attn.models.gru4rec import GRU4Rec
 from recsys_attn.models.hstu import HSTU
 from recsys_attn.models.popularity import Popularity
 from recsys_attn.models.sasrec import SASRec
-from recsys_attn.models.sequential import SequentialRec
 from recsys_attn.run import entry as _entry  # noqa: F401  (registers resolvers)
-from recsys_attn.run.checkpoints import checkpoint_and_data, load_module
-from recsys_attn.run.run_dir import use_trained_data
+from recsys_attn.run.checkpoints import load_module
 from recsys_attn.serving.recommend import recommend
 from recsys_attn.serving.scorer import PortableScorer, export_scorer
-from tests.conftest import CONF_DIR, run_cli, toy_datamodule, train_cli
-from tests.tolerances import assert_close, score_mass, tol
+from tests.conftest import run_cli, toy_datamodule, train_cli
+from tests.serving.scorer_checks import (
+    assert_same_top_k,
+    histories,
+    real_datamodule,
+    reference,
+    run_onnx,
+    run_program,
+)
 
-ort = pytest.importorskip("onnxruntime", reason="format=onnx needs the serve extra")
-
-EXPORT_OPS = 1000
-"""Roundings behind one score: an encoder's forward pass (one or two blocks at hidden 16 over up to 30 positions:
-a few hundred) and a product of 16 terms, each summed in another order by another runtime (onnxruntime), another
-batch size or another padding width. Times the score's scale, :func:`score_mass`, it bounds a score's error."""
+pytest.importorskip("onnxruntime", reason="format=onnx needs the serve extra")
 
 MAX_LEN = 6
 K = 5
@@ -68,85 +64,6 @@ def toy_model(cls: type[RecModule], dm: SeqDataModule, **settings: Any) -> RecMo
     with torch.no_grad():  # spread the scores: at the initial std of 0.02 many items would tie within rounding
         model.encoder.item_emb.weight.mul_(20.0)
     return model
-
-
-def histories(dm: SeqDataModule, rows: Tensor) -> Tensor:
-    """The whole histories (``history=all``) of rows of the FULL split, left-padded to the longest: ``[B, T]``."""
-    es = dm.store.evals[EvalSplit.FULL]
-    starts, ends = es.starts[rows], es.ends[rows]  # [B]
-    return left_pad(dm.store.values, starts, ends, int((ends - starts).max())).long()  # [B, T]
-
-
-class Reference(NamedTuple):
-    """The module's answer for some rows, and how far the scores of a correct export of it may be from it."""
-
-    items: Tensor  # [B, k + 1] model.top_k, one column more to see ties at the cut
-    scores: Tensor  # [B, k + 1]
-    rankable: Tensor  # [B, n_items + 1] every rankable score
-    tol: float  # absolute: tol(float32, EXPORT_OPS) times the largest sum of |h_d w_d| of a score
-
-    def row(self, i: int) -> Reference:
-        return Reference(self.items[i : i + 1], self.scores[i : i + 1], self.rankable[i : i + 1], self.tol)
-
-
-def reference(model: RecModule, dm: SeqDataModule, rows: Tensor, k: int) -> Reference:
-    """``model.top_k`` (``k + 1`` columns) and every rankable score for FULL rows, with the scores' tolerance."""
-    dm.connect(model.sample_spec)  # evaluation inputs cut as this model reads them (BERT4Rec: MASK appended)
-    batch = dm.store.eval_batch(rows, EvalSplit.FULL)
-    model.eval()
-    with torch.no_grad():
-        items, scores = model.top_k(batch, k + 1)  # [B, k + 1]
-        rankable = model._rankable(model.score(batch.input), batch)  # [B, n_items + 1]
-        if isinstance(model, SequentialRec):  # a score is the product of the last state and an item's embedding
-            mass = score_mass(model.encoder(batch.input)[:, -1], model.encoder.item_weights(model.n_items))
-        else:  # popularity: the scores are counts, no arithmetic
-            mass = float(rankable[rankable.isfinite()].abs().max())
-    return Reference(items, scores, rankable, tol(torch.float32, EXPORT_OPS) * mass)
-
-
-def assert_same_top_k(items: Tensor, scores: Tensor, ref: Reference) -> tuple[int, float]:
-    """Identical items except where the module's own scores tie, and scores within ``ref.tol`` of the module's.
-
-    Two runs of the same model (onnxruntime's kernels, a wider padding) differ by float rounding, ``err``:
-    items whose scores are closer than ``2 * err`` may swap places, so at those positions only the item's
-    own score is checked (the module scores it as the rank it was given, within ``err``). Everywhere else
-    the items must be identical. Returns the number of tied positions and ``err``, so that a test can check
-    that it compared something.
-    """
-    ref_items, ref_scores, rankable = ref.items, ref.scores, ref.rankable
-    k = items.shape[1]
-    finite = ref_scores[:, :k] > float("-inf")  # [B, k]
-    assert torch.equal(scores > float("-inf"), finite)
-    own = rankable.gather(1, items)  # [B, k] the module's score of each exported item
-    err = float((own - scores)[finite].abs().max())
-    assert err <= ref.tol, (err, ref.tol)
-    assert_close(scores[finite], ref_scores[:, :k][finite], rtol=0, atol=ref.tol, what="top-k scores")
-    close = (ref_scores[:, :-1] - ref_scores[:, 1:]).abs() <= 2 * err  # [B, k] column j ties with j + 1
-    tied = finite & (close | torch.cat([torch.zeros_like(close[:, :1]), close[:, :-1]], dim=1))  # [B, k]
-    assert torch.equal(items[~tied & finite], ref_items[:, :k][~tied & finite])
-    return int(tied.sum()), err
-
-
-@functools.cache
-def onnx_session(path: Path) -> Any:
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
-@functools.cache
-def loaded_program(path: Path) -> torch.nn.Module:
-    return torch.export.load(str(path)).module()
-
-
-def run_onnx(path: Path, history: Tensor) -> tuple[Tensor, Tensor]:
-    items, scores = onnx_session(path).run(["items", "scores"], {"history": history.numpy()})
-    assert items.dtype == np.int64 and scores.dtype == np.float32
-    return torch.from_numpy(items), torch.from_numpy(scores)
-
-
-def run_program(path: Path, history: Tensor) -> tuple[Tensor, Tensor]:
-    with torch.no_grad():
-        items, scores = loaded_program(path)(history)
-    return items, scores
 
 
 # --- fast: a toy log, ten users -------------------------------------------------------------------------
@@ -407,15 +324,6 @@ def test_bad_format_output_or_k_is_named(tmp_path: Path) -> None:
 
 
 # --- slow: real ml-1m checkpoints, 1,000 users ----------------------------------------------------------
-
-
-def real_datamodule(ckpt: Path, cache: Path) -> tuple[RecModule, SeqDataModule]:
-    """The checkpoint's module and the data of its run, as ``export`` loads them."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("export", overrides=[f"ckpt_path={ckpt}", f"paths.cache_dir={cache}"])
-    use_trained_data(cfg, [])
-    return checkpoint_and_data(cfg)
 
 
 @pytest.mark.slow
