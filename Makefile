@@ -18,7 +18,7 @@ export RECSYS_ATTN_DATA_DIR := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: help install lint format test test-full test-cpu-kinds notebooks strip-notebooks train sweep bench bench-overhead bench-precision bench-scale reproduce results-table clean
+.PHONY: help install lint format test test-full test-cpu-kinds notebooks strip-notebooks train sweep bench bench-overhead bench-precision bench-features bench-scale reproduce results-table clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -83,6 +83,9 @@ bench-overhead: ## host time of a training step and a validation pass at tiny si
 
 bench-precision: ## fp32 vs bf16-mixed BERT4Rec on ML-1M, one GPU; the speed-up goes to benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/bench_precision.py $(ARGS)
+
+bench-features: ## each model's epoch time and peak memory with and without item features, side by side (RESULTS.md)
+	$(BIN)/python benchmarks/bench_features.py $(ARGS)
 
 reproduce: ## train PRESET=<experiment> [SEED=n] to convergence (resumes when run again); row to benchmarks/REPRODUCE.md
 	@test -n "$(PRESET)" || { echo "usage: make reproduce PRESET=sasrec_ml-1m [SEED=1] [ARGS='trainer=gpu']"; exit 2; }

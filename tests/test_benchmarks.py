@@ -33,6 +33,31 @@ def test_bench_precision_reports_both_precisions_and_the_speedup(real_data_dir: 
     assert results.read_text() == before  # --no-record leaves the results alone
 
 
+@pytest.mark.slow
+def test_bench_features_times_each_model_with_and_without_features(real_data_dir: Path, tmp_path: Path) -> None:
+    script = REPO_ROOT / "benchmarks" / "bench_features.py"
+    results = REPO_ROOT / "benchmarks" / "RESULTS.md"
+    before = results.read_text()
+    tiny = ["--data", "ml-100k", "--features", "ml-100k", "--epochs", "1", "--rounds", "1", "--no-record"]
+    models = ["--models", "sasrec", "gru4rec", "--fusion", "concat"]
+    proc = subprocess.run(
+        [sys.executable, str(script), *tiny, *models, "--", "model.hidden_size=8", "model.max_len=10"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[2] for row in rows] == ["sasrec", "gru4rec"], proc.stdout[-2000:]
+    assert all("`features=ml-100k model.feature_fusion=concat`" in row for row in rows)
+    ratios = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(ratios) == {"sasrec", "gru4rec"}
+    assert all(r["time_ratio"] > 0 and r["memory_ratio"] > 0 for r in ratios.values())
+    assert results.read_text() == before  # --no-record leaves the results alone
+
+
 def test_rows_go_to_the_end_of_their_own_table() -> None:
     with_rows = benchmark_module("bench_train").with_rows
     text = "# R\n\n## A\n\n| h |\n|---|\n| a1 |\n\nnote\n\n## B\n\n| h |\n|---|\n| b1 |\n"
