@@ -242,6 +242,15 @@ def test_json_attributes_as_s3rec_ships_them(tmp_path: Path) -> None:
     assert attrs.values.tolist() == [[0, 0], [2, 0], [3, 2], [MISSING, 0], [MISSING, 0]]
 
 
+def test_json_naming_an_item_twice_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "attrs.json").write_text('{"10": [1], "20": [2], "10": [3]}')  # json.loads would keep [3] silently
+    with pytest.raises(DataError, match=r"attrs.json: entry 3: item 10 appears again \(first as entry 1\)"):
+        features_of(tmp_path, {"path": "attrs.json"})
+    (tmp_path / "attrs.json").write_text('{"10": [1], "010": [3]}')  # the same item once ids are read as numbers
+    with pytest.raises(DataError, match=r"attrs.json.*item 10 .*appears again"):
+        features_of(tmp_path, {"path": "attrs.json"})
+
+
 def test_json_of_other_shapes_is_refused(tmp_path: Path) -> None:
     (tmp_path / "attrs.json").write_text('{"10": [{"a": 1}]}')
     with pytest.raises(DataError, match=r"attrs.json: entry 1 \(item 10\): values must be text or integers"):

@@ -170,12 +170,28 @@ def canonical_key(ids: pl.Expr) -> pl.Expr:
     return pl.when(as_int.is_not_null()).then(as_int.cast(pl.String)).otherwise(ids.cast(pl.String)).alias("key")
 
 
+def _refuse_repeated_keys(path: Path) -> Callable[[list[tuple[str, object]]], dict[str, object]]:
+    """A ``json`` object hook that refuses an object naming one key twice (``json`` would keep the last silently)."""
+
+    def build(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        first: dict[str, int] = {}
+        for n, (key, _) in enumerate(pairs, start=1):
+            if key in first:
+                raise DataError(f"{path}: entry {n}: item {shorten(key)} appears again (first as entry {first[key]})")
+            first[key] = n
+        return dict(pairs)
+
+    return build
+
+
 def _json(path: Path, spec: FeatureFile) -> RawFeatures:
     """``{"item id": [values], ...}``: one multi-valued feature (``columns``' one name; ``attributes`` by default)."""
     check_file(path, "a JSON object {item id: [values]}")
     try:
-        data = json.loads(path.read_text(encoding=spec.encoding))
+        data = json.loads(path.read_text(encoding=spec.encoding), object_pairs_hook=_refuse_repeated_keys(path))
     except (ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, DataError):
+            raise
         raise DataError(f"{path}: not valid JSON ({shorten(exc)})") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object {{item id: [values]}}, got a {type(data).__name__}")
