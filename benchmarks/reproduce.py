@@ -95,6 +95,7 @@ PUBLISHED: dict[str, tuple[float, str]] = {
     "esasrec_beauty-s3rec": (0.0523, "Tikhonovich et al., RecSys 2025 (eSASRec benchmark): eSASRec"),
     "sasrec_beauty-s3rec": (0.0531, "Tikhonovich et al., RecSys 2025 (eSASRec benchmark): SASRec, sampled softmax"),
     "hstu_ml-1m": (0.1720, "Zhai et al., ICML 2024: HSTU on their ML-1M preparation (another protocol: context)"),
+    "sasrec_ml-1m_lrurec": (0.1902, "Yue et al., WSDM 2024 (LRURec), Table 3: SASRec on this file"),
     "hstu_ml-1m_large": (0.1893, "Zhai et al., ICML 2024: HSTU-large on their ML-1M preparation (another protocol)"),
 }
 """Published test/ndcg@10 of each preset, with its source."""

@@ -257,3 +257,19 @@ def test_model_yaml_lists_every_setting_with_its_dataclass_default(name: str) ->
     assert sorted(listed) == sorted(defaults), f"conf/model/{name}.yaml must list every {settings_class.__name__} field"
     drift = {k: (listed[k], defaults[k]) for k in defaults if listed[k] != defaults[k]}
     assert not drift, f"conf/model/{name}.yaml differs from {settings_class.__name__}'s defaults (yaml, code): {drift}"
+
+
+def test_the_lrurec_preset_is_sasrec_ml1m_with_the_overrides_its_rows_were_recorded_under(tmp_path: Path) -> None:
+    """`sasrec_ml-1m_lrurec` composes exactly what `sasrec_ml-1m` plus LRURec's trainer as overrides trained, so the
+    rows recorded under those overrides (reproduce.csv) are this preset's runs."""
+    overrides = (
+        "model.positions=rotary model.dropout=0.2 model.weight_decay=0.01 data.window_stride=200 "
+        "trainer.gradient_clip_val=5 callbacks.early_stopping.patience=30"
+    ).split()
+    preset = compose_train("experiment=sasrec_ml-1m_lrurec", tmp=tmp_path)
+    spelled = compose_train("experiment=sasrec_ml-1m", *overrides, tmp=tmp_path)
+    base = compose_train("experiment=sasrec_ml-1m", tmp=tmp_path)
+    for group in ("model", "data", "trainer", "callbacks", "features"):
+        assert preset[group] == spelled[group], group
+    assert (preset.model.positions, preset.data.window_stride, preset.trainer.gradient_clip_val) == ("rotary", 200, 5)
+    assert preset.model != base.model and preset.data != base.data  # it is not the plain preset
