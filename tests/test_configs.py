@@ -262,10 +262,14 @@ def test_model_yaml_lists_every_setting_with_its_dataclass_default(name: str) ->
 def test_the_lrurec_preset_is_sasrec_ml1m_with_the_overrides_its_rows_were_recorded_under(tmp_path: Path) -> None:
     """`sasrec_ml-1m_lrurec` composes exactly what `sasrec_ml-1m` plus LRURec's trainer as overrides trained, so the
     rows recorded under those overrides (reproduce.csv) are this preset's runs."""
-    overrides = (
-        "model.positions=rotary model.dropout=0.2 model.weight_decay=0.01 data.window_stride=200 "
-        "trainer.gradient_clip_val=5 callbacks.early_stopping.patience=30"
-    ).split()
+    overrides = [
+        "model.positions=rotary",
+        "model.dropout=0.2",
+        "model.weight_decay=0.01",
+        "data.window_stride=200",
+        "trainer.gradient_clip_val=5",
+        "callbacks.early_stopping.patience=30",
+    ]
     preset = compose_train("experiment=sasrec_ml-1m_lrurec", tmp=tmp_path)
     spelled = compose_train("experiment=sasrec_ml-1m", *overrides, tmp=tmp_path)
     base = compose_train("experiment=sasrec_ml-1m", tmp=tmp_path)
