@@ -48,8 +48,8 @@ MODELS = {
 }
 
 
-def epoch_seconds(src: Path, overrides: list[str], epochs: int) -> float:
-    """Median training-epoch seconds of ``recsys_attn.train`` run from the package in ``src``."""
+def epoch_run(src: Path, overrides: list[str], epochs: int) -> tuple[float, float]:
+    """Median training-epoch seconds and peak resident MiB of ``recsys_attn.train`` run from the package in ``src``."""
     with tempfile.TemporaryDirectory() as tmp:
         args = [
             *overrides,
@@ -62,9 +62,13 @@ def epoch_seconds(src: Path, overrides: list[str], epochs: int) -> float:
             f"hydra.run.dir={tmp}/run",
         ]
         env = {**os.environ, "PYTHONPATH": str(src)}
-        subprocess.run([sys.executable, "-m", "recsys_attn.train", *args], check=True, env=env, cwd=tmp)
+        proc = subprocess.Popen([sys.executable, "-m", "recsys_attn.train", *args], env=env, cwd=tmp)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            raise subprocess.CalledProcessError(proc.returncode, proc.args)
         metrics = json.loads((Path(tmp) / "run" / "metrics.json").read_text())
-    return float(metrics["time/epoch_s_median"])
+    return float(metrics["time/epoch_s_median"]), usage.ru_maxrss / 1024  # ru_maxrss: KiB on Linux
 
 
 def main() -> None:
@@ -88,7 +92,7 @@ def main() -> None:
                 for r in range(args.rounds):
                     order = [("ref", ref_tree), ("this", REPO)]
                     for label, tree in order if r % 2 == 0 else order[::-1]:
-                        times[label].append(epoch_seconds(tree / "src", MODELS[name], args.epochs))
+                        times[label].append(epoch_run(tree / "src", MODELS[name], args.epochs)[0])
                         print(f"[bench_epoch] {name} {label}: {times[label][-1]:.1f} s/epoch", file=sys.stderr)
                 ref_s, this_s = statistics.median(times["ref"]), statistics.median(times["this"])
                 settings = " ".join(MODELS[name])

@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_epoch import epoch_run
 from bench_train import machine, record
 
 SECTION = "## Item features: epoch time and memory (`bench_features.py`)"
@@ -33,6 +32,7 @@ HEADER = (
     "| peak MiB without | peak MiB with | memory ratio | commit |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
+SRC = Path(__file__).resolve().parent.parent / "src"
 SIZE = ["model.max_len=50", "model.hidden_size=64", "data.batch_size=128"]  # the quick preset's size, every model
 MODELS = {
     "sasrec": ["model=sasrec", *SIZE, "model.loss=ce"],
@@ -41,28 +41,6 @@ MODELS = {
     "esasrec": ["model=esasrec", *SIZE],
     "hstu": ["model=hstu", *SIZE, "model.time_buckets=0"],
 }
-
-
-def run(overrides: list[str], epochs: int) -> tuple[float, float]:
-    """Median training-epoch seconds and peak resident MiB of one ``recsys_attn.train`` subprocess."""
-    with tempfile.TemporaryDirectory() as tmp:
-        args = [
-            *overrides,
-            f"trainer.max_epochs={epochs}",
-            "trainer.limit_val_batches=0",
-            "trainer.enable_progress_bar=false",
-            "logger=none",
-            "callbacks=none",
-            "test=false",
-            f"hydra.run.dir={tmp}/run",
-        ]
-        proc = subprocess.Popen([sys.executable, "-m", "recsys_attn.train", *args])
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode:
-            raise subprocess.CalledProcessError(proc.returncode, proc.args)
-        metrics = json.loads((Path(tmp) / "run" / "metrics.json").read_text())
-    return float(metrics["time/epoch_s_median"]), usage.ru_maxrss / 1024  # ru_maxrss: KiB on Linux
 
 
 def main() -> None:
@@ -76,7 +54,7 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true", help="print, do not write RESULTS.md")
     parser.add_argument("overrides", nargs="*", help="more overrides for every run (after --)")
     args = parser.parse_args()
-    repo = Path(__file__).resolve().parent.parent
+    repo = SRC.parent
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True)
     dirty = subprocess.run(["git", "status", "--porcelain", "src", "conf"], cwd=repo, capture_output=True, text=True)
     commit = head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
@@ -88,7 +66,7 @@ def main() -> None:
         peak: dict[bool, list[float]] = {False: [], True: []}
         for r in range(args.rounds):
             for features in (False, True) if r % 2 == 0 else (True, False):
-                s, mib = run([*base, *(with_features if features else [])], args.epochs)
+                s, mib = epoch_run(SRC, [*base, *(with_features if features else [])], args.epochs)
                 seconds[features].append(s)
                 peak[features].append(mib)
                 print(f"[bench_features] {name} features={features}: {s:.2f} s/epoch, {mib:.0f} MiB", file=sys.stderr)

@@ -10,21 +10,26 @@ import pytest
 from tests.conftest import REPO_ROOT, benchmark_module
 
 
-@pytest.mark.slow
-def test_bench_precision_reports_both_precisions_and_the_speedup(real_data_dir: Path, tmp_path: Path) -> None:
-    script = REPO_ROOT / "benchmarks" / "bench_precision.py"
-    results = REPO_ROOT / "benchmarks" / "RESULTS.md"
-    before = results.read_text()
-    overrides = ["model=bert4rec", "data=ml-100k", "trainer=cpu", "model.max_len=10", "model.hidden_size=8"]
+def run_benchmark(script: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``benchmarks/<script>`` with ``args`` in ``cwd``; it must exit 0 (its stderr's end says why not)."""
     proc = subprocess.run(
-        [sys.executable, str(script), "--no-record", "--epochs", "1", "--", *overrides],
-        cwd=tmp_path,
+        [sys.executable, str(REPO_ROOT / "benchmarks" / script), *args],
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+@pytest.mark.slow
+def test_bench_precision_reports_both_precisions_and_the_speedup(real_data_dir: Path, tmp_path: Path) -> None:
+    results = REPO_ROOT / "benchmarks" / "RESULTS.md"
+    before = results.read_text()
+    overrides = ["model=bert4rec", "data=ml-100k", "trainer=cpu", "model.max_len=10", "model.hidden_size=8"]
+    proc = run_benchmark("bench_precision.py", ["--no-record", "--epochs", "1", "--", *overrides], tmp_path)
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
     assert len(rows) == 4, proc.stdout[-2000:]
     assert "trainer.precision=32-true" in rows[0] and "trainer.precision=bf16-mixed" in rows[1]
@@ -35,20 +40,13 @@ def test_bench_precision_reports_both_precisions_and_the_speedup(real_data_dir: 
 
 @pytest.mark.slow
 def test_bench_features_times_each_model_with_and_without_features(real_data_dir: Path, tmp_path: Path) -> None:
-    script = REPO_ROOT / "benchmarks" / "bench_features.py"
     results = REPO_ROOT / "benchmarks" / "RESULTS.md"
     before = results.read_text()
     tiny = ["--data", "ml-100k", "--features", "ml-100k", "--epochs", "1", "--rounds", "1", "--no-record"]
-    models = ["--models", "sasrec", "gru4rec", "--fusion", "concat"]
-    proc = subprocess.run(
-        [sys.executable, str(script), *tiny, *models, "--", "model.hidden_size=8", "model.max_len=10"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    models = ["--models", "sasrec", "gru4rec", "--fusion", "concat", "--", "model.hidden_size=8", "model.max_len=10"]
+    proc = run_benchmark(
+        "bench_features.py", [*tiny, *models, "--", "model.hidden_size=8", "model.max_len=10"], tmp_path
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
     assert [row.split(" | ")[2] for row in rows] == ["sasrec", "gru4rec"], proc.stdout[-2000:]
     assert all("`features=ml-100k model.feature_fusion=concat`" in row for row in rows)
