@@ -50,7 +50,8 @@ test-full: ## every test, those marked `slow` (long real-data trainings, noteboo
 # so each kind has its own.
 NUMERICAL_TESTS := tests/models tests/evaluation tests/test_metrics.py tests/data/test_batches.py \
 	tests/serving/test_export.py tests/serving/test_policies.py tests/serving/test_serve.py tests/serving/test_logs.py \
-	tests/serving/test_simulation.py tests/serving/test_ope_estimators.py tests/test_tolerances.py
+	tests/serving/test_simulation.py tests/serving/test_ope_estimators.py tests/test_tolerances.py \
+	tests/serving/test_export_features.py tests/data/test_features.py
 CPU_KIND_default := ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41
 CPU_KIND_avx2 := ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2
 

@@ -3,6 +3,7 @@
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -35,9 +36,28 @@ def test_every_file_with_tolerances_is_one_of_the_numerical_tests() -> None:
         text=True,
         check=False,
     )
-    slow_only = {"tests/test_experiments.py", "tests/test_predict.py", "tests/serving/test_ope.py"}  # CLI runs
-    for found in set(proc.stdout.split()) - slow_only - {"tests/test_cpu_kinds.py", "tests/tolerances.py"}:
-        assert any(found == p or found.startswith(p.rstrip("/") + "/") for p in paths), found
+    cli_runs = {
+        "tests/test_experiments.py",
+        "tests/test_predict.py",
+        "tests/serving/test_ope.py",
+        "tests/test_features_run.py",
+    }
+    for found in set(proc.stdout.split()) - {"tests/test_cpu_kinds.py", "tests/tolerances.py"}:
+        # a helper module (not test_*.py) holds tolerances for the test files that import it: those are the ones run
+        users = [found] if Path(found).name.startswith("test_") else importers(found)
+        for user in set(users) - cli_runs:
+            assert any(user == p or user.startswith(p.rstrip("/") + "/") for p in paths), (found, user)
+
+
+def importers(module_file: str) -> list[str]:
+    """The test files that import ``module_file`` (a path under tests/) by its dotted name."""
+    dotted = module_file.removesuffix(".py").replace("/", ".")
+    proc = subprocess.run(
+        ["grep", "-rlF", f"from {dotted} import", "tests"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    users = proc.stdout.split()
+    assert users, f"{module_file} holds tolerances but no test imports it"
+    return users
 
 
 def test_ci_prints_the_cpu_before_anything_and_reruns_the_numerical_tests_after_make_test() -> None:
