@@ -71,6 +71,13 @@ def epoch_run(src: Path, overrides: list[str], epochs: int) -> tuple[float, floa
     return float(metrics["time/epoch_s_median"]), usage.ru_maxrss / 1024  # ru_maxrss: KiB on Linux
 
 
+def this_commit() -> str:
+    """This checkout's short commit, ``+changes`` when ``src`` or ``conf`` differ from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "src", "conf"], cwd=REPO, capture_output=True, text=True)
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ref", default="85f9768", help="reference commit (default: 85f9768)")
@@ -79,9 +86,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="ref/this pairs per model, alternating")
     parser.add_argument("--no-record", action="store_true", help="print, do not write RESULTS.md")
     args = parser.parse_args()
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "src", "conf"], cwd=REPO, capture_output=True, text=True)
-    this = head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+    this = this_commit()
     with tempfile.TemporaryDirectory() as tmp:
         ref_tree = Path(tmp) / "ref"
         subprocess.run(["git", "worktree", "add", "--detach", str(ref_tree), args.ref], cwd=REPO, check=True)

@@ -17,12 +17,11 @@ import argparse
 import datetime as dt
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_epoch import epoch_run
+from bench_epoch import REPO, epoch_run, this_commit
 from bench_train import machine, record
 
 SECTION = "## Item features: epoch time and memory (`bench_features.py`)"
@@ -32,7 +31,7 @@ HEADER = (
     "| peak MiB without | peak MiB with | memory ratio | commit |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
-SRC = Path(__file__).resolve().parent.parent / "src"
+SRC = REPO / "src"
 SIZE = ["model.max_len=50", "model.hidden_size=64", "data.batch_size=128"]  # the quick preset's size, every model
 MODELS = {
     "sasrec": ["model=sasrec", *SIZE, "model.loss=ce"],
@@ -54,10 +53,7 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true", help="print, do not write RESULTS.md")
     parser.add_argument("overrides", nargs="*", help="more overrides for every run (after --)")
     args = parser.parse_args()
-    repo = SRC.parent
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "src", "conf"], cwd=repo, capture_output=True, text=True)
-    commit = head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+    commit = this_commit()
     with_features = [f"features={args.features}", f"model.feature_fusion={args.fusion}"]
     rows, ratios = "", {}
     for name in args.models:

@@ -44,9 +44,7 @@ def test_bench_features_times_each_model_with_and_without_features(real_data_dir
     before = results.read_text()
     tiny = ["--data", "ml-100k", "--features", "ml-100k", "--epochs", "1", "--rounds", "1", "--no-record"]
     models = ["--models", "sasrec", "gru4rec", "--fusion", "concat", "--", "model.hidden_size=8", "model.max_len=10"]
-    proc = run_benchmark(
-        "bench_features.py", [*tiny, *models, "--", "model.hidden_size=8", "model.max_len=10"], tmp_path
-    )
+    proc = run_benchmark("bench_features.py", [*tiny, *models], tmp_path)
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
     assert [row.split(" | ")[2] for row in rows] == ["sasrec", "gru4rec"], proc.stdout[-2000:]
     assert all("`features=ml-100k model.feature_fusion=concat`" in row for row in rows)
