@@ -4,9 +4,9 @@
 # 1. Here (CPU), in the checkout the session was started in (the `run` tool sends that one, whichever
 #    worktree calls it; this branch must be in it): `bash benchmarks/gpu/prepare.sh` builds the two
 #    git-ignored carried paths, .whl/ (hydra-core, omegaconf, polars wheels, 53 MiB) and
-#    .carry/ml-1m.tar.gz (2.4 MiB; and .carry/beauty-s3rec.tar.gz). It prints what a call will send (60 of the
-#    64 MiB on 2026-12-07, the tracked files 4 of them) and stops within 1 MiB of the limit: keep the checkout free
-#    of other large untracked, non-ignored files.
+#    .carry/data.tar.xz (3.1 MiB: ml-1m.txt and both Beauty files). It prints what a call will send (62 of
+#    the 64 MiB on 2026-12-07, the tracked files 5.5 of them: each kept run adds 0.1-0.3) and stops within
+#    1 MiB of the limit: keep the checkout free of other large untracked, non-ignored files.
 # 2. The device call, the `run` tool with:
 #      command:   bash benchmarks/gpu/batch.sh
 #      carry:     [".whl", ".carry"]
@@ -40,7 +40,7 @@
 # first in the next call):
 #   ONLY="repro_ml_lrurec1 repro_ml_lrurec2 repro_bert4rec repro_bce repro_ml_esasrec repro_ml_hstu repro_ml_hstu_large repro_ml_bert4rec1 repro_ml_bert4rec2
 #         repro_s3_sasrec repro_s3_sasrec_f repro_s3_bert4rec repro_s3_bert4rec_f repro_s3_esasrec64
-#         repro_s3_esasrec256" bash benchmarks/gpu/batch.sh
+#         repro_s3_esasrec256 repro_beauty repro_beauty_d05_1 repro_beauty_d05_2" bash benchmarks/gpu/batch.sh
 # ONLY="repro profile" runs just the steps named (a step's name, or the prefix before its `_`: ddp, fast,
 # precision, catalog); unset: every step, in the order above, as the budget allows.
 #
@@ -128,16 +128,16 @@ if [ -d .whl ] && ! "$PY" -c "import hydra, omegaconf, polars" 2>/dev/null; then
         --target "$WORK/site" .whl/*.whl
     export PYTHONPATH=$WORK/site
 fi
-if [ -f .carry/ml-1m.tar.gz ]; then
-    mkdir -p "$WORK/data" && tar -xzf .carry/ml-1m.tar.gz -C "$WORK/data" && export RECSYS_ATTN_DATA_DIR=$WORK/data
-    [ -f .carry/beauty-s3rec.tar.gz ] && tar -xzf .carry/beauty-s3rec.tar.gz -C "$WORK/data"
+if [ -f .carry/data.tar.xz ]; then  # Python's tarfile reads xz: no xz program needed on the device image
+    "$PY" -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter="data")' \
+        .carry/data.tar.xz "$WORK/data" && export RECSYS_ATTN_DATA_DIR=$WORK/data
 fi
 export PYTHONPATH=$ROOT/src${PYTHONPATH:+:$PYTHONPATH}
 (nvidia-smi || echo "(no nvidia-smi)") >"$LOGS/nvidia-smi.log" 2>&1
 step versions 60 "$PY" -c "import torch, lightning, polars, hydra, recsys_attn as r
 print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'lightning', lightning.__version__,
       'polars', polars.__version__, 'hydra', hydra.__version__, 'recsys_attn', r.__file__)"
-: "${RECSYS_ATTN_DATA_DIR:?no .carry/ml-1m.tar.gz: set RECSYS_ATTN_DATA_DIR (folder holding ml-1m/ml-1m.txt)}"
+: "${RECSYS_ATTN_DATA_DIR:?no .carry/data.tar.xz: set RECSYS_ATTN_DATA_DIR (folder holding ml-1m/ml-1m.txt)}"
 
 # issue 10 §5 and issue 14 §1: both ml-1m presets to convergence (early stopping; BERT4Rec's 200 epochs), rows in
 # $OUT/reproduce/ (REPRODUCE.md, reproduce.csv: copy the new rows over ours), each under a fit-time cap
@@ -155,9 +155,11 @@ step repro_bert4rec 270 "$PY" benchmarks/reproduce.py bert4rec_ml-1m "trainer=$D
 # ... and on ml-1m.txt the new encoders (HSTU and HSTU-large without time buckets: the file has no timestamps) and BERT4Rec's seeds 1
 # and 2, whose spread says whether its -4.9% against the published figure is noise; the seeds 1 and 2 of our best
 # configuration (sasrec_ml-1m with LRURec's trainer: the overrides its seed-42 row was recorded under), HSTU with full CE. One row a run: step name, cap (s),
-# fit cap, preset, overrides; the beauty-s3rec rows only where its file is.
+# fit cap, preset, overrides; the beauty-s3rec rows only where its file is. Then BERT4Rec's Beauty (issue 27 §3's
+# beauty row of the preset; issue 26's seeds 1 and 2 of dropout 0.5, its best row), only where beauty.txt is.
 while read -r name cap fit preset extra; do
     [[ $preset == *beauty-s3rec ]] && [ ! -f "$RECSYS_ATTN_DATA_DIR/beauty-s3rec/Beauty.txt" ] && continue
+    [[ $preset == *_beauty ]] && [ ! -f "$RECSYS_ATTN_DATA_DIR/beauty/beauty.txt" ] && continue
     # shellcheck disable=SC2086  # $extra: the run's overrides, words on purpose
     step "repro_$name" "$cap" "$PY" benchmarks/reproduce.py "$preset" "trainer=$DEV" trainer.enable_progress_bar=false \
         "trainer.max_time=$fit" "trainer.max_epochs=$LONG" $extra "${TINY[@]}" "paths.log_dir=$WORK/repro-logs" \
@@ -178,6 +180,9 @@ s3_bert4rec 100 00:00:01:15 bert4rec_beauty-s3rec
 s3_bert4rec_f 100 00:00:01:15 bert4rec_beauty-s3rec features=beauty-s3rec
 s3_esasrec64 100 00:00:01:15 esasrec_beauty-s3rec data.length_grouping=1 model.hidden_size=64
 s3_esasrec256 100 00:00:01:15 esasrec_beauty-s3rec data.length_grouping=1
+beauty 150 00:00:02:00 sasrec_beauty
+beauty_d05_1 150 00:00:02:00 sasrec_beauty seed=1 model.dropout=0.5
+beauty_d05_2 150 00:00:02:00 sasrec_beauty seed=2 model.dropout=0.5
 RUNS
 for run in sasrec_ml-1m bert4rec_ml-1m; do cp "$WORK/runs/$run/metrics.json" "$LOGS/repro_$run.json" 2>/dev/null; done
 step profile 60 "$PY" benchmarks/profile_step.py sasrec_ml-1m --steps "$STEPS" --device "$CUDA" \

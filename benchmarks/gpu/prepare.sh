@@ -2,8 +2,9 @@
 # Build here, on the CPU machine, the two git-ignored paths benchmarks/gpu/batch.sh carries to the GPU one:
 #   .whl/               wheels the GPU image lacks: hydra-core, omegaconf (+ antlr4), polars (+ its runtime),
 #                       liger-kernel, ~54 MiB
-#   .carry/ml-1m.tar.gz the one file the ml-1m loader reads (ml-1m/ml-1m.txt, 9 MiB), gzipped to ~2 MiB
-#   .carry/beauty-s3rec.tar.gz  S3-Rec's Beauty.txt and its item attributes (the repro_s3_* steps), ~1 MiB
+#   .carry/data.tar.xz  the files the batch's loaders read, 3.1 MiB xz-compressed (gzip took 4.1: too close to the
+#                       64 MiB a call sends): ml-1m/ml-1m.txt (9 MiB), S3-Rec's Beauty.txt and its item attributes
+#                       (the repro_s3_* steps), BERT4Rec's beauty.txt (the repro_beauty* steps)
 # The versions are the ones the batch was tested with; the GPU image has torch, lightning, torchmetrics, rich,
 # pyarrow, tensorboard and matplotlib, and wandb is not needed (logger=csv or none).
 #   bash benchmarks/gpu/prepare.sh            (data from $RECSYS_ATTN_DATA_DIR, else ../shared/data)
@@ -15,10 +16,9 @@ data=${RECSYS_ATTN_DATA_DIR:-../shared/data}
 # the image, and device_wheels would fetch torch's CUDA wheels (GiBs) with it
 ls .whl/liger_kernel-*.whl >/dev/null 2>&1 ||
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d .whl liger-kernel==0.8.5
-mkdir -p .carry
-tar -czf .carry/ml-1m.tar.gz -C "$data" ml-1m/ml-1m.txt
-# issue 26's runs on S3-Rec's Beauty (the repro_s3_* steps): the log and the item attributes, ~1 MiB gzipped
-tar -czf .carry/beauty-s3rec.tar.gz -C "$data" beauty-s3rec/Beauty.txt beauty-s3rec/Beauty_item2attributes.json
+rm -rf .carry && mkdir -p .carry
+tar -cf - -C "$data" ml-1m/ml-1m.txt beauty-s3rec/Beauty.txt beauty-s3rec/Beauty_item2attributes.json \
+    beauty/beauty.txt | xz -9e -T1 >.carry/data.tar.xz
 du -sh .whl .carry
 # what a `run` call sends: the working tree's tracked and untracked (not ignored) files plus the carried paths, 64 MiB
 # at most; the kept runs (benchmarks/runs/) grow it by ~0.1-0.3 MiB a row
