@@ -23,9 +23,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_train import machine, record
+from bench_train import REPO, machine, record, this_commit
 
-REPO = Path(__file__).resolve().parent.parent
 SECTION = "## Epoch speed against a reference commit (`bench_epoch.py`)"
 HEADER = (
     f"\n{SECTION}\n\n"
@@ -69,13 +68,6 @@ def epoch_run(src: Path, overrides: list[str], epochs: int) -> tuple[float, floa
             raise subprocess.CalledProcessError(proc.returncode, proc.args)
         metrics = json.loads((Path(tmp) / "run" / "metrics.json").read_text())
     return float(metrics["time/epoch_s_median"]), usage.ru_maxrss / 1024  # ru_maxrss: KiB on Linux
-
-
-def this_commit() -> str:
-    """This checkout's short commit, ``+changes`` when ``src`` or ``conf`` differ from it."""
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "src", "conf"], cwd=REPO, capture_output=True, text=True)
-    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
 def main() -> None:

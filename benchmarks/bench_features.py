@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_epoch import REPO, epoch_run, this_commit
-from bench_train import machine, record
+from bench_epoch import epoch_run
+from bench_train import REPO, machine, record, this_commit
 
 SECTION = "## Item features: epoch time and memory (`bench_features.py`)"
 HEADER = (

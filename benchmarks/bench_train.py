@@ -4,11 +4,15 @@
     python benchmarks/bench_train.py --epochs 200 -- experiment=sasrec_ml-1m trainer=gpu
     python benchmarks/bench_train.py --no-record -- model=bert4rec trainer.precision=bf16-mixed
     python benchmarks/bench_train.py --epochs 200 -- experiment=sasrec_ml-1m callbacks=default   # early stopping
+    python benchmarks/bench_train.py --epochs 200 --target 0.18 --gpu-csv benchmarks/gpu.csv -- \
+        experiment=sasrec_ml-1m trainer=gpu callbacks=default trainer.max_time=00:00:00:45
 
 Runs the real entry point in a subprocess (the data cache warm beforehand), then records the median
 seconds per training epoch, the fit time and test metrics, with the command, machine and date.
 Runs log nowhere and keep no checkpoints (``logger=none callbacks=none``) unless the overrides choose a
-logger or callbacks. ``BENCH_RESULTS=path`` records into another file than benchmarks/RESULTS.md.
+logger or callbacks; ``--target`` logs to CSV (``logger=csv``) to time the training to that val/ndcg@10, and
+``--gpu-csv`` appends the run's row to that machine-readable file (benchmarks/gpu_csv.py).
+``BENCH_RESULTS=path`` records into another file than benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+import gpu_csv
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(os.environ.get("BENCH_RESULTS") or Path(__file__).with_name("RESULTS.md"))
 SECTION = "## Training (`bench_train.py`)"
 HEADER = (
@@ -49,22 +57,62 @@ def machine() -> str:
     return f"{platform.platform()}, {os.cpu_count()} cores{', ' + cpu if cpu else ''}{gpu}"
 
 
-def run_train(epochs: int, overrides: list[str]) -> tuple[dict[str, float], str]:
-    """Run ``recsys_attn.train`` for ``epochs`` in a subprocess; its metrics and the command as shown."""
+def this_commit() -> str:
+    """This checkout's short commit, ``+changes`` when ``src`` or ``conf`` differ from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "src", "conf"], cwd=REPO, capture_output=True, text=True)
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
+def run_train(
+    epochs: int, overrides: list[str], target: float | None = None
+) -> tuple[dict[str, float], str, dict[str, object]]:
+    """Run ``recsys_attn.train`` for ``epochs`` in a subprocess: its metrics, the command as shown, its config.
+
+    With a ``target`` the run logs to CSV and the metrics gain ``time/train_s_to_target`` (nan: not reached).
+    """
     chosen = {o.split("=", 1)[0] for o in overrides}
     quiet = [f"{group}=none" for group in ("logger", "callbacks") if group not in chosen]
+    if target is not None:
+        if "logger" in chosen and "logger=csv" not in overrides:
+            raise SystemExit("--target reads the run's CSV log: leave `logger` out of the overrides or set logger=csv")
+        quiet = [q if q != "logger=none" else "logger=csv" for q in quiet]
     with tempfile.TemporaryDirectory() as tmp:
-        full = [
-            f"trainer.max_epochs={epochs}",
-            *quiet,
-            "trainer.enable_progress_bar=false",
-            f"hydra.run.dir={tmp}/run",
-            *overrides,
-        ]
+        run = Path(tmp) / "run"
+        full = [f"trainer.max_epochs={epochs}", *quiet, "trainer.enable_progress_bar=false", f"hydra.run.dir={run}"]
+        full += overrides
         subprocess.run([sys.executable, "-m", "recsys_attn.train", *full], check=True)
-        metrics = json.loads((Path(tmp) / "run" / "metrics.json").read_text())
+        metrics = json.loads((run / "metrics.json").read_text())
+        if target is not None:
+            metrics["time/train_s_to_target"] = gpu_csv.train_seconds_to_target(run / "csv" / "metrics.csv", target)
+        config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
     shown = " ".join(o for o in full if not o.startswith("hydra.run.dir"))
-    return metrics, f"python -m recsys_attn.train {shown}"
+    return metrics, f"python -m recsys_attn.train {shown}", config
+
+
+def gpu_row(metrics: dict[str, float], command: str, config: dict[str, object], target: float) -> dict[str, object]:
+    """The benchmarks/gpu.csv row of a run (gpu_csv.COLUMNS), on this machine's GPU ("none" without one)."""
+    import torch
+
+    model = config["model"]
+    data = config["data"]
+    assert isinstance(model, dict) and isinstance(data, dict)
+    preset = next((o.split("=", 1)[1] for o in command.split() if o.startswith("experiment=")), "")
+    return {
+        "date": dt.date.today().isoformat(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "model": str(model["_target_"]).rsplit(".", 1)[-1],
+        "preset": preset,
+        "batch": data["batch_size"],
+        "s_per_epoch_train": metrics["time/epoch_s_median"],
+        "s_per_val": metrics.get("time/val_s_median", float("nan")),
+        "epochs": int(metrics["train/epochs"]),
+        "seconds_to_target": metrics["time/train_s_to_target"],
+        "target_ndcg@10": target,
+        "test_ndcg@10": metrics.get("test/ndcg@10", float("nan")),
+        "commit": this_commit(),
+        "command": command,
+    }
 
 
 def table_row(metrics: dict[str, float], command: str) -> str:
@@ -108,11 +156,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     parser.add_argument("--metrics-json", type=Path, help="also write the run's metrics.json here")
+    parser.add_argument("--target", type=float, help="time the training to this val/ndcg@10 (logs to CSV)")
+    parser.add_argument("--gpu-csv", type=Path, help="append the run's row to this CSV (needs --target)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for recsys_attn.train")
     args = parser.parse_args()
-    metrics, command = run_train(args.epochs, args.overrides)
+    if args.gpu_csv and args.target is None:
+        parser.error("--gpu-csv needs --target (its seconds_to_target column)")
+    metrics, command, config = run_train(args.epochs, args.overrides, args.target)
     if args.metrics_json:
         args.metrics_json.write_text(json.dumps({"command": command, **metrics}, indent=1))
+    if args.gpu_csv:
+        gpu_csv.append_row(args.gpu_csv, gpu_row(metrics, command, config, args.target))
     row = table_row(metrics, command)
     print(row, end="")
     if not args.no_record:
