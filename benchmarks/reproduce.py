@@ -87,6 +87,8 @@ only (``outputs.slim_per_user``: ``compare`` derives the metrics, half the room)
 the latest row's (its ``row.json`` says which); an earlier row of the same settings and seed keeps only its line."""
 
 _PAPER = "Klenitskiy & Vasilev, RecSys 2023"
+OTHER_PROTOCOL = "another protocol"
+"""The words a PUBLISHED source uses for a figure measured under another protocol or preparation (context only)."""
 PUBLISHED: dict[str, tuple[float, str]] = {
     "sasrec_ml-1m": (0.1821, f"{_PAPER}: SASRec, cross-entropy"),
     "sasrec_ml-1m_bce": (0.1341, f"{_PAPER}: SASRec, BCE + 1 negative"),
@@ -94,9 +96,9 @@ PUBLISHED: dict[str, tuple[float, str]] = {
     "sasrec_beauty": (0.0327, f"{_PAPER}: SASRec, cross-entropy"),
     "esasrec_beauty-s3rec": (0.0523, "Tikhonovich et al., RecSys 2025 (eSASRec benchmark): eSASRec"),
     "sasrec_beauty-s3rec": (0.0531, "Tikhonovich et al., RecSys 2025 (eSASRec benchmark): SASRec, sampled softmax"),
-    "hstu_ml-1m": (0.1720, "Zhai et al., ICML 2024: HSTU on their ML-1M preparation (another protocol: context)"),
+    "hstu_ml-1m": (0.1720, f"Zhai et al., ICML 2024: HSTU on their ML-1M preparation ({OTHER_PROTOCOL}: context)"),
     "sasrec_ml-1m_lrurec": (0.1902, "Yue et al., WSDM 2024 (LRURec), Table 3: SASRec on this file"),
-    "hstu_ml-1m_large": (0.1893, "Zhai et al., ICML 2024: HSTU-large on their ML-1M preparation (another protocol)"),
+    "hstu_ml-1m_large": (0.1893, f"Zhai et al., ICML 2024: HSTU-large on their ML-1M preparation ({OTHER_PROTOCOL})"),
 }
 """Published test/ndcg@10 of each preset, with its source."""
 

@@ -87,9 +87,38 @@ def test_seeds_are_averaged_and_the_latest_converged_row_of_a_seed_counts(rt: Mo
         "0.0540–0.0570 (sd 0.0013)",
         "42: 0.0520–0.0560; 1: 0.0530–0.0590; 2: not recorded; 3: not recorded",
     ]
-    assert cells[7:] == ["40.00", "2 cores", "0.0531"]
+    assert cells[7:] == ["40.00, 40.00, 40.00, 40.00", "2 cores", "0.0531"]  # s/epoch: one per seed
     beauty = text.split("**ml-1m**")[0]
     assert beauty.index("features=beauty-s3rec") < beauty.index("| `sasrec_beauty-s3rec` | — |")  # best first
+
+
+LRUREC = (
+    "model.positions=rotary model.dropout=0.2 model.weight_decay=0.01 data.window_stride=200 "
+    "trainer.gradient_clip_val=5 callbacks.early_stopping.patience=30"
+)
+
+
+def test_overrides_that_compose_another_preset_are_that_preset(rt: ModuleType, tmp_path: Path) -> None:
+    other_cpu = "Linux-6.18-x86_64-with-glibc2.36, 2 cores, AMD EPYC, AVX2"
+    rows = [
+        row("sasrec_ml-1m", 42, "0.1880", LRUREC),
+        row("sasrec_ml-1m", 1, "0.1900", f"{LRUREC} trainer=gpu", machine=other_cpu),
+        row("sasrec_ml-1m_lrurec", 2, "0.1890"),
+        row("sasrec_ml-1m", 42, "0.1840", "model.positions=rotary"),  # only part of it: not that preset
+        row("hstu_ml-1m", 42, "0.1715", "data=ml-1m model.time_buckets=0"),
+    ]
+    table = write_csv(tmp_path / "r.csv", rows, tuple(rows[1]))
+    configs = rt.grouped(table)["ml-1m"]
+    assert [r.seed for r in configs[rt.Config("sasrec_ml-1m_lrurec", ())]] == ["42", "1", "2"]
+    assert rt.Config("sasrec_ml-1m", ("model.positions=rotary",)) in configs
+    lines = {x.split(" | ")[0] + x.split(" | ")[1]: x for x in rt.tables(table).splitlines() if x.startswith("| `")}
+    cells = [c.strip() for c in lines["| `sasrec_ml-1m_lrurec`—"].strip("|").split("|")]
+    assert cells[2:4] == ["42, 1, 2", "0.1890"]
+    # the preset's own published figure (LRURec's), not the 2023 one its rows recorded under sasrec_ml-1m
+    assert cells[-1] == "0.1902"
+    assert cells[-2] == "42: 2 cores; 1: 2 cores, AMD EPYC, AVX2; 2: 2 cores"  # which seed ran where
+    hstu = [c.strip() for c in lines["| `hstu_ml-1m``data=ml-1m` `model.time_buckets=0`"].strip("|").split("|")]
+    assert hstu[-1] == "0.1720 (another protocol: context)"
 
 
 def test_a_readme_without_its_markers_fails_in_one_line(rt: ModuleType) -> None:
