@@ -6,6 +6,7 @@
     python benchmarks/profile_step.py sasrec_ml-1m --device cuda --steps 30 --trace /tmp/step.json
     python benchmarks/profile_step.py sasrec_ml-1m --compile            # the encoder under torch.compile
     python benchmarks/profile_step.py sasrec_ml-1m --bf16               # steps under bf16 autocast
+    python benchmarks/profile_step.py sasrec_ml-1m --device cuda --sync-check -- model.static_shapes=true
 
 Composes ``experiment=<preset>`` as ``train`` does, builds the datamodule and model, and runs ``--steps``
 training steps (batch building on the device path, forward, backward, Adam) after two warm-up steps, under
@@ -14,7 +15,10 @@ benchmarks/RESULTS.md with the command, machine and date. On a GPU (``--device c
 kernels by GPU time and how busy they kept the GPU: the rest of a step's wall time is per-step overhead
 (Python, kernel launches, host-device syncs). ``--compile`` wraps the encoder in ``torch.compile`` (dynamic
 shapes: batch lengths vary); compilation happens in the warm-up steps, which are not timed. ``--bf16`` runs
-the steps under bf16 autocast, as ``trainer.precision=bf16-mixed`` does. Measure on a
+the steps under bf16 autocast, as ``trainer.precision=bf16-mixed`` does. ``--sync-check`` (GPU only) runs the
+profiled steps under ``torch.cuda.set_sync_debug_mode("error")``: any wait of the host for the device in them
+(building the batch where the data lives, forward, backward, the optimiser step) fails the run, naming the
+operation; with ``model.static_shapes=true`` and the ``device`` loader a step should have none. Measure on a
 quiet machine: a busy one inflates every figure (the load average at start is recorded beside the rows).
 """
 
@@ -82,12 +86,14 @@ def profile(
     compile_: bool = False,
     bf16: bool = False,
     warmup: int = 2,
+    sync_check: bool = False,
 ) -> Profile:
     """Profile ``steps`` training steps of ``preset`` on ``device``; write a Chrome trace to ``trace`` if given.
 
     ``compile_``: the encoder runs under ``torch.compile(dynamic=True)``, compiled during the warm-up steps.
     ``bf16``: forward and loss under bf16 autocast (the backward follows the forward's dtypes). ``warmup``: steps
     run before the profiled ones (``model.static_shapes=true`` on a GPU records its CUDA graphs in the first few).
+    ``sync_check``: on a GPU, a host-device sync in the profiled steps raises (``torch.cuda.set_sync_debug_mode``).
     """
     import torch
     from lightning.fabric.utilities.apply_func import move_data_to_device
@@ -123,8 +129,14 @@ def profile(
         if cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()
-        for request in batches[warmup:]:
-            step(request)
+        if cuda and sync_check:
+            torch.cuda.set_sync_debug_mode("error")
+        try:
+            for request in batches[warmup:]:
+                step(request)
+        finally:
+            if cuda and sync_check:
+                torch.cuda.set_sync_debug_mode("default")
         if cuda:
             torch.cuda.synchronize()  # the steps end when their kernels do
         seconds = (time.perf_counter() - start) / steps
@@ -160,14 +172,29 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="where the model, the data and the steps run: cpu, cuda")
     parser.add_argument("--compile", action="store_true", help="run the encoder under torch.compile")
     parser.add_argument("--bf16", action="store_true", help="run the steps under bf16 autocast")
+    parser.add_argument("--sync-check", action="store_true", help="GPU: fail on any host-device sync in the steps")
     parser.add_argument("--trace", type=Path, help="also write a Chrome trace (Perfetto, chrome://tracing) here")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides after --, e.g. -- model.dropout=0.0")
     args = parser.parse_intermixed_args()  # overrides after the options too (plain parse_args refuses them)
     load = os.getloadavg()[0]
     p = profile(
-        args.preset, args.steps, args.overrides, args.top, args.device, args.trace, args.compile, args.bf16, args.warmup
+        args.preset,
+        args.steps,
+        args.overrides,
+        args.top,
+        args.device,
+        args.trace,
+        args.compile,
+        args.bf16,
+        args.warmup,
+        args.sync_check,
     )
     print(p.tables)
+    if args.sync_check:
+        cuda = args.device.startswith("cuda")
+        print(
+            f"sync check: {args.steps} steps without a host-device sync" if cuda else "sync check: GPU only (CPU run)"
+        )
     epoch = p.seconds * p.n_batches
     print(f"{p.seconds * 1000:.1f} ms/step x {p.n_batches} batches = {epoch:.2f} s/epoch (training steps only)")
     busy = "" if p.busy is None else f"GPU kernels busy {p.busy:.0%} of the wall time; "
@@ -175,7 +202,11 @@ def main() -> None:
     if args.no_record:
         return
     device = [] if args.device == "cpu" else [f"--device {args.device}"]
-    flags = [flag for flag, on in (("--compile", args.compile), ("--bf16", args.bf16)) if on]
+    flags = [
+        flag
+        for flag, on in (("--compile", args.compile), ("--bf16", args.bf16), ("--sync-check", args.sync_check))
+        if on
+    ]
     command = " ".join(
         ["python benchmarks/profile_step.py", args.preset, f"--steps {args.steps}", *device, *flags, *args.overrides]
     )

@@ -164,7 +164,8 @@ step fast_bert4rec 120 "${BENCH[@]}" --epochs "$LONG" --metrics-json "$LOGS/fast
 # at the preset's batch of 128; then with 8 optimiser steps a call of Lightning's loop (data.steps_per_call: its
 # per-batch hooks, fetch and transfer once per 8 steps), the host overhead bench_overhead.py measures on the CPU; on
 # random batches (length_grouping=1: static batches are full windows either way), whose loss is the CUDA graph's own
-# output tensor; then its profile
+# output tensor; then its profile, every profiled step (batch built on the device, forward, backward, optimiser step)
+# under torch.cuda.set_sync_debug_mode("error"): a host-device sync anywhere in them fails the step and names it
 step static_b128 90 "${BENCH[@]}" --epochs "$LONG" --metrics-json "$LOGS/static_b128.json" --target 0.18 \
     --gpu-csv "$GPU_CSV" -- experiment=sasrec_ml-1m "trainer=$DEV" callbacks=default trainer.max_time=00:00:00:45 \
     model.static_shapes=true data.eval_batch_size=1024 trainer.check_val_every_n_epoch=2 "${TINY[@]}"
@@ -173,7 +174,7 @@ step static_k8 90 "${BENCH[@]}" --epochs "$LONG" --metrics-json "$LOGS/static_k8
     model.static_shapes=true data.steps_per_call=8 data.length_grouping=1 data.eval_batch_size=1024 \
     trainer.check_val_every_n_epoch=2 "${TINY[@]}"
 step profile_static 150 "$PY" benchmarks/profile_step.py sasrec_ml-1m --steps "$STEPS" --device "$CUDA" --warmup 6 \
-    -- model.static_shapes=true "${SMALL[@]}"
+    --sync-check -- model.static_shapes=true "${SMALL[@]}"
 
 # issue 10 §5 and issue 14 §1: both ml-1m presets to convergence (early stopping; BERT4Rec's 200 epochs), rows in
 # $OUT/reproduce/ (REPRODUCE.md, reproduce.csv: copy the new rows over ours), each under a fit-time cap
