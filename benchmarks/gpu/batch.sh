@@ -44,7 +44,7 @@
 #   ONLY="repro_beauty_d05_1 repro_beauty_d05_2 repro_ml_hstu_large"    (beauty best row's seeds; HSTU-large)
 #   ONLY="repro_bce repro_ml_esasrec repro_ml_hstu repro_ml_hstu_ce"
 #   ONLY="repro_s3_sasrec repro_s3_sasrec_f repro_s3_bert4rec repro_s3_bert4rec_f repro_s3_esasrec64", then
-#   ONLY="repro_s3_esasrec256"
+#   ONLY="repro_s3_esasrec256 repro_s3_hstu repro_beauty_hstu repro_beauty_esasrec"  (the new encoders on both Beauty files)
 # each as `ONLY="..." bash benchmarks/gpu/batch.sh` (timeout_s 600). ONLY names steps, or groups by the prefix
 # before a step's `_` (ddp, fast, precision, catalog, repro); unset: every step, in the order above, as the
 # budget allows.
@@ -220,6 +220,9 @@ s3_esasrec256 100 00:00:01:15 esasrec_beauty-s3rec data.length_grouping=1
 beauty 150 00:00:02:00 sasrec_beauty
 beauty_d05_1 150 00:00:02:00 sasrec_beauty seed=1 model.dropout=0.5
 beauty_d05_2 150 00:00:02:00 sasrec_beauty seed=2 model.dropout=0.5
+s3_hstu 100 00:00:01:15 hstu_beauty-s3rec
+beauty_hstu 150 00:00:02:00 hstu_beauty
+beauty_esasrec 150 00:00:02:00 esasrec_beauty
 RUNS
 for run in sasrec_ml-1m bert4rec_ml-1m; do cp "$WORK/runs/$run/metrics.json" "$LOGS/repro_$run.json" 2>/dev/null; done
 step profile 60 "$PY" benchmarks/profile_step.py sasrec_ml-1m --steps "$STEPS" --device "$CUDA" \
