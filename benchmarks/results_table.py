@@ -26,7 +26,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from reproduce import CONF_DIR, CSV, OTHER_PROTOCOL, PLACE_ONLY, PUBLISHED, RESULTS_DIR, compose_preset
 
 README = RESULTS_DIR.parent / "README.md"
@@ -79,9 +79,16 @@ class Row:
 
 
 @functools.cache
+def _config(preset: str, overrides: tuple[str, ...]) -> DictConfig:
+    """The composed config of ``preset`` with ``overrides``, composed once (read only)."""
+    cfg: DictConfig = compose_preset(preset, list(overrides))
+    return cfg
+
+
+@functools.cache
 def _composed(preset: str, overrides: tuple[str, ...]) -> tuple[str, str]:
     """The data set name and the composed config (as YAML) of ``preset`` with ``overrides``."""
-    cfg = compose_preset(preset, list(overrides))
+    cfg = _config(preset, overrides)
     return str(cfg.data.source.name), OmegaConf.to_yaml(cfg)
 
 
@@ -92,7 +99,7 @@ SAME_RUN = ("model", "data", "features", "trainer", "callbacks")
 @functools.cache
 def _trains(preset: str, overrides: tuple[str, ...]) -> str:
     """What ``preset`` with ``overrides`` trains: its ``SAME_RUN`` sections as YAML."""
-    cfg = compose_preset(preset, list(overrides))
+    cfg = _config(preset, overrides)
     return OmegaConf.to_yaml({key: cfg[key] for key in SAME_RUN})
 
 
