@@ -36,7 +36,7 @@ def main() -> None:
 
     rows, speed, base_command = "", [], ""
     for precision in args.precisions:
-        metrics, command = run_train(args.epochs, [*overrides, f"trainer.precision={precision}"])
+        metrics, command, _ = run_train(args.epochs, [*overrides, f"trainer.precision={precision}"])
         rows += table_row(metrics, command)
         speed.append((precision, metrics["time/epoch_s_median"]))
         base_command = base_command or command.rsplit(" trainer.precision=", 1)[0]

@@ -9,9 +9,10 @@
     python benchmarks/profile_step.py sasrec_ml-1m --device cuda --sync-check -- model.static_shapes=true
 
 Composes ``experiment=<preset>`` as ``train`` does, builds the datamodule and model, and runs ``--steps``
-training steps (batch building on the device path, forward, backward, Adam) after two warm-up steps, under
-``torch.profiler``. Prints the operators by self CPU time and the steps' wall time; the top rows go to
-benchmarks/RESULTS.md with the command, machine and date. On a GPU (``--device cuda``) it also prints the
+training steps (batch building on the device path, forward, backward, the model's AdamW, fused on a GPU) after two
+warm-up steps, under ``torch.profiler``. Prints the operators by self CPU time, the steps' wall time and the optimiser
+step's share of it (on a GPU also the launches a step: what capturing more of the step could still save); the top
+rows go to benchmarks/RESULTS.md with the command, machine and date. On a GPU (``--device cuda``) it also prints the
 kernels by GPU time and how busy they kept the GPU: the rest of a step's wall time is per-step overhead
 (Python, kernel launches, host-device syncs). ``--compile`` wraps the encoder in ``torch.compile`` (dynamic
 shapes: batch lengths vary); compilation happens in the warm-up steps, which are not timed. ``--bf16`` runs
@@ -65,6 +66,14 @@ def build(preset: str | None, overrides: list[str]) -> tuple[Any, Any]:
 
 Shares = list[tuple[str, float]]
 
+OPTIMISER_RANGE = "optimiser step"
+"""The profiler range around ``optimizer.step()``: its host time tells whether capturing the step would pay."""
+
+LAUNCHES = frozenset(
+    {"cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx", "cudaGraphLaunch"}
+)
+"""The runtime calls that start work on a GPU: one per kernel, or one per replayed CUDA graph."""
+
 
 class Profile(NamedTuple):
     """What one profiling run measured."""
@@ -74,6 +83,8 @@ class Profile(NamedTuple):
     shares: Shares  # the top operators with their share of self CPU time
     busy: float | None  # GPU kernel time over wall time (None on the CPU)
     tables: str  # the operator tables as printed
+    optimiser: float  # the optimiser step's host time over the step's wall time
+    launches: float | None  # kernel and CUDA-graph launches a step (None on the CPU)
 
 
 def profile(
@@ -98,8 +109,10 @@ def profile(
     import torch
     from lightning.fabric.utilities.apply_func import move_data_to_device
     from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity
+    from torch.profiler import ProfilerActivity, record_function
     from torch.profiler import profile as torch_profile
+
+    from recsys_attn.models.optimiser import fused_adam_applies
 
     on = torch.device(device)
     cuda = on.type == "cuda"
@@ -108,7 +121,8 @@ def profile(
     model.to(on)
     if compile_:
         model.encoder.compile(dynamic=True)  # as model.compile=true does
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    # the optimiser training steps: AdamW over the model's groups, fused on a GPU (no clipping, fp32 or bf16)
+    optimizer = model.build_optimiser(fused=fused_adam_applies({on.type}, None, "bf16-mixed" if bf16 else "32"))
     loader = datamodule.train_dataloader()
     requests = iter(loader)
     batches = [move_data_to_device(next(requests), on) for _ in range(steps + warmup)]
@@ -120,7 +134,8 @@ def profile(
             loss = model.training_step(batch, 0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        with record_function(OPTIMISER_RANGE):
+            optimizer.step()
 
     for request in batches[:warmup]:
         step(request)
@@ -147,12 +162,16 @@ def profile(
     top = sorted(averages, key=lambda e: e.self_cpu_time_total, reverse=True)[:rows]
     shares = [(short_name(e.key), e.self_cpu_time_total / total) for e in top]
     tables = averages.table(sort_by="self_cpu_time_total", row_limit=30)
-    busy = None
-    if cuda:  # the kernels' time per step (the profiler counts microseconds) over the step's wall time
+    ranges = [e for e in averages if e.key == OPTIMISER_RANGE]
+    optimiser = sum(e.cpu_time_total for e in ranges) / 1e6 / steps / seconds
+    busy = launches = None
+    if cuda:
+        launches = sum(e.count for e in averages if e.key in LAUNCHES) / steps
+        # the kernels' time per step (the profiler counts microseconds) over the step's wall time
         kernels = [e for e in averages if e.device_type == DeviceType.CUDA and not e.is_user_annotation]
         busy = sum(e.self_device_time_total for e in kernels) / 1e6 / steps / seconds
         tables += "\n" + averages.table(sort_by="self_device_time_total", row_limit=20)
-    return Profile(seconds, len(loader), shares, busy, tables)
+    return Profile(seconds, len(loader), shares, busy, tables, optimiser, launches)
 
 
 def short_name(key: str) -> str:
@@ -198,7 +217,9 @@ def main() -> None:
     epoch = p.seconds * p.n_batches
     print(f"{p.seconds * 1000:.1f} ms/step x {p.n_batches} batches = {epoch:.2f} s/epoch (training steps only)")
     busy = "" if p.busy is None else f"GPU kernels busy {p.busy:.0%} of the wall time; "
-    print(busy or "(CPU run)")
+    launched = "" if p.launches is None else f"{p.launches:.0f} launches a step; "
+    busy += launched + f"optimiser step {p.optimiser:.0%} of the wall time; "
+    print(busy.rstrip("; "))
     if args.no_record:
         return
     device = [] if args.device == "cpu" else [f"--device {args.device}"]
