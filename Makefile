@@ -29,10 +29,11 @@ install: ## create .venv, install torch 2.13.0 (default index; TORCH=cpu: the CP
 	$(BIN)/python -m pip install torch==2.13.0 $(if $(TORCH),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -e '.[dev,sweep,serve]'
 
-lint: ## ruff (lint + format check) and mypy
+lint: ## ruff (lint + format check) and mypy (src, and benchmarks: scripts the tests run only when slow)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy src
+	$(BIN)/mypy benchmarks
 
 format: ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix src tests benchmarks

@@ -120,7 +120,7 @@ def _consume(
     check: bool,
     part_rows: int | None,
     limit: str,
-    queue: multiprocessing.Queue,  # type: ignore[type-arg]
+    queue: multiprocessing.Queue,
 ) -> None:
     """Run ``name`` on ``path`` in this (fresh) process; put seconds, peak RSS, users, rows and a digest."""
     global MEMORY_LIMIT
@@ -156,7 +156,7 @@ def run(
         return {"timed_out": True, "seconds": timeout}
     if process.exitcode != 0:
         return {"failed": process.exitcode}
-    return queue.get()  # type: ignore[no-any-return]
+    return queue.get()
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, object]]:
