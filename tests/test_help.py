@@ -1,5 +1,7 @@
 """``--help`` of every entry point: a short header (what it does, three examples, where outputs go)."""
 
+import re
+from itertools import takewhile
 from pathlib import Path
 
 import pytest
@@ -36,11 +38,15 @@ def test_help_is_a_short_header_with_three_examples(entry_point: str, tmp_path: 
 
 @pytest.mark.slow
 def test_train_help_lists_every_option_of_its_groups(tmp_path: Path) -> None:
-    text = help_text("train", tmp_path)
+    lines = help_text("train", tmp_path).splitlines()
     for group in TRAIN_GROUPS:
-        (line,) = [line for line in text.splitlines() if line.split()[:1] == [group]]
+        (start,) = [i for i, line in enumerate(lines) if line.split()[:1] == [group]]
+        column = len(lines[start]) - len(lines[start].split(maxsplit=1)[1])  # where the options begin
+        listed = [lines[start][column:]]  # the group's line and the lines it wraps onto, indented to its options
+        wrapped = takewhile(lambda x, c=column: x[:c].isspace() and bool(x[c:]), lines[start + 1 :])
+        listed += [x[column:] for x in wrapped]
         for option in options(group):
-            assert option in line.split(maxsplit=1)[1], (group, option)
+            assert re.search(rf"(^|[\s,:]){re.escape(option)}($|[\s,;(])", " ".join(listed)), (group, option)
 
 
 def test_prepare_help_lists_every_data_set(tmp_path: Path) -> None:
