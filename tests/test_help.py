@@ -36,8 +36,8 @@ def test_help_is_a_short_header_with_three_examples(entry_point: str, tmp_path: 
     assert not list(tmp_path.iterdir())  # --help runs nothing and writes nothing
 
 
-@pytest.mark.slow
 def test_train_help_lists_every_option_of_its_groups(tmp_path: Path) -> None:
+    """One subprocess (~2 s), so in `make test`: a preset or option missing from --help fails CI."""
     lines = help_text("train", tmp_path).splitlines()
     for group in TRAIN_GROUPS:
         (start,) = [i for i, line in enumerate(lines) if line.split()[:1] == [group]]
