@@ -36,15 +36,17 @@
 #
 # A task gets 15 minutes of device time, machine starts included: one call of BUDGET=560 s. The default order
 # spends it on issue 27's speed steps (~7 minutes) and the preset rows as far as the rest allows. Issue 26's
-# runs add up to ~39 minutes of fit caps: one group a call, in this order of need, skipping any whose rows the
-# CPU queue has already recorded (reproduce.csv):
+# runs that the CPU queue has not recorded yet (reproduce.csv; 2026-12-08) go one group a call, in this order of need:
 #   ONLY="repro_sasrec repro_bert4rec"                                  (issue 27 §3's preset rows, ~460 s)
-#   ONLY="repro_beauty repro_ml_lrurec1 repro_ml_lrurec2"               (beauty row; ml-1m best row's seeds)
 #   ONLY="repro_ml_bert4rec1 repro_ml_bert4rec2"                        (is BERT4Rec's -4.9% noise?)
-#   ONLY="repro_beauty_d05_1 repro_beauty_d05_2 repro_ml_hstu_large"    (beauty best row's seeds; HSTU-large)
-#   ONLY="repro_bce repro_ml_esasrec repro_ml_hstu repro_ml_hstu_ce"
-#   ONLY="repro_s3_sasrec repro_s3_sasrec_f repro_s3_bert4rec repro_s3_bert4rec_f repro_s3_esasrec64", then
-#   ONLY="repro_s3_esasrec256 repro_s3_hstu repro_beauty_hstu repro_beauty_esasrec"  (the new encoders on both Beauty files)
+#   ONLY="repro_ml_rot_dw2 repro_ml_fromstart1 repro_ml_fromstart2"     (seeds of ml-1m rows that claim a match)
+#   ONLY="repro_ml_hstu_large_ce repro_beauty repro_beauty_rot1"        (HSTU-large with full CE, a candidate for
+#                                                                        0.19; beauty's preset row; rotary's seeds)
+#   ONLY="repro_beauty_rot2 repro_beauty_hstu_ce repro_beauty_esasrec"
+#   ONLY="repro_bce repro_s3_esasrec256 repro_s3_bert4rec"              (kept runs the comparisons lack)
+# Recorded on the CPU already (a GPU row only adds a machine): ml_lrurec1, ml_lrurec2, beauty_d05_1, beauty_d05_2,
+# ml_hstu_large, ml_esasrec, ml_hstu, ml_hstu_ce, s3_sasrec, s3_sasrec_f, s3_bert4rec_f, s3_esasrec64, s3_hstu,
+# beauty_hstu.
 # each as `ONLY="..." bash benchmarks/gpu/batch.sh` (timeout_s 600). ONLY names steps, or groups by the prefix
 # before a step's `_` (ddp, fast, precision, catalog, repro); unset: every step, in the order above, as the
 # budget allows.
@@ -191,7 +193,8 @@ step repro_bert4rec 270 "$PY" benchmarks/reproduce.py bert4rec_ml-1m "trainer=$D
 # features (eSASRec: the reference's random batches at the benchmark README's hidden 64 and at the configs' 256)
 # ... and on ml-1m.txt the new encoders (HSTU and HSTU-large without time buckets: the file has no timestamps) and BERT4Rec's seeds 1
 # and 2, whose spread says whether its -4.9% against the published figure is noise; the seeds 1 and 2 of our best
-# configuration (sasrec_ml-1m with LRURec's trainer: the overrides its seed-42 row was recorded under), HSTU with full CE. One row a run: step name, cap (s),
+# configuration (sasrec_ml-1m with LRURec's trainer: the overrides its seed-42 row was recorded under), HSTU with full CE; the other seeds of the one-seed rows that claim a match (rotary with dropout 0.2 and weight
+# decay 0.01, positions from the start, rotary on Beauty), and HSTU-large and HSTU on Beauty with full CE. One row a run: step name, cap (s),
 # fit cap, preset, overrides; the beauty-s3rec rows only where its file is. Then BERT4Rec's Beauty (issue 27 §3's
 # beauty row of the preset; issue 26's seeds 1 and 2 of dropout 0.5, its best row), only where beauty.txt is.
 while read -r name cap fit preset extra; do
@@ -209,6 +212,10 @@ ml_hstu_large 240 00:00:03:30 hstu_ml-1m_large data=ml-1m model.time_buckets=0
 ml_lrurec1 200 00:00:02:45 sasrec_ml-1m seed=1 model.positions=rotary model.dropout=0.2 model.weight_decay=0.01 data.window_stride=200 trainer.gradient_clip_val=5 callbacks.early_stopping.patience=30
 ml_lrurec2 200 00:00:02:45 sasrec_ml-1m seed=2 model.positions=rotary model.dropout=0.2 model.weight_decay=0.01 data.window_stride=200 trainer.gradient_clip_val=5 callbacks.early_stopping.patience=30
 ml_hstu_ce 120 00:00:01:40 hstu_ml-1m data=ml-1m model.time_buckets=0 model.loss=ce model.negatives_per_position=false
+ml_hstu_large_ce 240 00:00:03:30 hstu_ml-1m_large data=ml-1m model.time_buckets=0 model.loss=ce model.negatives_per_position=false
+ml_rot_dw2 200 00:00:02:45 sasrec_ml-1m seed=2 model.positions=rotary model.dropout=0.2 model.weight_decay=0.01
+ml_fromstart1 200 00:00:02:45 sasrec_ml-1m seed=1 model.positions=from_start
+ml_fromstart2 200 00:00:02:45 sasrec_ml-1m seed=2 model.positions=from_start
 ml_bert4rec1 270 00:00:03:45 bert4rec_ml-1m seed=1
 ml_bert4rec2 270 00:00:03:45 bert4rec_ml-1m seed=2
 s3_sasrec 100 00:00:01:15 sasrec_beauty-s3rec
@@ -222,6 +229,9 @@ beauty_d05_1 150 00:00:02:00 sasrec_beauty seed=1 model.dropout=0.5
 beauty_d05_2 150 00:00:02:00 sasrec_beauty seed=2 model.dropout=0.5
 s3_hstu 100 00:00:01:15 hstu_beauty-s3rec
 beauty_hstu 150 00:00:02:00 hstu_beauty
+beauty_hstu_ce 150 00:00:02:00 hstu_beauty model.loss=ce model.negatives_per_position=false
+beauty_rot1 150 00:00:02:00 sasrec_beauty seed=1 model.positions=rotary
+beauty_rot2 150 00:00:02:00 sasrec_beauty seed=2 model.positions=rotary
 beauty_esasrec 150 00:00:02:00 esasrec_beauty
 RUNS
 for run in sasrec_ml-1m bert4rec_ml-1m; do cp "$WORK/runs/$run/metrics.json" "$LOGS/repro_$run.json" 2>/dev/null; done
