@@ -189,14 +189,16 @@ step repro_bert4rec 270 "$PY" benchmarks/reproduce.py bert4rec_ml-1m "trainer=$D
     trainer.max_time=00:00:03:45 "trainer.max_epochs=$LONG" "${TINY[@]}" --run-dir "$WORK/runs/bert4rec_ml-1m" \
     --results-dir "$REPRO"
 # issue 26: the converged runs that `compare` needs for the comparison of every model on one data set (their kept
-# copies come back in $OUT/reproduce/runs/): SASRec-BCE on ml-1m, and each model on S3-Rec's Beauty with and without
-# features (eSASRec: the reference's random batches at the benchmark README's hidden 64 and at the configs' 256)
-# ... and on ml-1m.txt the new encoders (HSTU and HSTU-large without time buckets: the file has no timestamps) and BERT4Rec's seeds 1
-# and 2, whose spread says whether its -4.9% against the published figure is noise; the seeds 1 and 2 of our best
-# configuration (sasrec_ml-1m with LRURec's trainer: the overrides its seed-42 row was recorded under), HSTU with full CE; the other seeds of the one-seed rows that claim a match (rotary with dropout 0.2 and weight
-# decay 0.01, positions from the start, rotary on Beauty), and HSTU-large and HSTU on Beauty with full CE. One row a run: step name, cap (s),
-# fit cap, preset, overrides; the beauty-s3rec rows only where its file is. Then BERT4Rec's Beauty (issue 27 §3's
-# beauty row of the preset; issue 26's seeds 1 and 2 of dropout 0.5, its best row), only where beauty.txt is.
+# copies come back in $OUT/reproduce/runs/): SASRec-BCE on ml-1m, and each model on S3-Rec's Beauty with and
+# without features (eSASRec: the reference's random batches at the benchmark README's hidden 64 and at the configs'
+# 256) ... and on ml-1m.txt the new encoders (HSTU and HSTU-large without time buckets: the file has no timestamps)
+# and BERT4Rec's seeds 1 and 2, whose spread says whether its -4.9% against the published figure is noise; the
+# seeds 1 and 2 of our best configuration (sasrec_ml-1m with LRURec's trainer: the overrides its seed-42 row was
+# recorded under), HSTU with full CE; the other seeds of the one-seed rows that claim a match (rotary with dropout
+# 0.2 and weight decay 0.01, positions from the start, rotary on Beauty), and HSTU-large and HSTU on Beauty with
+# full CE. One row a run: step name, cap (s), fit cap, preset, overrides; the beauty-s3rec rows only where its file
+# is. Then BERT4Rec's Beauty (issue 27 §3's beauty row of the preset; issue 26's seeds 1 and 2 of dropout 0.5, its
+# best row), only where beauty.txt is.
 while read -r name cap fit preset extra; do
     [[ $preset == *beauty-s3rec ]] && [ ! -f "$RECSYS_ATTN_DATA_DIR/beauty-s3rec/Beauty.txt" ] && continue
     [[ $preset == *_beauty ]] && [ ! -f "$RECSYS_ATTN_DATA_DIR/beauty/beauty.txt" ] && continue
