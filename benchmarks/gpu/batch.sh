@@ -40,13 +40,12 @@
 #   ONLY="repro_sasrec repro_bert4rec"                                  (issue 27 §3's preset rows, ~460 s)
 #   ONLY="repro_ml_bert4rec1 repro_ml_bert4rec2"                        (is BERT4Rec's -4.9% noise?)
 #   ONLY="repro_ml_fromstart1 repro_ml_fromstart2"                      (seeds of an ml-1m row that claims a match)
-#   ONLY="repro_ml_hstu_large_ce repro_beauty repro_beauty_rot1"        (HSTU-large with full CE, a candidate for
-#                                                                        0.19; beauty's preset row; rotary's seeds)
+#   ONLY="repro_beauty repro_beauty_rot1"                               (beauty's preset row; rotary's seeds)
 #   ONLY="repro_beauty_rot2 repro_beauty_hstu_ce repro_beauty_esasrec"
 #   ONLY="repro_bce repro_s3_esasrec256 repro_s3_bert4rec"              (kept runs the comparisons lack)
 # Recorded on the CPU already (a GPU row only adds a machine): ml_lrurec1, ml_lrurec2, beauty_d05_1, beauty_d05_2,
-# ml_hstu_large, ml_esasrec, ml_hstu, ml_hstu_ce, ml_rot_dw2, s3_sasrec, s3_sasrec_f, s3_bert4rec_f, s3_esasrec64,
-# s3_hstu, beauty_hstu.
+# ml_hstu_large, ml_hstu_large_ce (seed 42; its seeds 1, 2 are yet to add), ml_esasrec, ml_hstu, ml_hstu_ce,
+# ml_rot_dw2, s3_sasrec, s3_sasrec_f, s3_bert4rec_f, s3_esasrec64, s3_hstu, beauty_hstu.
 # each as `ONLY="..." bash benchmarks/gpu/batch.sh` (timeout_s 600). ONLY names steps, or groups by the prefix
 # before a step's `_` (ddp, fast, precision, catalog, repro); unset: every step, in the order above, as the
 # budget allows.
