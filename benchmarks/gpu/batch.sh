@@ -40,11 +40,12 @@
 #   ONLY="repro_sasrec repro_bert4rec"                                  (issue 27 §3's preset rows, ~460 s)
 #   ONLY="repro_ml_bert4rec1 repro_ml_bert4rec2"                        (is BERT4Rec's -4.9% noise?)
 #   ONLY="repro_ml_fromstart1 repro_ml_fromstart2"                      (seeds of an ml-1m row that claims a match)
+#   ONLY="repro_ml_hstu_large_ce1 repro_ml_hstu_large_ce2"              (seeds of the best single ml-1m run, 0.1919)
 #   ONLY="repro_beauty repro_beauty_rot1"                               (beauty's preset row; rotary's seeds)
 #   ONLY="repro_beauty_rot2 repro_beauty_hstu_ce repro_beauty_esasrec"
 #   ONLY="repro_bce repro_s3_esasrec256 repro_s3_bert4rec"              (kept runs the comparisons lack)
 # Recorded on the CPU already (a GPU row only adds a machine): ml_lrurec1, ml_lrurec2, beauty_d05_1, beauty_d05_2,
-# ml_hstu_large, ml_hstu_large_ce (seed 42; its seeds 1, 2 are yet to add), ml_esasrec, ml_hstu, ml_hstu_ce,
+# ml_hstu_large, ml_hstu_large_ce (seed 42), ml_esasrec, ml_hstu, ml_hstu_ce,
 # ml_rot_dw2, s3_sasrec, s3_sasrec_f, s3_bert4rec_f, s3_esasrec64, s3_hstu, beauty_hstu.
 # each as `ONLY="..." bash benchmarks/gpu/batch.sh` (timeout_s 600). ONLY names steps, or groups by the prefix
 # before a step's `_` (ddp, fast, precision, catalog, repro); unset: every step, in the order above, as the
@@ -214,6 +215,8 @@ ml_lrurec1 200 00:00:02:45 sasrec_ml-1m seed=1 model.positions=rotary model.drop
 ml_lrurec2 200 00:00:02:45 sasrec_ml-1m seed=2 model.positions=rotary model.dropout=0.2 model.weight_decay=0.01 data.window_stride=200 trainer.gradient_clip_val=5 callbacks.early_stopping.patience=30
 ml_hstu_ce 120 00:00:01:40 hstu_ml-1m data=ml-1m model.time_buckets=0 model.loss=ce model.negatives_per_position=false
 ml_hstu_large_ce 240 00:00:03:30 hstu_ml-1m_large data=ml-1m model.time_buckets=0 model.loss=ce model.negatives_per_position=false
+ml_hstu_large_ce1 240 00:00:03:30 hstu_ml-1m_large seed=1 data=ml-1m model.time_buckets=0 model.loss=ce model.negatives_per_position=false
+ml_hstu_large_ce2 240 00:00:03:30 hstu_ml-1m_large seed=2 data=ml-1m model.time_buckets=0 model.loss=ce model.negatives_per_position=false
 ml_rot_dw2 200 00:00:02:45 sasrec_ml-1m seed=2 model.positions=rotary model.dropout=0.2 model.weight_decay=0.01
 ml_fromstart1 200 00:00:02:45 sasrec_ml-1m seed=1 model.positions=from_start
 ml_fromstart2 200 00:00:02:45 sasrec_ml-1m seed=2 model.positions=from_start
