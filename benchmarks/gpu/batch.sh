@@ -45,8 +45,8 @@
 #   ONLY="repro_beauty_rot2 repro_beauty_hstu_ce repro_beauty_esasrec"
 #   ONLY="repro_bce repro_s3_esasrec256 repro_s3_bert4rec"              (kept runs the comparisons lack)
 # Recorded on the CPU already (a GPU row only adds a machine): ml_lrurec1, ml_lrurec2, beauty_d05_1, beauty_d05_2,
-# ml_hstu_large, ml_hstu_large_ce (seed 42), ml_esasrec, ml_hstu, ml_hstu_ce,
-# ml_rot_dw2, s3_sasrec, s3_sasrec_f, s3_bert4rec_f, s3_esasrec64, s3_hstu, beauty_hstu.
+# ml_hstu_large, ml_hstu_large_ce (seed 42), ml_esasrec, ml_hstu, ml_hstu_ce, ml_rot_dw2, s3_sasrec, s3_sasrec_f,
+# s3_bert4rec_f, s3_esasrec64, s3_hstu, beauty_hstu.
 # each as `ONLY="..." bash benchmarks/gpu/batch.sh` (timeout_s 600). ONLY names steps, or groups by the prefix
 # before a step's `_` (ddp, fast, precision, catalog, repro); unset: every step, in the order above, as the
 # budget allows.
@@ -195,10 +195,10 @@ step repro_bert4rec 270 "$PY" benchmarks/reproduce.py bert4rec_ml-1m "trainer=$D
 # and BERT4Rec's seeds 1 and 2, whose spread says whether its -4.9% against the published figure is noise; the
 # seeds 1 and 2 of our best configuration (sasrec_ml-1m with LRURec's trainer: the overrides its seed-42 row was
 # recorded under), HSTU with full CE; the other seeds of the one-seed rows that claim a match (rotary with dropout
-# 0.2 and weight decay 0.01, positions from the start, rotary on Beauty), and HSTU-large and HSTU on Beauty with
-# full CE. One row a run: step name, cap (s), fit cap, preset, overrides; the beauty-s3rec rows only where its file
-# is. Then BERT4Rec's Beauty (issue 27 §3's beauty row of the preset; issue 26's seeds 1 and 2 of dropout 0.5, its
-# best row), only where beauty.txt is.
+# 0.2 and weight decay 0.01, positions from the start, rotary on Beauty), HSTU-large with full CE (seeds 42, 1 and
+# 2) and HSTU on Beauty with full CE. One row a run: step name, cap (s), fit cap, preset, overrides; the
+# beauty-s3rec rows only where its file is. Then BERT4Rec's Beauty (issue 27 §3's beauty row of the preset; issue
+# 26's seeds 1 and 2 of dropout 0.5, its best row), only where beauty.txt is.
 while read -r name cap fit preset extra; do
     [[ $preset == *beauty-s3rec ]] && [ ! -f "$RECSYS_ATTN_DATA_DIR/beauty-s3rec/Beauty.txt" ] && continue
     [[ $preset == *_beauty ]] && [ ! -f "$RECSYS_ATTN_DATA_DIR/beauty/beauty.txt" ] && continue
